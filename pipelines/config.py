@@ -1,0 +1,415 @@
+"""The configuration of a whole mixture: sources, tasks and their shares, languages, stage settings.
+
+A config is one YAML file validated by the typed models below. Loading never returns a half-valid
+object: a bad file raises :class:`ConfigError` listing every problem as ``path: got VALUE,
+expected WHAT``, before any stage runs.
+
+>>> from pipelines.config import load_config
+>>> config = load_config("configs/demo.yaml", overrides=["translation.targets=[zh, ja]"])  # doctest: +SKIP
+>>> config.task_shares()  # doctest: +SKIP
+{'captioning': 0.539, 'detection': 0.052, 'ocr_large': 0.32, 'ocr_small': 0.089}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from pipelines._model import ConfigModel
+
+# The report's pre-training mixture (Table 1a), as fractions of samples.
+REPORT_TASK_SHARES = {"captioning": 0.539, "detection": 0.052, "ocr_large": 0.320, "ocr_small": 0.089}
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+class ConfigError(ValueError):
+    """A configuration file is malformed; ``problems`` holds one line per offending field."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid configuration {source}:\n{listing}")
+
+
+class SourceKind(StrEnum):
+    URL_LIST = "url_list"  # Parquet/CSV/JSONL of image URLs (+ captions...), downloaded with img2dataset
+    COCO = "coco"  # COCO-style detection annotations (Objects365's format) beside a local image folder
+    INTERNVL_JSONL = "internvl_jsonl"  # the public InternVL annotation format: JSONL + an image root
+    WEBDATASET = "webdataset"  # existing WebDataset shards
+
+
+class Columns(ConfigModel):
+    """Column names in a URL list. Only ``url`` is required; a filter needs the column it reads."""
+
+    url: str = "url"
+    caption: str | None = "caption"
+    punsafe: str | None = Field(None, description="LAION's NSFW probability column (0..1)")
+    pwatermark: str | None = Field(None, description="LAION's watermark probability column (0..1)")
+    width: str | None = Field(None, description="image width in pixels, as listed (before download)")
+    height: str | None = Field(None, description="image height in pixels, as listed")
+    language: str | None = Field(None, description="language tag of the caption (e.g. LAION-multi's LANGUAGE)")
+    sha256: str | None = Field(None, description="expected sha256 of the image bytes; mismatches are dropped")
+    extra: list[str] = Field(
+        default_factory=list, description="further columns carried into the raw shards' JSON (e.g. boxes)"
+    )
+
+
+class UrlFilters(ConfigModel):
+    """Filters on a URL list's own columns, applied before any download. ``None`` disables one."""
+
+    max_punsafe: float | None = Field(None, ge=0, le=1, description="drop rows whose punsafe is above this")
+    max_pwatermark: float | None = Field(None, ge=0, le=1, description="drop rows whose pwatermark is above")
+    min_width: int | None = Field(None, ge=0, description="pixels, from the listed width")
+    min_height: int | None = Field(None, ge=0, description="pixels, from the listed height")
+    min_caption_chars: int | None = Field(None, ge=0, description="characters, after stripping whitespace")
+    max_caption_chars: int | None = Field(None, ge=1, description="characters, after stripping whitespace")
+    languages: list[str] | None = Field(None, description="keep rows whose language tag is one of these")
+
+    @model_validator(mode="after")
+    def _caption_bounds(self) -> UrlFilters:
+        lo, hi = self.min_caption_chars, self.max_caption_chars
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_caption_chars ({lo}) is larger than max_caption_chars ({hi})")
+        return self
+
+    def required_columns(self) -> dict[str, str]:
+        """Which ``Columns`` attribute each enabled filter reads."""
+        needs = {
+            "max_punsafe": "punsafe",
+            "max_pwatermark": "pwatermark",
+            "min_width": "width",
+            "min_height": "height",
+            "min_caption_chars": "caption",
+            "max_caption_chars": "caption",
+            "languages": "language",
+        }
+        return {name: column for name, column in needs.items() if getattr(self, name) is not None}
+
+
+class OcrSource(ConfigModel):
+    """Run OCR on this source's images to build an OCR corpus (Wukong-OCR, LaionCOCO-OCR)."""
+
+    language: str = Field(description="language code of the text to read, e.g. 'zh' or 'en'")
+
+
+class Source(ConfigModel):
+    """One dataset of the mixture."""
+
+    name: str = Field(description="unique id; also the folder name under <root>/<stage>/")
+    kind: SourceKind
+    task: str = Field(description="the task its samples serve; a key of `tasks`")
+    language: str = Field(description="language code of its annotations (e.g. 'en', 'zh')")
+    locations: list[str] = Field(
+        default_factory=list, description="files, globs or URIs (local or s3://...) holding the source"
+    )
+    image_root: str | None = Field(None, description="folder of images, for coco and internvl_jsonl sources")
+    images_from: str | None = Field(None, description="reuse another source's downloaded images")
+    columns: Columns = Field(default_factory=Columns)
+    filters: UrlFilters = Field(default_factory=UrlFilters)
+    weight: float = Field(1.0, description="relative weight among the sources of the same task")
+    translate_to: list[str] = Field(
+        default_factory=list, description="language codes its English annotations are translated into"
+    )
+    keep_original: bool = Field(True, description="also put the untranslated samples into the mixture")
+    ocr: OcrSource | None = None
+    obtain: str | None = Field(None, description="where a user gets the files named in `locations`")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be lower-case letters, digits, '_' or '-' (it names folders)")
+        return value
+
+    @field_validator("weight")
+    @classmethod
+    def _positive_weight(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError("must be a finite number above 0")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> Source:
+        if self.images_from is None and not self.locations:
+            raise ValueError("needs `locations` (or `images_from` another source)")
+        if self.kind in (SourceKind.COCO, SourceKind.INTERNVL_JSONL) and self.image_root is None:
+            raise ValueError(f"a {self.kind.value} source needs `image_root`")
+        if self.kind is SourceKind.URL_LIST:
+            for filter_name, column_attr in self.filters.required_columns().items():
+                if getattr(self.columns, column_attr) is None:
+                    raise ValueError(f"filter `{filter_name}` needs `columns.{column_attr}` to be set")
+        if not self.keep_original and not self.translate_to:
+            raise ValueError("keep_original is false but translate_to is empty: the source would add nothing")
+        return self
+
+
+class TaskSpec(ConfigModel):
+    share: float = Field(description="target fraction of the mixture's samples (0..1)")
+
+    @field_validator("share")
+    @classmethod
+    def _share_range(cls, value: float) -> float:
+        if not math.isfinite(value) or not 0 <= value <= 1:
+            raise ValueError("must be a fraction between 0 and 1")
+        return value
+
+
+class Language(ConfigModel):
+    """A target language: the name that goes into the Figure-5 prompt and how to recognise its script."""
+
+    name: str = Field(description="English name used in the prompt, e.g. 'Chinese'")
+    scripts: list[str] = Field(min_length=1, description="Unicode scripts of its text, e.g. ['Han']")
+
+
+class Translation(ConfigModel):
+    targets: list[str] = Field(default_factory=list, description="language codes to translate into")
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="OpenAI-compatible base URLs (vLLM); empty = vlmix starts vLLM servers itself",
+    )
+    model: str | None = Field(None, description="model name or local path served by vLLM")
+    concurrency: int = Field(16, ge=1, description="requests in flight per endpoint")
+    timeout_s: float = Field(60.0, gt=0, description="seconds per request")
+    max_retries: int = Field(5, ge=0)
+    temperature: float = Field(0.0, ge=0)
+
+
+class Download(ConfigModel):
+    """Settings of the download stage (img2dataset on Ray)."""
+
+    max_image_side: int = Field(4096, ge=32, description="pixels; larger images are shrunk, never enlarged")
+    timeout_s: float = Field(10.0, gt=0, description="seconds per socket operation of one download")
+    max_body_bytes: int = Field(32 * 2**20, ge=1024, description="bytes; larger bodies are refused")
+    max_pixels: int = Field(
+        89_478_485, ge=1, description="width*height above which an image is a decompression bomb"
+    )
+    samples_per_shard: int = Field(10_000, ge=1, description="URLs per img2dataset shard")
+    threads_per_worker: int = Field(64, ge=1, description="download threads inside one shard task")
+    cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved by one shard task")
+    max_workers: int | None = Field(None, ge=1, description="shard tasks in flight; None = all CPUs")
+    retry_rounds: int = Field(1, ge=0, description="passes over retryable failures (timeouts, 5xx, resets)")
+    user_agent_token: str = "vlmix"
+    respect_noai_headers: bool = Field(True, description="honour X-Robots-Tag noai/noindex directives")
+
+
+class Storage(ConfigModel):
+    root: str = Field(description="where every stage writes: a local path or an fsspec URI (s3://bucket/prefix)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec storage options, e.g. {endpoint_url: ...} for S3"
+    )
+
+
+class RayConfig(ConfigModel):
+    address: str | None = Field(None, description="None = local Ray on this machine; 'auto' or ray://host:port")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray; None = all")
+
+
+class DemoConfig(ConfigModel):
+    """Demo sources generated and served on loopback (configs/demo.yaml)."""
+
+    directory: str = Field(description="where generated demo images and URL lists go")
+    bad_url_share: float = Field(0.06, ge=0, lt=1, description="fraction of URLs that are broken on purpose")
+    scale: float = Field(1.0, gt=0, description="multiplies the number of generated samples")
+
+
+class Config(ConfigModel):
+    """A whole mixture: what to read, how to process it, what to produce."""
+
+    seed: int = 0
+    storage: Storage
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tasks: dict[str, TaskSpec] = Field(
+        default_factory=lambda: {name: TaskSpec(share=share) for name, share in REPORT_TASK_SHARES.items()}
+    )
+    languages: dict[str, Language] = Field(default_factory=dict)
+    translation: Translation = Field(default_factory=Translation)
+    download: Download = Field(default_factory=Download)
+    sources: list[Source] = Field(min_length=1)
+    demo: DemoConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        total = sum(spec.share for spec in self.tasks.values())
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"task shares must add up to 1, they add up to {total:.4f}")
+        names = [source.name for source in self.sources]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"source names must be unique; repeated: {duplicated}")
+        for source in self.sources:
+            if source.task not in self.tasks:
+                raise ValueError(f"source {source.name!r}: task {source.task!r} is not one of {sorted(self.tasks)}")
+            if source.images_from is not None and source.images_from not in names:
+                raise ValueError(f"source {source.name!r}: images_from {source.images_from!r} is no source")
+            for code in source.translate_to:
+                if code not in self.languages:
+                    raise ValueError(f"source {source.name!r}: translate_to {code!r} is not in `languages`")
+        for code in self.translation.targets:
+            if code not in self.languages:
+                raise ValueError(f"translation.targets: {code!r} is not in `languages` {sorted(self.languages)}")
+        fed = {source.task for source in self.sources}
+        empty = [task for task, spec in self.tasks.items() if spec.share > 0 and task not in fed]
+        if empty:
+            raise ValueError(f"tasks {empty} have a share but no source")
+        return self
+
+    def source(self, name: str) -> Source:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no source named {name!r}; sources are {[s.name for s in self.sources]}")
+
+    def task_shares(self) -> dict[str, float]:
+        return {task: spec.share for task, spec in self.tasks.items()}
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the whole config: the manifest's config hash."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a YAML config.
+
+    ``overrides`` are ``dotted.path=YAML`` strings, e.g. ``download.timeout_s=5`` or
+    ``translation.targets=[zh, ja]``; list items are addressed by index (``sources.0.weight=2``).
+    Relative paths in ``storage.root``, ``demo.directory`` and source locations are taken relative
+    to the config file's folder, so a config works from any working directory.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(path), [f"{where}not valid YAML ({getattr(err, 'problem', err)})"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), [f"the top level must be a mapping, got {type(raw).__name__}"])
+    for override in overrides:
+        _apply_override(raw, override, str(path))
+    _resolve_relative_paths(raw, path.parent)
+    _interpolate(raw, str(path))
+    return validate_config(raw, str(path))
+
+
+def validate_config(raw: dict, source: str = "<dict>") -> Config:
+    """Validate an already-parsed config mapping (see :func:`load_config`)."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(source, [_describe(error, raw) for error in err.errors()]) from None
+
+
+def _describe(error: dict, raw: dict) -> str:
+    location = _location(error["loc"], raw)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{location}: missing, {message.lower()}"
+    if location == "<config>":
+        return message
+    value = error.get("input")
+    return f"{location}: got {_short(value)}, expected: {message}"
+
+
+def _location(loc: tuple, raw: dict) -> str:
+    """``('sources', 2, 'filters', 'max_punsafe')`` -> ``sources[2] (laion_en).filters.max_punsafe``."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int):
+            name = node[item].get("name") if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) else None
+            parts[-1] += f"[{item}]" + (f" ({name})" if name else "")
+        elif item.startswith(("function-", "is-instance", "lax-or-strict", "json-or-python")):
+            continue  # pydantic's internal validator names, meaningless to a user
+        else:
+            parts.append(str(item))
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ".".join(parts) or "<config>"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _apply_override(raw: dict, override: str, source: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(source, [f"override {override!r}: expected dotted.path=value"])
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(source, [f"override {override!r}: value is not valid YAML ({err})"]) from None
+    node: Any = raw
+    parts = key.strip().split(".")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(source, [f"override {override!r}: {part!r} is not an index of {'.'.join(parts[:depth])}"])
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(source, [f"override {override!r}: {'.'.join(parts[:depth])} is not a mapping"])
+        if last:
+            node[part] = value
+        else:
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+
+
+_REFERENCE = re.compile(r"\$\{([a-z_][a-z0-9_.]*)\}")
+
+
+def _interpolate(raw: dict, source: str) -> None:
+    """Replace ``${dotted.path}`` in source locations by that config value (e.g. ``${demo.directory}``)."""
+
+    def lookup(match: re.Match) -> str:
+        node: Any = raw
+        for part in match.group(1).split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(source, [f"${{{match.group(1)}}}: no such setting to substitute"])
+            node = node[part]
+        return str(node)
+
+    for entry in raw.get("sources") or []:
+        if isinstance(entry, dict):
+            if isinstance(entry.get("locations"), list):
+                entry["locations"] = [_REFERENCE.sub(lookup, x) if isinstance(x, str) else x for x in entry["locations"]]
+            if isinstance(entry.get("image_root"), str):
+                entry["image_root"] = _REFERENCE.sub(lookup, entry["image_root"])
+
+
+def _is_local_relative(location: str) -> bool:
+    return "://" not in location and not location.startswith("${") and not Path(location).is_absolute()
+
+
+def _resolve_relative_paths(raw: dict, base: Path) -> None:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and _is_local_relative(value):
+            return str((base / value).resolve())
+        return value
+
+    if isinstance(raw.get("storage"), dict):
+        raw["storage"]["root"] = resolve(raw["storage"].get("root"))
+    if isinstance(raw.get("demo"), dict):
+        raw["demo"]["directory"] = resolve(raw["demo"].get("directory"))
+    for source in raw.get("sources") or []:
+        if isinstance(source, dict):
+            if isinstance(source.get("locations"), list):
+                source["locations"] = [resolve(item) for item in source["locations"]]
+            source["image_root"] = resolve(source.get("image_root"))

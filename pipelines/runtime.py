@@ -1,0 +1,83 @@
+"""Starting or joining Ray, the same way for every stage.
+
+``ensure_ray(None)`` starts Ray on this machine and keeps it on loopback: its node address is
+127.0.0.1, token auth is off, and nothing it runs reaches beyond the machine. Ray 2.60's usage-stats
+module (loaded by the head even with the dashboard off and usage stats disabled) asks the cloud
+metadata addresses (169.254.169.254, metadata.google.internal) which cloud it runs on, unless
+``~/ray_bootstrap_config.yaml`` exists -- the file a ``ray up`` head has. So, before starting a
+local head, vlmix writes an empty one when none is there (it only makes Ray skip that probe), and
+points the "usage stats disabled" report, which a ``ray start`` head sends, at a closed loopback port.
+``ensure_ray("auto")`` or ``ensure_ray("ray://head:10001")`` joins a cluster and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pipelines._imports import require
+
+log = logging.getLogger(__name__)
+
+# Environment every vlmix process and Ray worker runs with.
+WORKER_ENV = {
+    "NO_ALBUMENTATIONS_UPDATE": "1",  # albumentations (via img2dataset) checks PyPI for updates on import
+    "WANDB_MODE": "disabled",
+    "WANDB_SILENT": "true",
+    "DO_NOT_TRACK": "1",
+}
+# A closed port on loopback: reports Ray would send to its usage server go nowhere.
+_NOWHERE = "http://127.0.0.1:9/"
+
+
+def quiet_local_environment() -> dict[str, str]:
+    """Environment variables that keep a local Ray head (and its children) on this machine."""
+    return {
+        **WORKER_ENV,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_USAGE_STATS_REPORT_URL": _NOWHERE,
+        "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+        "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
+        # Linux Ray finds "its" address by routing towards a public DNS server; one machine needs none.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+
+
+def block_cloud_metadata_probe(home: Path | None = None) -> Path:
+    """Make sure ``~/ray_bootstrap_config.yaml`` exists so Ray's head skips the cloud metadata probe."""
+    path = (home or Path.home()) / "ray_bootstrap_config.yaml"
+    if not path.exists():
+        path.write_text(
+            "# Written by vlmix: its presence stops Ray's usage-stats module from probing cloud\n"
+            "# metadata addresses when a local head starts. Empty on purpose; safe to delete.\n{}\n"
+        )
+    return path
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start local Ray (``address=None``) or connect to a cluster, once per process."""
+    ray = require("ray", "download")
+    if ray.is_initialized():
+        return
+    os.environ.update(WORKER_ENV)
+    if address is None:
+        os.environ.update(quiet_local_environment())
+        block_cloud_metadata_probe()
+        log.info("starting local Ray (loopback only)")
+        ray.init(
+            include_dashboard=False,
+            num_cpus=num_cpus,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    else:
+        log.info("connecting to the Ray cluster at %s", address)
+        ray.init(address=address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False)
+
+
+def shutdown_ray() -> None:
+    ray = require("ray", "download")
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,119 @@
+"""Reading the download stage's raw shards: img2dataset's ``NNNNN.tar`` beside ``NNNNN_stats.json``.
+
+A shard is complete only when its ``_stats.json`` exists (img2dataset writes it last); a retry pass
+may add shards with higher ids to the same folder. Samples are read member by member with
+``tarfile``; images are not loaded, only located (byte offset and size inside the tar), so the
+shard writer can later copy the original bytes without a re-encode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from pipelines.storage import Storage
+from pipelines.tasks.table import IMAGE_FORMATS, ImageRef
+
+RAW_DIR = "raw"
+
+
+@dataclass(slots=True)
+class RawSample:
+    """One downloaded image with its caption and img2dataset's metadata (the ``.json`` member)."""
+
+    key: str
+    image: ImageRef
+    image_format: str  # the member's extension, normalised: jpg, png, webp...
+    caption: str
+    meta: dict = field(default_factory=dict)
+
+
+def complete_shards(storage: Storage, source: str) -> list[str]:
+    """Ids (``00000``...) of the complete raw shards of ``source``, sorted."""
+    stats = storage.glob(storage.path(RAW_DIR, source, "*_stats.json"))
+    ids = [posixpath.basename(path)[: -len("_stats.json")] for path in stats]
+    return [i for i in sorted(ids) if storage.exists(storage.path(RAW_DIR, source, f"{i}.tar"))]
+
+
+def download_drops(storage: Storage, source: str) -> dict[str, int]:
+    """What img2dataset failed to fetch, by reason, summed over the source's complete shards."""
+    drops: Counter[str] = Counter()
+    for shard in complete_shards(storage, source):
+        stats = storage.read_json(storage.path(RAW_DIR, source, f"{shard}_stats.json"))
+        for reason, count in (stats.get("status_dict") or {}).items():
+            if reason != "success":
+                drops[reason] += int(count)
+    return dict(drops)
+
+
+def relative_uri(storage: Storage, path: str) -> str:
+    """``path`` relative to the storage root, so task tables survive moving the root."""
+    prefix = storage.root + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def resolve_uri(storage: Storage, uri: str) -> str:
+    """The reverse of :func:`relative_uri`."""
+    return uri if uri.startswith("/") or "://" in uri else storage.path(uri)
+
+
+def iter_raw_shard(storage: Storage, source: str, shard: str) -> Iterator[RawSample]:
+    """Yield the samples of one raw shard in tar order; members without an image are skipped."""
+    path = storage.path(RAW_DIR, source, f"{shard}.tar")
+    uri = relative_uri(storage, path)
+    with storage.fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        current: dict = {}
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, extension = posixpath.basename(member.name).partition(".")
+            if current and current["key"] != key:
+                yield from _finish(current)
+                current = {}
+            current["key"] = key
+            extension = extension.lower()
+            if extension in ("txt", "json"):
+                current[extension] = tar.extractfile(member).read()
+            elif extension in IMAGE_FORMATS or extension in ("webp", "gif", "bmp", "tif", "tiff"):
+                current["image"] = ImageRef(uri, member.offset_data, member.size)
+                current["format"] = IMAGE_FORMATS.get(extension, extension)
+        if current:
+            yield from _finish(current)
+
+
+def _finish(parts: dict) -> Iterator[RawSample]:
+    if "image" not in parts:
+        return
+    meta = json.loads(parts["json"]) if "json" in parts else {}
+    caption = parts["txt"].decode("utf-8", errors="replace") if "txt" in parts else meta.get("caption") or ""
+    yield RawSample(parts["key"], parts["image"], parts["format"], caption, meta)
+
+
+def read_image(storage: Storage, image: ImageRef) -> bytes:
+    """The original bytes of a referenced image."""
+    with storage.fs.open(resolve_uri(storage, image.uri), "rb") as f:
+        f.seek(image.offset)
+        data = f.read(image.size)
+    if len(data) != image.size:
+        raise OSError(f"{image.uri}: expected {image.size} bytes at offset {image.offset}, read {len(data)}")
+    return data
+
+
+def sha256_and_size(storage: Storage, sample: RawSample) -> tuple[str, int, int]:
+    """The image's sha256 and pixel size, from img2dataset's metadata when it recorded them."""
+    sha = sample.meta.get("sha256")
+    width, height = sample.meta.get("width"), sample.meta.get("height")
+    if sha and width and height:
+        return str(sha), int(width), int(height)
+    data = read_image(storage, sample.image)
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+    return hashlib.sha256(data).hexdigest(), width, height

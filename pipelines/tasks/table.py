@@ -1,0 +1,205 @@
+"""The task sample table: what the task builders write and the mixer reads.
+
+One Parquet file per input unit (a raw img2dataset shard, or a chunk of an annotation file) under
+``<root>/tasks/<dataset>/<unit>.parquet``, written under a temporary name and renamed into place
+when complete; that rename is the completion marker a rerun trusts. ``<dataset>`` is the source
+name, or ``<source>-<language>`` for the machine-translated variants of a source.
+
+One row is one finished sample, already a conversation; the image is not copied but referenced
+(``image_uri`` + byte range), so the shard writer copies the original bytes straight from the raw
+shard or image folder. Columns (see :data:`SCHEMA`):
+
+===================  =========================================================================
+``id``               unique sample id, ``<dataset>-<key>`` in ``[A-Za-z0-9_-]`` (a WebDataset key)
+``source``           the dataset name (the folder name)
+``key``              the sample's key in its source (img2dataset key, COCO image id, ...)
+``task``             ``captioning``, ``detection``, ``ocr_large``, ``ocr_small``, ...
+``language``         language code of the conversation text
+``width, height``    pixels of the referenced image
+``image_format``     ``jpg`` or ``png``: the extension the image gets in the shards
+``image_uri``        path of the file holding the image: relative to the storage root, or absolute
+``image_offset``     byte offset of the image inside that file (a tar member's data, or 0)
+``image_size``       byte length of the image
+``image_sha256``     hex sha256 of the image bytes: exact-duplicate removal and a read-back check
+``conversations``    list of ``{"from": "human"|"gpt", "value": str}``; the first value starts
+                     with ``<image>\\n``
+``url``              where the image came from ("" if not downloaded)
+``original_language``  the language the annotation was written in (``en`` for a translation)
+``original_text``    "" unless translated: the English answer the translation replaces
+===================  =========================================================================
+
+The file's Parquet metadata holds the builder's counters: ``vlmix.drops`` (JSON ``{reason: n}``,
+every input record not turned into a row) and ``vlmix.inputs`` (records read). Other stages (the
+OCR task builder in ``ocr/``) write their task samples with :func:`write_task_table` and flow into
+the mixture like any other dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+
+from pipelines.storage import Storage
+
+TASKS_DIR = "tasks"
+DROPS_KEY = b"vlmix.drops"
+INPUTS_KEY = b"vlmix.inputs"
+
+TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("key", pa.string()),
+        ("task", pa.string()),
+        ("language", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("image_format", pa.string()),
+        ("image_uri", pa.string()),
+        ("image_offset", pa.int64()),
+        ("image_size", pa.int64()),
+        ("image_sha256", pa.string()),
+        ("conversations", pa.list_(TURN)),
+        ("url", pa.string()),
+        ("original_language", pa.string()),
+        ("original_text", pa.string()),
+    ]
+)
+# What the mixer reads of every row to plan a mixture; the rest is read only for selected rows.
+PLAN_COLUMNS = ["id", "task", "language", "image_sha256"]
+
+IMAGE_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png"}
+_KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """Where an image's original bytes are: ``size`` bytes at ``offset`` of the file ``uri``."""
+
+    uri: str
+    offset: int
+    size: int
+
+
+@dataclass(slots=True)
+class TaskSample:
+    """One row of the task sample table (see the module docstring for each field)."""
+
+    source: str
+    key: str
+    task: str
+    language: str
+    width: int
+    height: int
+    image_format: str
+    image: ImageRef
+    image_sha256: str
+    conversations: list[dict[str, str]]
+    url: str = ""
+    original_language: str = ""
+    original_text: str = ""
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = sample_id(self.source, self.key)
+        if not self.original_language:
+            self.original_language = self.language
+
+
+def sample_id(dataset: str, key: str) -> str:
+    """A WebDataset-safe, unique id: ``<dataset>-<key>``, with a hash suffix if the key had to change.
+
+    WebDataset splits a member name at its first dot, so ids keep to ``[A-Za-z0-9_-]``.
+    """
+    safe = key if _KEY_SAFE.match(key) else re.sub(r"[^A-Za-z0-9_-]", "_", key)
+    if safe != key:
+        safe += "-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+    return f"{_safe_dataset(dataset)}-{safe}"
+
+
+def _safe_dataset(name: str) -> str:
+    if not _KEY_SAFE.match(name):
+        raise ValueError(f"dataset name {name!r} must use only letters, digits, '_' and '-'")
+    return name
+
+
+def human_turn(prompt: str) -> dict[str, str]:
+    """The first human turn: the image placeholder, then the instruction."""
+    return {"from": "human", "value": f"<image>\n{prompt}"}
+
+
+def table_path(storage: Storage, dataset: str, unit: str) -> str:
+    return storage.path(TASKS_DIR, dataset, f"{unit}.parquet")
+
+
+def write_task_table(
+    storage: Storage,
+    dataset: str,
+    unit: str,
+    samples: Iterable[TaskSample],
+    drops: Mapping[str, int] | None = None,
+    inputs: int | None = None,
+) -> str:
+    """Write one unit's task samples (and its drop counters) to ``<root>/tasks/<dataset>/<unit>.parquet``.
+
+    The file appears only when complete. Returns its path.
+
+    >>> write_task_table(storage, "laion_en", "00000", samples, drops={"empty_caption": 3})  # doctest: +SKIP
+    """
+    rows = [_row(sample) for sample in samples]
+    for row in rows:
+        if row["source"] != dataset:
+            raise ValueError(f"sample {row['id']!r} has source {row['source']!r}, written into {dataset!r}")
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    metadata = {
+        DROPS_KEY: json.dumps(dict(sorted(Counter(drops or {}).items()))).encode(),
+        INPUTS_KEY: str(inputs if inputs is not None else len(rows)).encode(),
+    }
+    table = table.replace_schema_metadata(metadata)
+    path = table_path(storage, dataset, unit)
+    storage.write_parquet(path, table)
+    return path
+
+
+def _row(sample: TaskSample) -> dict:
+    row = asdict(sample)
+    image = row.pop("image")
+    row["image_uri"], row["image_offset"], row["image_size"] = image["uri"], image["offset"], image["size"]
+    if row["image_format"] not in ("jpg", "png"):
+        raise ValueError(f"sample {sample.id!r}: image_format must be jpg or png, got {row['image_format']!r}")
+    turns = row["conversations"]
+    if len(turns) < 2 or not turns[0]["value"].startswith("<image>\n"):
+        raise ValueError(f"sample {sample.id!r}: a conversation starts with a '<image>\\n' human turn")
+    return row
+
+
+def list_task_tables(storage: Storage, datasets: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Complete task tables per dataset: ``{dataset: [path, ...]}``, names and paths sorted."""
+    found: dict[str, list[str]] = {}
+    for path in storage.glob(storage.path(TASKS_DIR, "*", "*.parquet")):
+        dataset = path.rstrip("/").split("/")[-2]
+        found.setdefault(dataset, []).append(path)
+    if datasets is not None:
+        wanted = list(datasets)
+        missing = [name for name in wanted if name not in found]
+        if missing:
+            raise FileNotFoundError(
+                f"no task tables for datasets {missing} under {storage.path(TASKS_DIR)}; found {sorted(found)}"
+            )
+        found = {name: found[name] for name in wanted}
+    return {name: sorted(paths) for name, paths in sorted(found.items())}
+
+
+def read_counters(schema: pa.Schema) -> tuple[dict[str, int], int]:
+    """The drop counters and input count stored in a task table's metadata."""
+    metadata = schema.metadata or {}
+    drops = json.loads(metadata.get(DROPS_KEY, b"{}"))
+    return {str(k): int(v) for k, v in drops.items()}, int(metadata.get(INPUTS_KEY, b"0"))
