@@ -107,7 +107,9 @@ class Source(ConfigModel):
     name: str = Field(description="unique id; also the folder name under <root>/<stage>/")
     kind: SourceKind
     task: str = Field(description="the task its samples serve; a key of `tasks`")
-    language: str = Field(description="language code of its annotations (e.g. 'en', 'zh')")
+    language: str = Field(
+        description="language code of its annotations ('en', 'zh'); 'auto' = per sample, from its script"
+    )
     locations: list[str] = Field(
         default_factory=list, description="files, globs or URIs (local or s3://...) holding the source"
     )
@@ -235,6 +237,9 @@ class Config(ConfigModel):
     download: Download = Field(default_factory=Download)
     sources: list[Source] = Field(min_length=1)
     demo: DemoConfig | None = None
+    paths: dict[str, str] = Field(
+        default_factory=dict, description="named locations to reuse in sources as ${paths.NAME}"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -316,9 +321,11 @@ def _describe(error: dict, raw: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
         return f"{location}: missing, {message.lower()}"
+    value = error.get("input")
     if location == "<config>":
         return message
-    value = error.get("input")
+    if isinstance(value, dict):  # a rule across fields of one object: the object is no useful "value"
+        return f"{location}: {message}"
     return f"{location}: got {_short(value)}, expected: {message}"
 
 

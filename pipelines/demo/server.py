@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -63,7 +65,10 @@ class _Handler(SimpleHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out and left, as the "hang" URLs intend
 
     def _stream_oversized(self) -> None:
         # No Content-Length: the client only learns the size by reading, as with chunked bodies.
@@ -83,6 +88,7 @@ class _Handler(SimpleHTTPRequestHandler):
 class _DemoHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 256  # the default backlog of 5 refuses connections under img2dataset's threads
 
     def __init__(self, address, root: Path, hang_s: float, oversized_mib: int):
         self.root = root
@@ -169,3 +175,15 @@ def wait_until_serving(base_url: str, timeout_s: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def serving(directory: str | Path, seed: int = 0, scale: float = 1.0, bad_url_share: float = 0.06,
+            port: int = 0) -> Iterator[DemoServer]:
+    """Generate the demo sources (if needed), serve them on loopback and write their URL lists."""
+    from pipelines.demo.generate import generate
+
+    generate(directory, seed=seed, scale=scale, bad_url_share=bad_url_share)
+    with DemoServer(directory, port=port) as server:
+        write_url_lists(directory, server.base_url)
+        yield server

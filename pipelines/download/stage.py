@@ -8,7 +8,7 @@ Layout under ``<root>/raw/<source>/``:
   last, so a killed run leaves no half shard under a final name;
 - ``_retry<r>/urls.parquet``: the retryable failures of the previous pass (timeouts, 5xx,
   connection resets; never 404), downloaded again into shards numbered after the first pass;
-- ``_vlmix_stats.json``: the stage's counters, written last: the source's completion marker.
+- ``_vlmix_download.json``: the stage's counters, written last: the source's completion marker.
 
 A rerun skips complete shards and redoes the rest; shard contents (and so sample keys) depend only
 on the filtered URL list, so the final set of keys is the same however often the run was killed.
@@ -16,7 +16,9 @@ on the filtered URL list, so the final set of keys is the same however often the
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
 import math
 import posixpath
@@ -37,8 +39,18 @@ from pipelines.storage import Storage
 log = logging.getLogger(__name__)
 
 ORIGIN_KEY = "vlmix_origin_key"  # column carrying a retried row's first-pass key
-STATS_FILE = "_vlmix_stats.json"
+STATS_FILE = "_vlmix_download.json"
 _OOM_SHARD_COUNT = 5  # digits of a shard id, as img2dataset names them
+
+
+def sample_id(meta: dict) -> str:
+    """The stable id of a downloaded sample, from its img2dataset JSON.
+
+    A sample recovered by the retry pass sits in a later shard under a new img2dataset key; its
+    id stays the key its URL row had in the first pass, so ids do not depend on which pass, or
+    which of several killed and resumed runs, fetched the image.
+    """
+    return meta.get(ORIGIN_KEY) or meta["key"]
 
 
 @dataclass
@@ -220,7 +232,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     from tqdm import tqdm
 
     storage.makedirs(posixpath.join(out, "_tmp"))  # img2dataset's Reader stages shard inputs there
-    done = {int(posixpath.basename(p).split("_")[0]) for p in storage.glob(posixpath.join(out, "*_stats.json"))}
+    done = {int(posixpath.basename(p).split("_")[0]) for p in storage.glob(posixpath.join(out, "[0-9]*_stats.json"))}
     sample = pq.read_schema(_first_parquet(storage, url_list), filesystem=storage.fs)
     carried = [c for c in sample.names if c not in ("url", "caption", "expected_sha256")]
     reader = Reader(
@@ -254,7 +266,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     guard = (settings.max_body_bytes, settings.timeout_s * 6)
     with bar:
         while True:
-            while len(in_flight) < limit and (shard := next(shards, None)) is not None:
+            while len(in_flight) < limit and (shard := _quietly(next, shards, None)) is not None:
                 in_flight.append(task.remote(downloader, shard, storage.uri(out), guard))
             if not in_flight:
                 break
@@ -265,6 +277,12 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
             bar.update(1)
     if failed:
         raise RuntimeError(f"{label}: shards {sorted(failed)} failed (see the worker logs); rerun to resume")
+
+
+def _quietly(function, *args):
+    """Call ``function`` with its prints (img2dataset's reader narrates on stdout) silenced."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return function(*args)
 
 
 def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float]):
@@ -301,7 +319,7 @@ def _first_parquet(storage: Storage, url_list: str) -> str:
 
 def _shard_tables(storage: Storage, out: str, first: int, stop: int | None) -> list[pa.Table]:
     tables = []
-    for path in storage.glob(posixpath.join(out, "*.parquet")):
+    for path in storage.glob(posixpath.join(out, "[0-9]*.parquet")):
         shard_id = int(posixpath.basename(path).split(".")[0])
         if shard_id >= first and (stop is None or shard_id < stop):
             tables.append(storage.read_parquet(path))

@@ -1,0 +1,180 @@
+"""The ``vlmix`` command line. Each subcommand is a thin wrapper over a stage's public function.
+
+Exit codes: 0 success, 1 the work failed, 2 the input (config, arguments) is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
+
+from pipelines._imports import MissingDependency
+from pipelines.config import Config, ConfigError, load_config
+
+DEFAULT_CONFIG = "configs/demo.yaml"
+log = logging.getLogger("vlmix")
+
+
+def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--config", "-c", required=required, default=None if required else DEFAULT_CONFIG,
+                        help="YAML config" + ("" if required else f" (default {DEFAULT_CONFIG})"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override a config value, e.g. --set download.timeout_s=5 (repeatable)")
+
+
+def _load(args) -> Config:
+    return load_config(args.config, overrides=args.overrides)
+
+
+@contextlib.contextmanager
+def demo_sources_served(config: Config) -> Iterator[None]:
+    """When the config has a ``demo`` section, serve its generated sources for the duration."""
+    if config.demo is None:
+        yield
+        return
+    from pipelines.demo import serving
+
+    demo = config.demo
+    with serving(demo.directory, seed=config.seed, scale=demo.scale, bad_url_share=demo.bad_url_share) as server:
+        log.info("demo sources served at %s", server.base_url)
+        yield
+
+
+def cmd_validate(args) -> int:
+    config = _load(args)
+    print(f"{args.config}: valid (config hash {config.fingerprint()[:16]})")
+    print("tasks:", ", ".join(f"{task} {share:.1%}" for task, share in config.task_shares().items()))
+    for source in config.sources:
+        extra = f" -> {', '.join(source.translate_to)}" if source.translate_to else ""
+        ocr = f", OCR ({source.ocr.language})" if source.ocr else ""
+        print(f"  {source.name:24s} {source.kind.value:15s} {source.task:11s} {source.language}{extra}{ocr}")
+    return 0
+
+
+def cmd_demo_sources(args) -> int:
+    from pipelines.demo import DemoServer, generate, write_url_lists
+
+    directory = generate(args.out, seed=args.seed, scale=args.scale, bad_url_share=args.bad_url_share)
+    print(f"demo sources in {directory}")
+    if not args.serve:
+        return 0
+    with DemoServer(directory, port=args.port) as server:
+        paths = write_url_lists(directory, server.base_url)
+        print(f"serving on {server.base_url}; URL lists: {', '.join(str(p) for p in paths.values())}")
+        print("Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            server._thread.join()
+    return 0
+
+
+def _print_download_stats(all_stats) -> None:
+    for stats in all_stats.values():
+        data = stats.to_json()
+        failed = ", ".join(f"{k} {v}" for k, v in data["failed"].items()) or "none"
+        dropped = ", ".join(f"{k} {v}" for k, v in data["filtered"].items()) or "none"
+        print(f"{data['source']:24s} {data['downloaded']:6d}/{data['urls']:<6d} downloaded "
+              f"(recovered by retry {data['recovered_by_retry']}); filtered: {dropped}; failed: {failed}")
+
+
+def cmd_download(args) -> int:
+    from pipelines.download import download_all
+
+    config = _load(args)
+    with demo_sources_served(config):
+        all_stats = download_all(config, names=args.source or None, progress=not args.no_progress)
+    _print_download_stats(all_stats)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job on the embedded default: demo sources served on loopback, then the stages."""
+    from pipelines.download import download_all
+
+    config = _load(args)
+    if config.demo is None:
+        raise ConfigError(args.config, ["demo: this command needs a config with a `demo` section"])
+    with demo_sources_served(config):
+        all_stats = download_all(config, progress=not args.no_progress)
+    _print_download_stats(all_stats)
+    print(f"raw shards under {config.storage.root}/raw/")
+    return 0
+
+
+def _delegate(module: str, function: str, extra: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand implemented by another package's own CLI entry point (argv passed through)."""
+
+    def run(args) -> int:
+        from pipelines._imports import require
+
+        entry = getattr(require(module, extra), function)
+        return int(entry(args.rest) or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlmix", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check a config and print what it describes")
+    validate.add_argument("config")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    validate.set_defaults(run=cmd_validate)
+
+    demo_sources = commands.add_parser("demo-sources", help="generate (and optionally serve) the demo sources")
+    demo_sources.add_argument("--out", default="data/demo-sources", help="output folder")
+    demo_sources.add_argument("--seed", type=int, default=0)
+    demo_sources.add_argument("--scale", type=float, default=1.0, help="multiplies the sample counts")
+    demo_sources.add_argument("--bad-url-share", type=float, default=0.06)
+    demo_sources.add_argument("--serve", action="store_true", help="serve on 127.0.0.1 until Ctrl-C")
+    demo_sources.add_argument("--port", type=int, default=0, help="with --serve; 0 picks a free port")
+    demo_sources.set_defaults(run=cmd_demo_sources)
+
+    download = commands.add_parser("download", help="download the config's URL-list sources (img2dataset on Ray)")
+    _add_config_args(download)
+    download.add_argument("--source", action="append", help="only this source (repeatable)")
+    download.add_argument("--no-progress", action="store_true")
+    download.set_defaults(run=cmd_download)
+
+    demo = commands.add_parser("demo", help="run the main job on the demo mixture (no internet needed)")
+    _add_config_args(demo, required=False)
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(run=cmd_demo)
+
+    for name, module, function, extra, text in DELEGATED:
+        sub = commands.add_parser(name, help=text, add_help=False)
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.set_defaults(run=_delegate(module, function, extra))
+    return parser
+
+
+# Subcommands owned by other packages: (name, module, function, extra, help).
+DELEGATED: list[tuple[str, str, str, str, str]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.run(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except MissingDependency as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything vlmix needs into ./.venv (Python 3.11), plus the few Debian packages the demo and
+# tests use (a CJK font for the demo's Chinese text images, strace for the network test). Idempotent:
+# a second run checks and installs nothing new. VLMIX_EXTRAS picks the extras (default: all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="${VLMIX_EXTRAS:-download,ocr,translate,train,mix,dev}"
+
+pick_python() {
+  for candidate in "${PYTHON:-}" python3.11 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "vlmix needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
+  return 1
+}
+
+install_debian_packages() {
+  local missing=()
+  for package in fonts-wqy-microhei strace; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "note: install ${missing[*]} with your package manager (a CJK font and strace)" >&2
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $sudo apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
+    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
+}
+
+install_debian_packages
+python=$(pick_python)
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+export NO_ALBUMENTATIONS_UPDATE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+.venv/bin/python -m pip install -q -e ".[${extras}]"
+# img2dataset drags in the `dataclasses` backport, which shadows the standard library module and
+# breaks Prefect's server; img2dataset works with the standard one.
+.venv/bin/python -m pip uninstall -q -y dataclasses 2>/dev/null || true
+echo "vlmix installed in $(pwd)/.venv"

@@ -1,0 +1,32 @@
+"""Shared fixtures: a local Ray for the session, and generated demo sources served on loopback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Before anything imports img2dataset (albumentations would ask PyPI for updates otherwise).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray per test session (starting one takes seconds), loopback only."""
+    from pipelines.runtime import ensure_ray, shutdown_ray
+
+    ensure_ray(None, num_cpus=2)
+    yield
+    shutdown_ray()
+
+
+@pytest.fixture(scope="session")
+def demo_directory(tmp_path_factory) -> Path:
+    """Small demo collections (about 300 rows), generated once per session."""
+    from pipelines.demo import generate
+
+    return generate(tmp_path_factory.mktemp("demo-sources"), seed=7, scale=0.1, bad_url_share=0.25)
