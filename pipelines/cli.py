@@ -9,10 +9,11 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from pipelines._imports import MissingDependency
 from pipelines.config import Config, ConfigError, load_config
+from pipelines.demo.serve import serve_for_config
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 log = logging.getLogger("vlmix")
@@ -27,20 +28,6 @@ def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> 
 
 def _load(args) -> Config:
     return load_config(args.config, overrides=args.overrides)
-
-
-@contextlib.contextmanager
-def demo_sources_served(config: Config) -> Iterator[None]:
-    """When the config has a ``demo`` section, serve its generated sources for the duration."""
-    if config.demo is None:
-        yield
-        return
-    from pipelines.demo import serving
-
-    demo = config.demo
-    with serving(demo.directory, seed=config.seed, scale=demo.scale, bad_url_share=demo.bad_url_share) as server:
-        log.info("demo sources served at %s", server.base_url)
-        yield
 
 
 def cmd_validate(args) -> int:
@@ -83,7 +70,7 @@ def cmd_download(args) -> int:
     from pipelines.download import download_all
 
     config = _load(args)
-    with demo_sources_served(config):
+    with serve_for_config(config):
         all_stats = download_all(config, names=args.source or None, progress=not args.no_progress)
     _print_download_stats(all_stats)
     return 0
@@ -96,10 +83,25 @@ def cmd_demo(args) -> int:
     config = _load(args)
     if config.demo is None:
         raise ConfigError(args.config, ["demo: this command needs a config with a `demo` section"])
-    with demo_sources_served(config):
+    with serve_for_config(config):
         all_stats = download_all(config, progress=not args.no_progress)
     _print_download_stats(all_stats)
     print(f"raw shards under {config.storage.root}/raw/")
+    return 0
+
+
+def cmd_run(args) -> int:
+    """The build-pretrain-mix flow in this process, with no Prefect server (Prefect's ephemeral mode)."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    load_config(args.config, overrides=args.overrides)  # fail fast, before Prefect starts
+    from flows.build_pretrain_mix import build_pretrain_mix
+
+    records = build_pretrain_mix(config=str(args.config), stages=args.stage or None, overrides=args.overrides)
+    for stage, record in records.items():
+        print(f"{stage}: {'skipped (unchanged)' if record['skipped'] else 'done in %s s' % record['seconds']}")
     return 0
 
 
@@ -145,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=cmd_demo)
 
+    run = commands.add_parser("run", help="run the build-pretrain-mix flow here, without a Prefect server")
+    _add_config_args(run)
+    run.add_argument("--stage", action="append", help="only this stage (repeatable); default all")
+    run.set_defaults(run=cmd_run)
+
     for name, module, function, extra, text in DELEGATED:
         sub = commands.add_parser(name, help=text, add_help=False)
         sub.add_argument("rest", nargs=argparse.REMAINDER)
@@ -160,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for chatty in ("httpx", "httpcore", "urllib3"):  # one line per HTTP request otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return args.run(args)
     except ConfigError as err:

@@ -67,7 +67,8 @@ class MixSettings(ConfigModel):
     seed: int = Field(0, description="fixes the selection and the order")
     datasets: list[str] | None = Field(None, description="task-table datasets to draw from; None = all")
     dedup: Literal["image_task_language", "image", "off"] = Field(
-        "image_task_language", description="what makes two rows exact duplicates: the same image bytes and ..."
+        "image_task_language",
+        description="what makes two rows exact duplicates: the same image bytes and ...",
     )
 
     @field_validator("shares")
@@ -140,7 +141,9 @@ def plan_mixture(root: str | Storage, settings: MixSettings) -> MixPlan:
 
     outside = index.filter(pc.invert(pc.is_in(index["task"], pa.array(list(settings.shares)))))
     if len(outside):
-        drops["mix"] = {f"task_not_in_mixture:{t}": n for t, n in Counter(outside["task"].to_pylist()).items()}
+        drops["mix"] = {
+            f"task_not_in_mixture:{t}": n for t, n in Counter(outside["task"].to_pylist()).items()
+        }
     task_counts = largest_remainder(settings.total_samples, settings.shares)
     picks, tasks, sources = [], {}, {}
     languages: Counter[str] = Counter()
@@ -156,10 +159,14 @@ def plan_mixture(root: str | Storage, settings: MixSettings) -> MixPlan:
         datasets_seen.update(names)
         sizes = {name: _count(pc.equal(rows["dataset"], name)) for name in names}
         weights = {
-            name: settings.weights.get(name, 1.0) * (sizes[name] if settings.weight_by_size else 1) for name in names
+            name: settings.weights.get(name, 1.0) * (sizes[name] if settings.weight_by_size else 1)
+            for name in names
         }
         counts = largest_remainder(task_counts[task], weights)
-        tasks[task] = {"target_share": share / sum(settings.shares.values()), "target_samples": task_counts[task]}
+        tasks[task] = {
+            "target_share": share / sum(settings.shares.values()),
+            "target_samples": task_counts[task],
+        }
         for name in names:
             chosen = rows.filter(pc.equal(rows["dataset"], name))
             positions, repeats = _select(len(chosen), counts[name], settings.seed, task, name)
@@ -189,14 +196,18 @@ def _select(available: int, count: int, seed: int, task: str, dataset: str) -> t
     rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32, *words.tolist()]))
     full, rest = divmod(count, available)
     positions = [np.arange(available, dtype=np.int64)] * full + [np.sort(rng.permutation(available)[:rest])]
-    repeats = [np.full(available, k, dtype=np.int32) for k in range(full)] + [np.full(rest, full, dtype=np.int32)]
+    repeats = [np.full(available, k, dtype=np.int32) for k in range(full)] + [
+        np.full(rest, full, dtype=np.int32)
+    ]
     return np.concatenate(positions), np.concatenate(repeats)
 
 
 def _assemble(picks, files, settings, tasks, sources, languages, drops) -> MixPlan:
     chosen = pa.concat_tables([table for table, _ in picks])
     repeat = np.concatenate([repeats for _, repeats in picks])
-    rng = np.random.default_rng(np.random.SeedSequence([settings.seed & 0xFFFFFFFF, settings.seed >> 32, 0x6D6978]))
+    rng = np.random.default_rng(
+        np.random.SeedSequence([settings.seed & 0xFFFFFFFF, settings.seed >> 32, 0x6D6978])
+    )
     order = rng.permutation(len(chosen))
     chosen = chosen.take(pa.array(order))
     repeat = repeat[order]
@@ -220,7 +231,11 @@ def _assemble(picks, files, settings, tasks, sources, languages, drops) -> MixPl
     language_stats = {}
     for language, expected in sorted(languages.items()):
         n = _count(pc.equal(chosen["language"], language))
-        language_stats[language] = {"target_share": expected / total, "samples": n, "achieved_share": n / total}
+        language_stats[language] = {
+            "target_share": expected / total,
+            "samples": n,
+            "achieved_share": n / total,
+        }
     return MixPlan(
         files=files,
         file_index=chosen["file"].to_numpy().astype(np.int32),

@@ -6,6 +6,13 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from pipelines.download.guards import classify_error
-from pipelines.download.stage import ORIGIN_KEY, DownloadStats, download_all, download_source, sample_id
+from pipelines.download.stage import (
+    ORIGIN_KEY,
+    DownloadStats,
+    download_all,
+    download_source,
+    run_download_stage,
+    sample_id,
+)
 
-__all__ = ["ORIGIN_KEY", "DownloadStats", "classify_error", "download_all", "download_source", "sample_id"]
+__all__ = ["ORIGIN_KEY", "DownloadStats", "classify_error", "download_all", "download_source", "run_download_stage", "sample_id"]

@@ -144,6 +144,15 @@ def download_all(config: Config, names: list[str] | None = None, progress: bool 
     return {source.name: download_source(config, source, storage, progress) for source in chosen}
 
 
+def run_download_stage(config: Config, progress: bool = False) -> dict[str, dict]:
+    """The stage as the flow runs it: demo sources served when configured, every URL list downloaded."""
+    from pipelines.demo.serve import serve_for_config
+
+    with serve_for_config(config):
+        stats = download_all(config, progress=progress)
+    return {name: s.to_json() for name, s in stats.items()}
+
+
 def _filter_url_lists(source: Source, storage: Storage, url_dir: str, stats: DownloadStats) -> list[int]:
     """Filter each input file into ``_urls/part-NNNNN.parquet``; return the kept rows per file."""
     filter_stats_path = posixpath.join(url_dir, "_filter_stats.json")

@@ -4,7 +4,13 @@ Each source becomes task sample tables under ``<root>/tasks/<dataset>/`` (the co
 :mod:`pipelines.tasks.table`); the mixer (:mod:`pipelines.mix`) reads them all.
 """
 
-from pipelines.tasks.build import BuildResult, TaskSettings, TaskSource, build_task_samples, translated_dataset
+from pipelines.tasks.build import (
+    BuildResult,
+    TaskSettings,
+    TaskSource,
+    build_task_samples,
+    translated_dataset,
+)
 from pipelines.tasks.conversations import ConversationRecord, write_conversation_table
 from pipelines.tasks.table import SCHEMA, ImageRef, TaskSample, list_task_tables, write_task_table
 

@@ -72,10 +72,13 @@ class TaskSettings(ConfigModel):
 
     seed: int = Field(0, description="fixes each sample's prompt choice")
     prompts: dict[str, dict[str, list[str]]] = Field(
-        default_factory=dict, description="extra prompt pools: purpose (caption|detect|refer) -> language -> list"
+        default_factory=dict,
+        description="extra prompt pools: purpose (caption|detect|refer) -> language -> list",
     )
     max_objects: int = Field(64, ge=1, description="boxes (or referring expressions) kept per sample")
-    images_per_unit: int = Field(10_000, ge=1, description="records per task table for annotation-file sources")
+    images_per_unit: int = Field(
+        10_000, ge=1, description="records per task table for annotation-file sources"
+    )
     translation_columns: TranslationColumns = Field(default_factory=TranslationColumns)
 
 
@@ -121,7 +124,9 @@ def build_task_samples(source: TaskSource, root: str | Storage, settings: TaskSe
                 per_dataset[source.name].append(item)
                 continue
             if source.keep_original:
-                per_dataset[source.name].append(item.sample(source.name, source.task, source.language, prompts))
+                per_dataset[source.name].append(
+                    item.sample(source.name, source.task, source.language, prompts)
+                )
             for language in source.translate_to:
                 texts = translated_texts(item, language, translations, drops)
                 if texts is not None:
@@ -144,7 +149,11 @@ def _purposes(source: TaskSource) -> list[str]:
         return []
     if source.task == "captioning":
         return ["caption"]
-    return ["detect", "refer"] if source.kind == "url_list" else ["refer" if source.kind == "grit_jsonl" else "detect"]
+    return (
+        ["detect", "refer"]
+        if source.kind == "url_list"
+        else ["refer" if source.kind == "grit_jsonl" else "detect"]
+    )
 
 
 def _units(storage: Storage, source: TaskSource, settings: TaskSettings) -> Iterator[tuple[str, callable]]:
@@ -158,8 +167,11 @@ def _units(storage: Storage, source: TaskSource, settings: TaskSettings) -> Iter
             if source.task == "captioning":
                 yield shard, lambda drops, shard=shard: caption_drafts(storage, raw_source, shard, drops)
             else:
-                yield shard, lambda drops, shard=shard: detection_drafts(
-                    storage, raw_source, shard, settings.max_objects, drops
+                yield (
+                    shard,
+                    lambda drops, shard=shard: detection_drafts(
+                        storage, raw_source, shard, settings.max_objects, drops
+                    ),
                 )
         return
     for location in source.locations:
@@ -175,12 +187,17 @@ def _units(storage: Storage, source: TaskSource, settings: TaskSettings) -> Iter
             size = settings.images_per_unit
             for start in range(0, len(records), size):
                 chunk = records[start : start + size]
-                yield f"{stem}-{start // size:05d}", lambda drops, chunk=chunk: internvl_samples(
-                    storage, source.name, source.task, source.language, source.image_root, chunk, drops
+                yield (
+                    f"{stem}-{start // size:05d}",
+                    lambda drops, chunk=chunk: internvl_samples(
+                        storage, source.name, source.task, source.language, source.image_root, chunk, drops
+                    ),
                 )
             continue
         for unit, records in units.items():
-            yield unit, lambda drops, records=records, build=build: build(
-                storage, source.image_root, records, settings.max_objects, drops
+            yield (
+                unit,
+                lambda drops, records=records, build=build: build(
+                    storage, source.image_root, records, settings.max_objects, drops
+                ),
             )
-

@@ -85,11 +85,19 @@ def write_conversation_table(
     """
     drops = Counter(drops or {})
     samples = samples_from_raw_shard(storage, dataset, task, raw_source, shard, records, drops)
-    return write_task_table(storage, dataset, shard, samples, drops, inputs=len(records) + sum(drops.values()))
+    return write_task_table(
+        storage, dataset, shard, samples, drops, inputs=len(records) + sum(drops.values())
+    )
 
 
 def internvl_samples(
-    storage: Storage, dataset: str, task: str, language: str, image_root: str, records: list[dict], drops: Counter
+    storage: Storage,
+    dataset: str,
+    task: str,
+    language: str,
+    image_root: str,
+    records: list[dict],
+    drops: Counter,
 ) -> Iterator[TaskSample]:
     """Samples from the public InternVL annotation format (``id``, ``image``, ``conversations``)."""
     for record in records:

@@ -50,7 +50,11 @@ def grounded(name: str, boxes: list[list[int]]) -> str:
 
 
 def render_objects(
-    boxes: list[list[int]], texts: dict[str, str], language: str, prompts: PromptPools, identity: tuple[str, ...]
+    boxes: list[list[int]],
+    texts: dict[str, str],
+    language: str,
+    prompts: PromptPools,
+    identity: tuple[str, ...],
 ):
     """One answer line per object name, in order of first appearance, with all its boxes."""
     by_name: dict[str, list[list[int]]] = {}
@@ -61,7 +65,11 @@ def render_objects(
 
 
 def render_refs(
-    boxes: list[list[int]], texts: dict[str, str], language: str, prompts: PromptPools, identity: tuple[str, ...]
+    boxes: list[list[int]],
+    texts: dict[str, str],
+    language: str,
+    prompts: PromptPools,
+    identity: tuple[str, ...],
 ):
     """One question/answer turn per referring expression."""
     turns: list[dict[str, str]] = []

@@ -40,7 +40,13 @@ class Draft:
         return self._sample(dataset, task, language, turns, language, "")
 
     def translated(
-        self, dataset: str, task: str, language: str, original_language: str, texts: dict[str, str], prompts: PromptPools
+        self,
+        dataset: str,
+        task: str,
+        language: str,
+        original_language: str,
+        texts: dict[str, str],
+        prompts: PromptPools,
     ) -> TaskSample:
         """The variant in ``language``; the original answer is kept for the sample's ``meta``."""
         turns = self.render(texts, language, prompts, (dataset, self.key))

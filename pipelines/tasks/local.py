@@ -18,7 +18,12 @@ from functools import partial
 from PIL import Image
 
 from pipelines.storage import Storage
-from pipelines.tasks.detection import objects_texts_and_boxes, refs_texts_and_boxes, render_objects, render_refs
+from pipelines.tasks.detection import (
+    objects_texts_and_boxes,
+    refs_texts_and_boxes,
+    render_objects,
+    render_refs,
+)
 from pipelines.tasks.draft import Draft
 from pipelines.tasks.table import ImageRef
 
@@ -53,7 +58,9 @@ def local_image(storage: Storage, image_root: str, name: str, drops: Counter) ->
     except OSError:
         drops["image_undecodable"] += 1
         return None
-    return LocalImage(ImageRef(path, 0, len(data)), image_format, hashlib.sha256(data).hexdigest(), width, height)
+    return LocalImage(
+        ImageRef(path, 0, len(data)), image_format, hashlib.sha256(data).hexdigest(), width, height
+    )
 
 
 def coco_units(storage: Storage, annotation_file: str, images_per_unit: int) -> dict[str, list[dict]]:
@@ -86,7 +93,9 @@ def grit_units(storage: Storage, jsonl_file: str, images_per_unit: int) -> dict[
 
 def _chunk(path: str, records: list[dict], size: int) -> dict[str, list[dict]]:
     stem = posixpath.basename(path).split(".")[0]
-    return {f"{stem}-{start // size:05d}": records[start : start + size] for start in range(0, len(records), size)}
+    return {
+        f"{stem}-{start // size:05d}": records[start : start + size] for start in range(0, len(records), size)
+    }
 
 
 def coco_drafts(
@@ -118,8 +127,12 @@ def grit_drafts(
         if not boxes:
             drops["no_objects"] += 1
             continue
-        yield _draft(str(record["key"]), image, texts, partial(render_refs, boxes), str(record.get("url") or ""))
+        yield _draft(
+            str(record["key"]), image, texts, partial(render_refs, boxes), str(record.get("url") or "")
+        )
 
 
 def _draft(key: str, image: LocalImage, texts, render, url: str = "") -> Draft:
-    return Draft(key, image.ref, image.image_format, image.sha256, image.width, image.height, texts, render, url)
+    return Draft(
+        key, image.ref, image.image_format, image.sha256, image.width, image.height, texts, render, url
+    )

@@ -174,7 +174,9 @@ def _row(sample: TaskSample) -> dict:
     image = row.pop("image")
     row["image_uri"], row["image_offset"], row["image_size"] = image["uri"], image["offset"], image["size"]
     if row["image_format"] not in ("jpg", "png"):
-        raise ValueError(f"sample {sample.id!r}: image_format must be jpg or png, got {row['image_format']!r}")
+        raise ValueError(
+            f"sample {sample.id!r}: image_format must be jpg or png, got {row['image_format']!r}"
+        )
     turns = row["conversations"]
     if len(turns) < 2 or not turns[0]["value"].startswith("<image>\n"):
         raise ValueError(f"sample {sample.id!r}: a conversation starts with a '<image>\\n' human turn")

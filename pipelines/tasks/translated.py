@@ -35,7 +35,9 @@ class TranslationColumns(ConfigModel):
     target_language: str = "target_language"
     field: str = Field("field", description="which text of the sample the row translates")
     text: str = "text"
-    error: str | None = Field("error", description="non-empty = flagged; None if the files have no such column")
+    error: str | None = Field(
+        "error", description="non-empty = flagged; None if the files have no such column"
+    )
 
 
 # (key, language) -> {field: translated text or None when flagged}
@@ -58,7 +60,11 @@ def load_translations(storage: Storage, source: str, columns: TranslationColumns
         table = pq.read_table(path, columns=wanted, filesystem=storage.fs).to_pydict()
         errors = table[columns.error] if columns.error else [None] * len(table[columns.key])
         for key, language, name, text, error in zip(
-            table[columns.key], table[columns.target_language], table[columns.field], table[columns.text], errors,
+            table[columns.key],
+            table[columns.target_language],
+            table[columns.field],
+            table[columns.text],
+            errors,
             strict=True,
         ):
             good = not error and bool(text and text.strip())

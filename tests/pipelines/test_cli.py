@@ -17,6 +17,7 @@ FROZEN = {
     "demo-sources": {"--out", "--seed", "--scale", "--bad-url-share", "--serve", "--port"},
     "download": {"--config", "--set", "--source", "--no-progress"},
     "demo": {"--config", "--set", "--no-progress"},
+    "run": {"--config", "--set", "--stage"},
 }
 
 

@@ -1,0 +1,28 @@
+"""Serving a config's demo sources for as long as a stage needs them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from pipelines.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def serve_for_config(config: Config) -> Iterator[str | None]:
+    """When the config has a ``demo`` section, generate and serve its sources; yield the base URL.
+
+    A config without one (real sources) yields None and serves nothing.
+    """
+    if config.demo is None:
+        yield None
+        return
+    from pipelines.demo.server import serving
+
+    demo = config.demo
+    with serving(demo.directory, seed=config.seed, scale=demo.scale, bad_url_share=demo.bad_url_share) as server:
+        log.info("demo sources served at %s", server.base_url)
+        yield server.base_url

@@ -1,0 +1,48 @@
+"""Stage-level completion markers, so a rerun skips a stage whose inputs and config are unchanged.
+
+A stage's marker ``<root>/_stages/<stage>.json`` holds the fingerprint of what it ran on (the
+config hash plus the fingerprints of the stages before it) and its summary. Each stage also
+resumes at shard level by itself; the marker only saves re-reading finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipelines.config import Config
+from pipelines.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def stage_fingerprint(config: Config, stage: str, upstream: list[str]) -> str:
+    text = "|".join([config.fingerprint(), stage, *upstream])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_stage(config: Config, stage: str, work: Callable[[], dict[str, Any]],
+              upstream: list[str] | None = None) -> dict[str, Any]:
+    """Run ``work`` unless ``stage`` already completed with the same fingerprint; return its summary.
+
+    The returned dict has ``stage``, ``fingerprint``, ``skipped`` and ``summary`` (what ``work``
+    returned: JSON-able counters).
+    """
+    storage = Storage(config.storage.root, config.storage.options)
+    fingerprint = stage_fingerprint(config, stage, upstream or [])
+    marker = posixpath.join(storage.path("_stages"), f"{stage}.json")
+    if storage.exists(marker):
+        saved = storage.read_json(marker)
+        if saved.get("fingerprint") == fingerprint:
+            log.info("stage %s: unchanged since its last run, skipped", stage)
+            return {**saved, "skipped": True}
+    started = time.monotonic()
+    summary = work()
+    record = {"stage": stage, "fingerprint": fingerprint, "seconds": round(time.monotonic() - started, 2),
+              "summary": summary, "skipped": False}
+    storage.write_json(marker, record)
+    return record
