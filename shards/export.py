@@ -1,0 +1,78 @@
+"""Export a shard directory for the official InternVL trainer: a meta JSON, JSONL, extracted images.
+
+Layout written under ``out_dir``::
+
+    images/<source>/<id>.<jpg|png>     each distinct image once (repeats share the file)
+    annotations/<source>.jsonl         {"id", "image", "width", "height", "conversations"} a line
+    meta.json                          {<source>: {"root", "annotation", "data_augment",
+                                                   "repeat_time", "length"}}
+
+Each source's JSONL holds its samples as they are in the mixture, repeats included, so
+``repeat_time`` is 1 and the InternVL trainer sees exactly the mixture's proportions (its loader
+accepts only whole repeat counts above 1). ``meta.json`` is written last: its presence marks a
+complete export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from shards.manifest import read_manifest
+from shards.reader import iter_samples
+
+
+def export_internvl(shard_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the InternVL meta file, JSONL annotations and images; returns the meta file's path."""
+    shard_dir, out_dir = Path(shard_dir), Path(out_dir).resolve()
+    manifest = read_manifest(shard_dir)
+    (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
+    lengths: dict[str, int] = {}
+    annotations: dict[str, object] = {}
+    try:
+        for entry in manifest["shards"]:
+            for key, members in iter_samples(shard_dir / entry["name"]):
+                record = json.loads(members["json"])
+                source = record["source"]
+                extension = "png" if "png" in members else "jpg"
+                base_id = record["id"].rsplit("-r", 1)[0] if record["meta"]["repeat"] else record["id"]
+                image = Path("images") / source / f"{base_id}.{extension}"
+                target = out_dir / image
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    temporary = target.with_name(f".{target.name}.tmp")
+                    temporary.write_bytes(members[extension])
+                    os.replace(temporary, target)
+                if source not in annotations:
+                    annotations[source] = open(  # noqa: SIM115 (closed below)
+                        out_dir / "annotations" / f".{source}.jsonl.tmp", "w", encoding="utf-8"
+                    )
+                line = {
+                    "id": key,
+                    "image": str(image.relative_to("images")),
+                    "width": record["width"],
+                    "height": record["height"],
+                    "conversations": record["conversations"],
+                }
+                annotations[source].write(json.dumps(line, ensure_ascii=False) + "\n")
+                lengths[source] = lengths.get(source, 0) + 1
+    finally:
+        for handle in annotations.values():
+            handle.close()
+    meta = {}
+    for source in sorted(lengths):
+        final = out_dir / "annotations" / f"{source}.jsonl"
+        os.replace(out_dir / "annotations" / f".{source}.jsonl.tmp", final)
+        meta[source] = {
+            "root": str(out_dir / "images"),
+            "annotation": str(final),
+            "data_augment": False,
+            "repeat_time": 1,
+            "length": lengths[source],
+        }
+    path = out_dir / "meta.json"
+    temporary = path.with_name(".meta.json.tmp")
+    temporary.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    return path

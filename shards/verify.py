@@ -1,0 +1,139 @@
+"""``vlmix verify DIR``: read every shard and check it against the schema and the manifest.
+
+Checks, per shard: it exists, its size and sha256 are the manifest's, it reads to the end as a
+tar, and it holds the manifest's number of samples. Per sample: exactly one ``.json`` and one
+``.jpg``/``.png``; the JSON passes :class:`shards.schema.SampleRecord` and its ``id`` is the key;
+the image's sha256 is ``meta.image_sha256``; the image decodes and has the stated size. Then the
+counts per task, source and language must equal the manifest's, and no unlisted tar may be there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from pydantic import ValidationError
+
+from shards.manifest import read_manifest
+from shards.reader import file_sha256, iter_samples
+from shards.schema import check_sample
+
+
+@dataclass
+class VerifyResult:
+    shards: int = 0
+    samples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _Enough(Exception):
+    """Stop reading: the requested number of problems has been found."""
+
+
+def verify(directory: str | Path, max_problems: int = 20, decode_images: bool = True) -> VerifyResult:
+    """Check a shard directory; the result lists up to ``max_problems`` problems, first found first."""
+    directory = Path(directory)
+    result = VerifyResult()
+
+    def problem(text: str) -> None:
+        result.problems.append(text)
+        if len(result.problems) >= max_problems:
+            raise _Enough
+
+    try:
+        manifest = read_manifest(directory)
+    except (OSError, ValueError) as err:
+        result.problems.append(str(err))
+        return result
+    counts = {"tasks": Counter(), "sources": Counter(), "languages": Counter()}
+    try:
+        listed = {entry["name"] for entry in manifest["shards"]}
+        for extra in sorted(p.name for p in directory.glob("*.tar") if p.name not in listed):
+            problem(f"{extra}: a shard not listed in the manifest")
+        for entry in manifest["shards"]:
+            _verify_shard(directory / entry["name"], entry, counts, decode_images, problem, result)
+        for group, counter in counts.items():
+            for name, stats in manifest[group].items():
+                if counter[name] != stats["samples"]:
+                    problem(
+                        f"{group} {name!r}: manifest says {stats['samples']} samples, shards hold {counter[name]}"
+                    )
+            for name in sorted(set(counter) - set(manifest[group])):
+                problem(f"{group} {name!r}: {counter[name]} samples in the shards, none in the manifest")
+        if result.samples != manifest["total_samples"]:
+            problem(f"manifest says {manifest['total_samples']} samples in all, shards hold {result.samples}")
+    except _Enough:
+        pass
+    return result
+
+
+def _verify_shard(
+    path: Path, entry: dict, counts, decode_images: bool, problem, result: VerifyResult
+) -> None:
+    name = entry["name"]
+    if not path.exists():
+        problem(f"{name}: missing")
+        return
+    result.shards += 1
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        problem(f"{name}: {size} bytes, manifest says {entry['bytes']}")
+    elif file_sha256(path) != entry["sha256"]:
+        problem(f"{name}: sha256 differs from the manifest's (the file was changed)")
+    samples = 0
+    try:
+        for key, members in iter_samples(path):
+            samples += 1
+            result.samples += 1
+            for text in _sample_problems(key, members, counts, decode_images):
+                problem(f"{name}: sample {key}: {text}")
+    except _Enough:
+        raise
+    except Exception as err:  # a damaged tar: tarfile.ReadError, EOFError, ...
+        problem(f"{name}: unreadable after {samples} samples ({type(err).__name__}: {err})")
+        return
+    if samples != entry["samples"]:
+        problem(f"{name}: {samples} samples, manifest says {entry['samples']}")
+
+
+def _sample_problems(key: str, members: dict[str, bytes], counts, decode_images: bool) -> list[str]:
+    images = [ext for ext in members if ext in ("jpg", "png")]
+    unexpected = sorted(set(members) - {"json", "jpg", "png"})
+    if "json" not in members or len(images) != 1 or unexpected:
+        return [f"members {sorted(members)}: expected json and one of jpg/png"]
+    try:
+        record = check_sample(members["json"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "<record>"
+        return [f"JSON fails the schema at {where}: {first['msg']}"]
+    counts["tasks"][record.task] += 1
+    counts["sources"][record.source] += 1
+    counts["languages"][record.language] += 1
+    found = []
+    if record.id != key:
+        found.append(f"JSON id {record.id!r} is not the key")
+    image = members[images[0]]
+    if hashlib.sha256(image).hexdigest() != record.meta.image_sha256:
+        found.append("image bytes differ from meta.image_sha256")
+    if decode_images:
+        try:
+            with Image.open(io.BytesIO(image)) as decoded:
+                stated = (record.width, record.height)
+                if decoded.size != stated:
+                    found.append(
+                        f"image is {decoded.size[0]}x{decoded.size[1]}, JSON says {stated[0]}x{stated[1]}"
+                    )
+                decoded.draft("RGB", (max(1, decoded.size[0] // 8), max(1, decoded.size[1] // 8)))
+                decoded.load()
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... on bad data
+            found.append(f"image does not decode ({type(err).__name__}: {err})")
+    return found
