@@ -101,7 +101,8 @@ def cmd_run(args) -> int:
 
     records = build_pretrain_mix(config=str(args.config), stages=args.stage or None, overrides=args.overrides)
     for stage, record in records.items():
-        print(f"{stage}: {'skipped (unchanged)' if record['skipped'] else 'done in %s s' % record['seconds']}")
+        outcome = "skipped (unchanged)" if record["skipped"] else f"done in {record['seconds']} s"
+        print(f"{stage}: {outcome}")
     return 0
 
 
@@ -160,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands owned by other packages: (name, module, function, extra, help).
-DELEGATED: list[tuple[str, str, str, str, str]] = []
+DELEGATED: list[tuple[str, str, str, str, str]] = [
+    ("verify", "shards.cli", "verify_main", "mix", "check every shard against its schema and the manifest"),
+    ("export-internvl", "shards.cli", "export_main", "mix", "export shards to InternVL's meta JSON + JSONL"),
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import math
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -203,6 +203,25 @@ class Download(ConfigModel):
     respect_noai_headers: bool = Field(True, description="honour X-Robots-Tag noai/noindex directives")
 
 
+class Mixture(ConfigModel):
+    """How many samples the mixture has and how they are drawn (task shares are in `tasks`)."""
+
+    total_samples: int = Field(10_000, ge=1, description="samples in the final shards, repeats included")
+    dedup: Literal["image_task_language", "image", "off"] = Field(
+        "image_task_language", description="exact duplicates: same image bytes (and task, language)"
+    )
+    weight_by_size: bool = Field(False, description="weigh datasets within a task by their size too")
+
+
+class Shards(ConfigModel):
+    """The final WebDataset shards."""
+
+    directory: str | None = Field(None, description="output folder; None = <storage.root>/shards")
+    prefix: str = Field("mix", pattern=r"^[A-Za-z0-9_-]+$", description="files are <prefix>-%06d.tar")
+    max_samples: int = Field(10_000, ge=1, description="samples per shard at most")
+    max_bytes: int = Field(1 << 30, ge=1 << 16, description="bytes per shard at most")
+
+
 class Storage(ConfigModel):
     root: str = Field(description="where every stage writes: a local path or an fsspec URI (s3://bucket/prefix)")
     options: dict[str, Any] = Field(
@@ -235,6 +254,8 @@ class Config(ConfigModel):
     languages: dict[str, Language] = Field(default_factory=dict)
     translation: Translation = Field(default_factory=Translation)
     download: Download = Field(default_factory=Download)
+    mixture: Mixture = Field(default_factory=Mixture)
+    shards: Shards = Field(default_factory=Shards)
     sources: list[Source] = Field(min_length=1)
     demo: DemoConfig | None = None
     paths: dict[str, str] = Field(

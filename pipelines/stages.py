@@ -46,3 +46,10 @@ def run_stage(config: Config, stage: str, work: Callable[[], dict[str, Any]],
               "summary": summary, "skipped": False}
     storage.write_json(marker, record)
     return record
+
+
+def completed_fingerprint(config: Config, stage: str) -> str | None:
+    """The fingerprint recorded by ``stage``'s last completed run, or None."""
+    storage = Storage(config.storage.root, config.storage.options)
+    marker = posixpath.join(storage.path("_stages"), f"{stage}.json")
+    return storage.read_json(marker).get("fingerprint") if storage.exists(marker) else None
