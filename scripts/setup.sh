@@ -21,7 +21,7 @@ pick_python() {
 
 install_debian_packages() {
   local missing=()
-  for package in fonts-wqy-microhei strace; do
+  for package in fonts-wqy-microhei fonts-wqy-zenhei strace; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -5,6 +5,10 @@ import os
 # albumentations, imported by img2dataset, asks PyPI for a newer version unless told not to.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from pipelines._imports import require
+
+require("img2dataset", "download")  # a missing extra fails here with the pip hint, not deep inside
+
 from pipelines.download.guards import classify_error
 from pipelines.download.stage import (
     ORIGIN_KEY,
