@@ -30,9 +30,8 @@ class Storage:
         """A path under the root, as the filesystem names it (no protocol)."""
         return posixpath.join(self.root, *parts)
 
-    def uri(self, *parts: str) -> str:
-        """A path under the root with its protocol, for libraries that take URIs (img2dataset)."""
-        path = self.path(*parts)
+    def uri(self, path: str) -> str:
+        """``path`` (as :meth:`path` returns it) with its protocol, for libraries that take URIs."""
         return path if self.protocol in ("file", "local") else f"{self.protocol}://{path}"
 
     def exists(self, path: str) -> bool:

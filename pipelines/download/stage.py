@@ -245,12 +245,12 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     sample = pq.read_schema(_first_parquet(storage, url_list), filesystem=storage.fs)
     carried = [c for c in sample.names if c not in ("url", "caption", "expected_sha256")]
     reader = Reader(
-        storage.uri(url_list) if storage.protocol not in ("file", "local") else url_list,
+        storage.uri(url_list),
         "parquet", "url", "caption" if "caption" in sample.names else None,
         "expected_sha256" if "expected_sha256" in sample.names else None,
         "sha256" if "expected_sha256" in sample.names else None,
         carried or None, settings.samples_per_shard, done,
-        storage.uri(out, "_tmp"), start_shard,
+        storage.uri(posixpath.join(out, "_tmp")), start_shard,
     )
     resizer = GuardedResizer(
         image_size=settings.max_image_side, resize_mode="keep_ratio_largest", resize_only_if_bigger=True,
@@ -313,7 +313,8 @@ def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float]):
         name = f"{shard_id:0{_OOM_SHARD_COUNT}d}"
         for suffix in (".tar", ".parquet", "_stats.json"):  # the stats file marks completion: last
             fs.mv(f"{private_path}/{name}{suffix}", f"{out_path}/{name}{suffix}")
-    fs.rm(private_path, recursive=True)
+    with contextlib.suppress(FileNotFoundError):  # object stores drop a "folder" with its last object
+        fs.rm(private_path, recursive=True)
     return shard_id, ok
 
 
