@@ -15,11 +15,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage
 from pipelines.config import Config, load_config
 from pipelines.download import run_download_stage
 from pipelines.stages import run_stage
 
-STAGES = ("download",)
+STAGES = ("download", "ocr", "tasks", "mix")
 
 
 @task(name="download", retries=2, retry_delay_seconds=10)
@@ -36,7 +37,42 @@ def download(config: Config) -> dict[str, Any]:
     return record
 
 
-_TASKS = {"download": download}
+@task(name="ocr", retries=1, retry_delay_seconds=10)
+def ocr(config: Config) -> dict[str, Any]:
+    """PP-OCR over the OCR sources' images (Ray actors), then their OCR task samples."""
+    record = run_stage(config, "ocr", lambda: ocr_stage(config), upstream=_upstream(config, "ocr"))
+    rows = [{"source": name, "kept": v.get("kept"), "dropped": sum((v.get("dropped") or {}).values())}
+            for name, v in record["summary"].items()]
+    create_table_artifact(key="ocr-stats", table=rows, description="images with text kept per OCR source")
+    return record
+
+
+@task(name="tasks", retries=1, retry_delay_seconds=5)
+def tasks(config: Config) -> dict[str, Any]:
+    """Task-sample tables (captioning, detection, translated variants) for every source."""
+    return run_stage(config, "tasks", lambda: build_tasks_stage(config), upstream=_upstream(config, "tasks"))
+
+
+@task(name="mix")
+def mix(config: Config) -> dict[str, Any]:
+    """Draw the mixture to the task shares, write and verify the shards and manifest."""
+    record = run_stage(config, "mix", lambda: mix_stage(config), upstream=_upstream(config, "mix"))
+    summary = record["summary"]
+    rows = [{"task": task, "target": f"{v['target_share']:.1%}", "achieved": f"{v['achieved_share']:.1%}",
+             "samples": v["samples"]} for task, v in summary["tasks"].items()]
+    create_table_artifact(key="mixture-shares", table=rows, description=f"shards in {summary['directory']}")
+    return record
+
+
+def _upstream(config: Config, stage: str) -> list[str]:
+    """Fingerprints of the stages before ``stage``, so a changed upstream reruns it."""
+    from pipelines.stages import completed_fingerprint
+
+    before = STAGES[: STAGES.index(stage)]
+    return [completed_fingerprint(config, name) or "" for name in before]
+
+
+_TASKS = {"download": download, "ocr": ocr, "tasks": tasks, "mix": mix}
 
 
 @flow(name="build-pretrain-mix", log_prints=True)

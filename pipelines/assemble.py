@@ -20,6 +20,70 @@ log = logging.getLogger(__name__)
 OCR_TASKS = ("ocr_large", "ocr_small")
 
 
+def ocr_stage(config: Config) -> dict[str, Any]:
+    """OCR corpora and their task tables for sources with ``ocr``; transcription samples for OCR-task
+    URL lists whose caption is the exact text (SynthDoG-style). Returns per-source counters."""
+    from ocr import run_ocr_stage
+    from ocr.tasks import write_ocr_task_tables
+
+    storage = Storage(config.storage.root, config.storage.options)
+    summary: dict[str, Any] = {}
+    for source in config.sources:
+        if source.task not in OCR_TASKS or source.kind is not SourceKind.URL_LIST:
+            continue
+        raw_source = source.images_from or source.name
+        if source.ocr is not None:
+            stats = run_ocr_stage(config.storage.root, raw_source, source.ocr.language, config.ocr,
+                                  ray_address=config.ray.address, storage_options=config.storage.options)
+            task_settings = config.ocr_tasks.model_copy(update={"task": source.task, "seed": config.seed})
+            write_ocr_task_tables(config.storage.root, raw_source, source.name, task_settings,
+                                  storage_options=config.storage.options)
+            summary[source.name] = {"kept": stats.get("kept"), "dropped": stats.get("dropped", {})}
+        else:
+            summary[source.name] = _transcriptions_from_captions(config, storage, source, raw_source)
+    return summary
+
+
+def _transcriptions_from_captions(config: Config, storage: Storage, source: Source, raw_source: str) -> dict:
+    """OCR samples whose answer is the caption itself: the exact text of a rendered image."""
+    import random
+
+    from ocr.prompts import pool
+    from pipelines.tasks import ConversationRecord, write_conversation_table
+    from pipelines.tasks.raw import complete_shards, iter_raw_shard
+
+    kept, dropped = 0, 0
+    for shard in complete_shards(storage, raw_source):
+        target = storage.path("tasks", source.name, f"{shard}.parquet")
+        if storage.exists(target):
+            continue
+        records = {}
+        for sample in iter_raw_shard(storage, raw_source, shard):
+            text = sample.caption.strip()
+            if not text:
+                dropped += 1
+                continue
+            language = source.language if source.language != "auto" else language_of(text)
+            rng = random.Random(f"{config.seed}:{source.name}:{sample.key}")
+            prompt = rng.choice(pool("transcribe", language))
+            records[sample.key] = ConversationRecord(sample.key, language, [
+                {"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": text}])
+        kept += len(records)
+        write_conversation_table(storage, source.name, source.task, raw_source, shard, records)
+    return {"kept": kept, "dropped": {"empty_caption": dropped} if dropped else {}}
+
+
+def language_of(text: str) -> str:
+    """'zh', 'ja' or 'ko' when the text has characters of those scripts, else 'en'."""
+    if any("\u3040" <= ch <= "\u30ff" for ch in text):
+        return "ja"
+    if any("\uac00" <= ch <= "\ud7af" for ch in text):
+        return "ko"
+    if any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text):
+        return "zh"
+    return "en"
+
+
 def task_sources(config: Config) -> list[Source]:
     """Sources whose samples the task builder makes (OCR corpora are made by the OCR stage)."""
     return [s for s in config.sources if s.task not in OCR_TASKS and s.kind is not SourceKind.WEBDATASET]

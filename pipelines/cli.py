@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands owned by other packages: (name, module, function, extra, help).
 DELEGATED: list[tuple[str, str, str, str, str]] = [
+    ("ocr", "ocr.cli", "main", "ocr", "OCR one source's raw shards into an OCR corpus (PP-OCR on Ray)"),
     ("verify", "shards.cli", "verify_main", "mix", "check every shard against its schema and the manifest"),
     ("export-internvl", "shards.cli", "export_main", "mix", "export shards to InternVL's meta JSON + JSONL"),
 ]

@@ -23,6 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from ocr.settings import OcrSettings
+from ocr.tasks import OcrTaskSettings
 from pipelines._model import ConfigModel
 
 # The report's pre-training mixture (Table 1a), as fractions of samples.
@@ -254,6 +256,8 @@ class Config(ConfigModel):
     languages: dict[str, Language] = Field(default_factory=dict)
     translation: Translation = Field(default_factory=Translation)
     download: Download = Field(default_factory=Download)
+    ocr: OcrSettings = Field(default_factory=OcrSettings, description="the OCR stage (engines, actors, filters)")
+    ocr_tasks: OcrTaskSettings = Field(default_factory=OcrTaskSettings, description="OCR corpus -> conversations")
     mixture: Mixture = Field(default_factory=Mixture)
     shards: Shards = Field(default_factory=Shards)
     sources: list[Source] = Field(min_length=1)

@@ -21,7 +21,7 @@ pick_python() {
 
 install_debian_packages() {
   local missing=()
-  for package in fonts-wqy-microhei fonts-wqy-zenhei strace; do
+  for package in fonts-wqy-microhei fonts-wqy-zenhei fonts-dejavu-core fonts-liberation2 strace; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -44,4 +44,10 @@ export NO_ALBUMENTATIONS_UPDATE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # img2dataset drags in the `dataclasses` backport, which shadows the standard library module and
 # breaks Prefect's server; img2dataset works with the standard one.
 .venv/bin/python -m pip uninstall -q -y dataclasses 2>/dev/null || true
+# PaddleOCR 3.x pins numpy, PyYAML and OpenCV against the pipeline's: it gets its own environment,
+# used by the `paddleocr` OCR engine (the default `onnx` engine runs the same PP-OCR models in .venv).
+if [ "${VLMIX_PADDLEOCR:-1}" = "1" ]; then
+  [ -x .venv-paddleocr/bin/python ] || "$python" -m venv .venv-paddleocr
+  .venv-paddleocr/bin/python -m pip install -q -r ocr/paddleocr-requirements.txt
+fi
 echo "vlmix installed in $(pwd)/.venv"

@@ -27,7 +27,7 @@ def test_flow_runs_stages_and_skips_them_when_unchanged(tmp_path, prefect_epheme
 
     overrides = [f"storage.root={tmp_path / 'root'}", f"demo.directory={tmp_path / 'demo'}", "demo.scale=0.03",
                  "download.timeout_s=1"]
-    first = build_pretrain_mix(config=str(REPO / "configs" / "demo.yaml"), overrides=overrides)
+    first = build_pretrain_mix(config=str(REPO / "configs" / "demo.yaml"), stages=["download"], overrides=overrides)
     assert not first["download"]["skipped"]
     summary = first["download"]["summary"]
     assert set(summary) == {"demo_laion_en", "demo_objects365", "demo_wukong_ocr", "demo_laioncoco_ocr", "demo_synthdog"}
@@ -35,10 +35,11 @@ def test_flow_runs_stages_and_skips_them_when_unchanged(tmp_path, prefect_epheme
     marker = json.loads((tmp_path / "root" / "_stages" / "download.json").read_text())
     assert marker["summary"] == summary
 
-    second = build_pretrain_mix(config=str(REPO / "configs" / "demo.yaml"), overrides=overrides)
+    second = build_pretrain_mix(config=str(REPO / "configs" / "demo.yaml"), stages=["download"], overrides=overrides)
     assert second["download"]["skipped"] and second["download"]["summary"] == summary
 
-    changed = build_pretrain_mix(config=str(REPO / "configs" / "demo.yaml"), overrides=[*overrides, "seed=5"])
+    changed = build_pretrain_mix(config=str(REPO / "configs" / "demo.yaml"), stages=["download"],
+                                 overrides=[*overrides, "seed=5"])
     assert not changed["download"]["skipped"]
 
 

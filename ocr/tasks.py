@@ -1,0 +1,141 @@
+"""OCR task samples: the OCR corpus turned into InternVL conversations (task ``ocr_large``).
+
+Two variants, chosen per sample with a generator seeded by (seed, dataset, key):
+
+- transcription: a prompt from the language's pool, answered by the kept lines in reading
+  order, one per line;
+- grounded: each line answered as ``<ref>text</ref><box>[[x1, y1, x2, y2]]</box>`` (or
+  ``<quad>[[x1, y1, ..., x4, y4]]</quad>``), coordinates scaled to 0..1000 of the image size.
+
+The record (see ocr/README.md) is what the mixer consumes; :func:`write_ocr_task_tables` hands
+the conversations to :func:`pipelines.tasks.write_conversation_table`, which joins them with the
+images of the raw shard and writes the task table.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipelines._model import ConfigModel
+
+from . import corpus
+from .prompts import pool
+
+
+class OcrTaskSettings(ConfigModel):
+    """How OCR corpus rows become conversations."""
+
+    task: str = Field("ocr_large", description="Task name of the samples in the mixture.")
+    grounded_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of samples (0..1) given the grounded variant instead of transcription.",
+    )
+    box_format: Literal["box", "quad"] = Field(
+        "box", description="Grounded variant: axis-aligned <box> or the line's <quad>rilateral."
+    )
+    seed: int = Field(0, description="Seed of the prompt and variant draws.")
+
+
+def scale(value: float, size: int) -> int:
+    """A pixel coordinate as an integer in 0..1000 of ``size`` pixels."""
+    return min(1000, max(0, round(value / max(1, size) * 1000)))
+
+
+def grounded_line(line: dict, width: int, height: int, box_format: str) -> str:
+    quad = line["quad"]
+    if box_format == "quad":
+        coords = ", ".join(f"{scale(x, width)}, {scale(y, height)}" for x, y in quad)
+        return f"<ref>{line['text']}</ref><quad>[[{coords}]]</quad>"
+    xs, ys = [p[0] for p in quad], [p[1] for p in quad]
+    box = [scale(min(xs), width), scale(min(ys), height), scale(max(xs), width), scale(max(ys), height)]
+    return f"<ref>{line['text']}</ref><box>[{box}]</box>"
+
+
+def ocr_task_record(row: dict, dataset: str, settings: OcrTaskSettings) -> dict:
+    """One kept OCR corpus row (a dict with :data:`ocr.corpus.SCHEMA` columns) as a task record."""
+    rng = random.Random(f"{settings.seed}:{dataset}:{row['key']}")
+    grounded = rng.random() < settings.grounded_fraction
+    language = row["language"]
+    if grounded:
+        prompt = rng.choice(pool("grounded", language))
+        answer = "\n".join(
+            grounded_line(ln, row["width"], row["height"], settings.box_format) for ln in row["lines"]
+        )
+    else:
+        prompt = rng.choice(pool("transcribe", language))
+        answer = "\n".join(ln["text"] for ln in row["lines"])
+    scores = [ln["score"] for ln in row["lines"]]
+    return {
+        "id": f"{dataset}-{row['key']}",
+        "key": row["key"],
+        "source": dataset,
+        "task": settings.task,
+        "language": language,
+        "width": row["width"],
+        "height": row["height"],
+        "image": {
+            "uri": row["image_uri"],
+            "offset": row["image_offset"],
+            "size": row["image_size"],
+            "format": row["image_format"],
+        },
+        "image_sha256": row["image_sha256"],
+        "url": row["url"],
+        "conversations": [{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": answer}],
+        "meta": {
+            "variant": "grounded" if grounded else "transcription",
+            "box_format": settings.box_format if grounded else None,
+            "lines": len(row["lines"]),
+            "mean_score": round(sum(scores) / len(scores), 4) if scores else 0.0,
+            "engine": row["engine"],
+            "engine_version": row["engine_version"],
+            "det_model": row["det_model"],
+            "rec_model": row["rec_model"],
+            "raw_source": row["source"],
+        },
+    }
+
+
+def ocr_task_records(table: pa.Table, dataset: str, settings: OcrTaskSettings | None = None) -> list[dict]:
+    """Task records for the kept rows of one OCR corpus table (dropped rows have a ``drop_reason``)."""
+    settings = settings or OcrTaskSettings()
+    return [
+        ocr_task_record(row, dataset, settings) for row in table.to_pylist() if row["drop_reason"] is None
+    ]
+
+
+def write_ocr_task_tables(
+    root: str,
+    source: str,
+    dataset: str,
+    settings: OcrTaskSettings | None = None,
+    storage_options: dict | None = None,
+) -> list[str]:
+    """Write ``<root>/tasks/<dataset>/<shard>.parquet`` for every finished OCR corpus shard of ``source``.
+
+    The OCR drop counters of each shard travel into its task table's metadata.
+    """
+    from pipelines.storage import Storage
+    from pipelines.tasks import ConversationRecord, write_conversation_table
+
+    storage = Storage(root, storage_options)
+    settings = settings or OcrTaskSettings()
+    written = []
+    for shard in sorted(corpus.finished_shards(storage, source)):
+        table = corpus.read_shard(storage, source, shard)
+        records = {
+            r["key"]: ConversationRecord(r["key"], r["language"], r["conversations"])
+            for r in ocr_task_records(table, dataset, settings)
+        }
+        drops = corpus.shard_stats(table)["dropped"]
+        drops = {f"ocr_{reason}": n for reason, n in drops.items()}
+        written.append(
+            write_conversation_table(storage, dataset, settings.task, source, shard, records, drops)
+        )
+    return written
