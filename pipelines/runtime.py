@@ -31,17 +31,23 @@ WORKER_ENV = {
 _NOWHERE = "http://127.0.0.1:9/"
 
 
-def quiet_local_environment() -> dict[str, str]:
-    """Environment variables that keep a local Ray head (and its children) on this machine."""
-    return {
+def quiet_local_environment(single_node: bool = True) -> dict[str, str]:
+    """Environment variables that keep a local Ray head (and its children) on this machine.
+
+    ``single_node=False`` keeps Ray's multi-node support on, for several ``ray start`` nodes on
+    one machine (tests of cluster behaviour); addresses then come from ``--node-ip-address``.
+    """
+    environment = {
         **WORKER_ENV,
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_USAGE_STATS_REPORT_URL": _NOWHERE,
         "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
         "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
-        # Linux Ray finds "its" address by routing towards a public DNS server; one machine needs none.
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
+    if single_node:
+        # Linux Ray finds "its" address by routing towards a public DNS server; one machine needs none.
+        environment["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return environment
 
 
 def block_cloud_metadata_probe(home: Path | None = None) -> Path:

@@ -65,6 +65,7 @@ class DownloadStats:
     recovered_by_retry: int = 0
     shards: int = 0
     seconds: float = 0.0
+    nodes: Counter = field(default_factory=Counter)  # Ray node id -> shards it downloaded (this run)
 
     def to_json(self) -> dict:
         return {
@@ -76,6 +77,7 @@ class DownloadStats:
             "recovered_by_retry": self.recovered_by_retry,
             "shards": self.shards,
             "seconds": round(self.seconds, 2),
+            "nodes": dict(sorted(self.nodes.items())),
         }
 
     @classmethod
@@ -84,6 +86,7 @@ class DownloadStats:
             source=data["source"], urls=data["urls"], filtered=Counter(data["filtered"]),
             downloaded=data["downloaded"], failed=Counter(data["failed"]),
             recovered_by_retry=data["recovered_by_retry"], shards=data["shards"], seconds=data["seconds"],
+            nodes=Counter(data.get("nodes", {})),
         )
 
     def check_balance(self) -> None:
@@ -107,7 +110,7 @@ def download_source(config: Config, source: Source, storage: Storage, progress: 
     settings = config.download
     # img2dataset numbers shards across input files consecutively, ceil(rows / per_shard) per file.
     first_pass_shards = sum(math.ceil(rows / settings.samples_per_shard) for rows in rows_per_file)
-    _run_pass(settings, source, storage, out, url_dir, 0, progress, label=f"{source.name}")
+    _run_pass(settings, source, storage, out, url_dir, 0, progress, label=f"{source.name}", nodes=stats.nodes)
     previous_start, next_start = 0, first_pass_shards
     for round_number in range(1, settings.retry_rounds + 1):
         retry_list = _retry_list(storage, out, previous_start, next_start, round_number)
@@ -116,7 +119,7 @@ def download_source(config: Config, source: Source, storage: Storage, progress: 
         retry_shards = math.ceil(retry_list[1] / settings.samples_per_shard)
         log.info("%s: retry pass %d over %d URLs", source.name, round_number, retry_list[1])
         _run_pass(settings, source, storage, out, retry_list[0], next_start, progress,
-                  label=f"{source.name} retry {round_number}", origin=True)
+                  label=f"{source.name} retry {round_number}", nodes=stats.nodes)
         previous_start, next_start = next_start, next_start + retry_shards
     _count_outcomes(storage, out, stats)
     storage.remove(posixpath.join(out, "_tmp"))
@@ -231,7 +234,7 @@ def _select_columns(table: pa.Table, source: Source) -> pa.Table:
 
 
 def _run_pass(settings: Download, source: Source, storage: Storage, out: str, url_list: str,
-              start_shard: int, progress: bool, label: str, origin: bool = False) -> None:
+              start_shard: int, progress: bool, label: str, nodes: Counter) -> None:
     """One img2dataset pass over ``url_list`` into ``out``, shards numbered from ``start_shard``."""
     ray = require("ray", "download")
     require("img2dataset", "download")
@@ -280,7 +283,8 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
             if not in_flight:
                 break
             ready, in_flight = ray.wait(in_flight, num_returns=1)
-            shard_id, ok = ray.get(ready[0])
+            shard_id, ok, node = ray.get(ready[0])
+            nodes[node] += 1
             if not ok:
                 failed.append(shard_id)
             bar.update(1)
@@ -299,6 +303,7 @@ def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float]):
     import uuid
 
     import fsspec
+    import ray
 
     install_bounded_download(*guard)
     shard_id = shard[0]
@@ -315,7 +320,7 @@ def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float]):
             fs.mv(f"{private_path}/{name}{suffix}", f"{out_path}/{name}{suffix}")
     with contextlib.suppress(FileNotFoundError):  # object stores drop a "folder" with its last object
         fs.rm(private_path, recursive=True)
-    return shard_id, ok
+    return shard_id, ok, ray.get_runtime_context().get_node_id()
 
 
 def _first_parquet(storage: Storage, url_list: str) -> str:
