@@ -15,12 +15,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage
+from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage, train_stage, translate_stage
 from pipelines.config import Config, load_config
 from pipelines.download import run_download_stage
 from pipelines.stages import run_stage
 
-STAGES = ("download", "ocr", "tasks", "mix")
+STAGES = ("download", "ocr", "translate", "tasks", "mix", "train")
 
 
 @task(name="download", retries=2, retry_delay_seconds=10)
@@ -47,6 +47,17 @@ def ocr(config: Config) -> dict[str, Any]:
     return record
 
 
+@task(name="translate", retries=2, retry_delay_seconds=30)
+def translate(config: Config) -> dict[str, Any]:
+    """English annotations into the target languages (Figure-5 prompt, vLLM); resumes per part."""
+    record = run_stage(config, "translate", lambda: translate_stage(config), upstream=_upstream(config, "translate"))
+    rows = [{"source": source, "target": target, "rows": v["rows"], "translated": v["translated"],
+             "flagged": sum(v["flagged"].values()), "requests": v["requests"], "from_cache": v["from_cache"]}
+            for source, by_target in record["summary"].items() for target, v in by_target.items()]
+    create_table_artifact(key="translation-stats", table=rows, description="translated texts per source and target")
+    return record
+
+
 @task(name="tasks", retries=1, retry_delay_seconds=5)
 def tasks(config: Config) -> dict[str, Any]:
     """Task-sample tables (captioning, detection, translated variants) for every source."""
@@ -64,6 +75,15 @@ def mix(config: Config) -> dict[str, Any]:
     return record
 
 
+@task(name="train")
+def train(config: Config) -> dict[str, Any]:
+    """Train the configured model for the configured steps from the shards (the config's `train`)."""
+    record = run_stage(config, "train", lambda: train_stage(config), upstream=_upstream(config, "train"))
+    summary = record["summary"]
+    create_table_artifact(key="training", table=[summary], description="first and last loss of the run")
+    return record
+
+
 def _upstream(config: Config, stage: str) -> list[str]:
     """Fingerprints of the stages before ``stage``, so a changed upstream reruns it."""
     from pipelines.stages import completed_fingerprint
@@ -72,10 +92,10 @@ def _upstream(config: Config, stage: str) -> list[str]:
     return [completed_fingerprint(config, name) or "" for name in before]
 
 
-_TASKS = {"download": download, "ocr": ocr, "tasks": tasks, "mix": mix}
+_TASKS = {"download": download, "ocr": ocr, "translate": translate, "tasks": tasks, "mix": mix, "train": train}
 
 
-@flow(name="build-pretrain-mix", log_prints=True)
+@flow(name="build-pretrain-mix")
 def build_pretrain_mix(
     config: str = "configs/demo.yaml",
     stages: list[str] | None = None,
@@ -89,6 +109,8 @@ def build_pretrain_mix(
     logger = get_run_logger()
     loaded = load_config(config, overrides=overrides or [])
     chosen = list(STAGES) if not stages else [s for s in STAGES if s in stages]
+    if loaded.train is None and not stages:
+        chosen.remove("train")  # training is part of a run only when the config asks for it
     unknown = set(stages or []) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; the stages are {list(STAGES)}")

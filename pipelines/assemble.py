@@ -84,6 +84,71 @@ def language_of(text: str) -> str:
     return "en"
 
 
+def translate_stage(config: Config) -> dict[str, Any]:
+    """Translate every source's English texts into its targets (Figure-5 prompt, vLLM); per-target counts.
+
+    The inputs are the task builder's own drafts, so each translation names the exact field
+    (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``) the builder reads back.
+    """
+    import pyarrow as pa
+
+    from pipelines.tasks import TaskSettings
+    from pipelines.tasks.build import iter_drafts
+    from translate.run import run_translation, source_targets
+
+    storage = Storage(config.storage.root, config.storage.options)
+    settings = TaskSettings(seed=config.seed)
+    chosen = [s for s in task_sources(config) if source_targets(config, s)]
+    if not chosen:
+        return {}
+    for source in chosen:
+        for unit, drafts in iter_drafts(to_task_source(source), storage, settings):
+            target = storage.path("translate", source.name, "_input", f"{unit}.parquet")
+            if storage.exists(target):
+                continue
+            rows = [(d.key, name, text) for d in drafts for name, text in sorted(d.texts.items())]
+            table = pa.table({"key": [r[0] for r in rows], "field": [r[1] for r in rows], "text": [r[2] for r in rows]})
+            storage.write_parquet(target, table)
+    if config.demo is not None:
+        _prepare_demo_translation(config, storage, chosen)
+    reports = run_translation(config, config.translation.stage, sources=[s.name for s in chosen])
+    failed = {f"{s}/{t}": r.failed for s, by in reports.items() for t, r in by.items() if r.failed}
+    if failed:
+        raise RuntimeError(f"translation parts failed (rerun to resume; finished parts are kept): {failed}")
+    return {source: {target: report.stats.to_json() for target, report in by_target.items()}
+            for source, by_target in reports.items()}
+
+
+def _prepare_demo_translation(config: Config, storage: Storage, sources: list[Source]) -> None:
+    """The demo serves a tiny random model, built here, and loads its translation memory into the cache.
+
+    The model's answers are noise (flagged by validation); the memory holds reference translations
+    of the demo's closed vocabulary (zh, ja), so translated samples appear as a real model's would.
+    """
+    from pathlib import Path as LocalPath
+
+    from pipelines.demo.generate import reference_translations
+    from translate.cache import CachedAnswer, TranslationCache, text_hash
+    from translate.prompt import PROMPT_VERSION
+    from translate.run import source_targets
+    from translate.tiny_model import build_tiny_model
+
+    model = config.translation.model
+    if model is None:
+        raise ValueError("translation.model: the demo needs a model path for its tiny local LLM")
+    if not (LocalPath(model) / "config.json").exists():
+        log.info("building the demo's tiny chat model in %s", model)
+        build_tiny_model(model)
+    cache_root = config.translation.stage.cache_root or storage.path("translate", "_cache")
+    cache = TranslationCache(storage, cache_root, model, PROMPT_VERSION)
+    for target in sorted({t for s in sources for t in source_targets(config, s)}):
+        memory = reference_translations(config.demo.directory, target)
+        hashes = {text_hash(text): text for text in memory}
+        known = cache.lookup(target, list(hashes))
+        entries = [(h, text, CachedAnswer(memory[text], "stop")) for h, text in hashes.items() if h not in known]
+        cache.add(target, entries)
+
+
 def task_sources(config: Config) -> list[Source]:
     """Sources whose samples the task builder makes (OCR corpora are made by the OCR stage)."""
     return [s for s in config.sources if s.task not in OCR_TASKS and s.kind is not SourceKind.WEBDATASET]
@@ -114,13 +179,13 @@ def build_tasks_stage(config: Config) -> dict[str, Any]:
     return summary
 
 
-def shard_directory(config: Config) -> Path:
+def shard_directory(config: Config) -> str:
+    """Where the final shards go: ``shards.directory``, else ``<storage.root>/shards``; a local
+    path or an fsspec URI (``s3://bucket/run/shards``)."""
     if config.shards.directory:
-        return Path(config.shards.directory)
+        return config.shards.directory
     storage = Storage(config.storage.root, config.storage.options)
-    if storage.protocol not in ("file", "local"):
-        raise ValueError("shards.directory must be set to a local folder when storage.root is object storage")
-    return Path(storage.path("shards"))
+    return storage.uri(storage.path("shards"))
 
 
 def mix_settings(config: Config):
@@ -144,31 +209,59 @@ def _stage_drops(storage: Storage) -> dict[str, dict]:
         }
     marker = storage.path("_stages", "ocr.json")
     if storage.exists(marker):
-        drops["ocr"] = storage.read_json(marker).get("summary", {})
+        summary = storage.read_json(marker).get("summary", {})
+        drops["ocr"] = {source: counts.get("dropped", {}) for source, counts in summary.items()}
     marker = storage.path("_stages", "translate.json")
     if storage.exists(marker):
-        drops["translate"] = storage.read_json(marker).get("summary", {})
+        summary = storage.read_json(marker).get("summary", {})
+        drops["translate"] = {f"{source}/{target}": counts.get("flagged", {})
+                              for source, by_target in summary.items() for target, counts in by_target.items()}
     return drops
 
 
 def mix_stage(config: Config) -> dict[str, Any]:
     """Draw the mixture, write the shards and manifest, verify them; return the manifest's summary."""
     from shards import ShardSettings, mix_and_write, verify
+    from shards.location import options_for
 
     storage = Storage(config.storage.root, config.storage.options)
-    out = shard_directory(config)
+    directory = shard_directory(config)
+    out = Storage(directory, options_for(directory, storage))  # the root's S3 settings, if on S3 too
     shard_settings = ShardSettings(prefix=config.shards.prefix, max_samples=config.shards.max_samples,
                                    max_bytes=config.shards.max_bytes)
     manifest = mix_and_write(storage, out, mix_settings(config), shard_settings,
                              config_hash=config.fingerprint(), stage_drops=_stage_drops(storage))
     checked = verify(out)
     if checked.problems:
-        raise RuntimeError(f"the shards in {out} fail verification:\n" + "\n".join(checked.problems))
+        raise RuntimeError(f"the shards in {directory} fail verification:\n" + "\n".join(checked.problems))
     return {
-        "directory": str(out),
-        "manifest": posixpath.join(str(out), "manifest.json"),
+        "directory": directory,
+        "manifest": posixpath.join(directory, "manifest.json"),
         "samples": sum(shard["samples"] for shard in manifest["shards"]),
         "shards": len(manifest["shards"]),
         "tasks": manifest["tasks"],
         "languages": manifest.get("languages", {}),
     }
+
+
+def train_stage(config: Config) -> dict[str, Any]:
+    """Train from the mixture's shards with the config's `train` settings; first and last losses."""
+    import json
+
+    from pipelines._imports import require
+
+    if config.train is None:
+        raise ValueError("train: the config has no `train` section")
+    cli = require("trainer.cli", "train")
+    if config.ray.address is not None and config.train.launcher == "ray":
+        argv = [*config.train.argv(str(shard_directory(config))), "--ray-address", config.ray.address]
+    else:
+        argv = config.train.argv(str(shard_directory(config)))
+    code = cli.main(argv)
+    if code:
+        raise RuntimeError(f"vlmix train {' '.join(argv)} exited with {code}")
+    metrics = Path(config.train.out) / "metrics.jsonl"
+    steps = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    losses = [s["loss"] for s in steps if "loss" in s]
+    return {"out": config.train.out, "steps": len(losses),
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}

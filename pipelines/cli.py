@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
 
 from pipelines._imports import MissingDependency
 from pipelines.config import Config, ConfigError, load_config
@@ -77,17 +76,12 @@ def cmd_download(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job on the embedded default: demo sources served on loopback, then the stages."""
-    from pipelines.download import download_all
-
+    """The main job on the demo mixture, in this process: the whole flow, no Prefect server needed."""
     config = _load(args)
     if config.demo is None:
         raise ConfigError(args.config, ["demo: this command needs a config with a `demo` section"])
-    with serve_for_config(config):
-        all_stats = download_all(config, progress=not args.no_progress)
-    _print_download_stats(all_stats)
-    print(f"raw shards under {config.storage.root}/raw/")
-    return 0
+    args.stage = None
+    return cmd_run(args)
 
 
 def cmd_run(args) -> int:
@@ -104,18 +98,6 @@ def cmd_run(args) -> int:
         outcome = "skipped (unchanged)" if record["skipped"] else f"done in {record['seconds']} s"
         print(f"{stage}: {outcome}")
     return 0
-
-
-def _delegate(module: str, function: str, extra: str) -> Callable[[argparse.Namespace], int]:
-    """A subcommand implemented by another package's own CLI entry point (argv passed through)."""
-
-    def run(args) -> int:
-        from pipelines._imports import require
-
-        entry = getattr(require(module, extra), function)
-        return int(entry(args.rest) or 0)
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,22 +135,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stage", action="append", help="only this stage (repeatable); default all")
     run.set_defaults(run=cmd_run)
 
-    for name, module, function, extra, text in DELEGATED:
-        sub = commands.add_parser(name, help=text, add_help=False)
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(run=_delegate(module, function, extra))
+    for name, _, _, _, text in DELEGATED:  # listed for --help; main() hands their arguments over whole
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
 # Subcommands owned by other packages: (name, module, function, extra, help).
 DELEGATED: list[tuple[str, str, str, str, str]] = [
     ("ocr", "ocr.cli", "main", "ocr", "OCR one source's raw shards into an OCR corpus (PP-OCR on Ray)"),
+    ("translate", "translate.cli", "main", "translate", "translate sources' English texts (Figure-5 prompt, vLLM)"),
+    ("train", "trainer.cli", "main", "train", "train InternVL from the shards (stage 1 or 2 recipe)"),
     ("verify", "shards.cli", "verify_main", "mix", "check every shard against its schema and the manifest"),
     ("export-internvl", "shards.cli", "export_main", "mix", "export shards to InternVL's meta JSON + JSONL"),
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    delegated = {name: (module, function, extra) for name, module, function, extra, _ in DELEGATED}
+    if argv and argv[0] in delegated:  # the other package's parser gets every argument, --help included
+        from pipelines._imports import require
+
+        module, function, extra = delegated[argv[0]]
+        try:
+            return int(getattr(require(module, extra), function)(argv[1:]) or 0)
+        except MissingDependency as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

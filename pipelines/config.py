@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskSettings
 from pipelines._model import ConfigModel
+from translate.settings import TranslateSettings
 
 # The report's pre-training mixture (Table 1a), as fractions of samples.
 REPORT_TASK_SHARES = {"captioning": 0.539, "detection": 0.052, "ocr_large": 0.320, "ocr_small": 0.089}
@@ -185,6 +186,9 @@ class Translation(ConfigModel):
     timeout_s: float = Field(60.0, gt=0, description="seconds per request")
     max_retries: int = Field(5, ge=0)
     temperature: float = Field(0.0, ge=0)
+    stage: TranslateSettings = Field(
+        default_factory=TranslateSettings, description="token budgets, validation, cache, vLLM servers"
+    )
 
 
 class Download(ConfigModel):
@@ -224,6 +228,35 @@ class Shards(ConfigModel):
     max_bytes: int = Field(1 << 30, ge=1 << 16, description="bytes per shard at most")
 
 
+class TrainStage(ConfigModel):
+    """Optional last stage of the flow: train from the shards it produced (`vlmix train` options)."""
+
+    recipe: Literal["stage1", "stage2"] = "stage2"
+    model: str = Field("tiny", description="model preset: tiny, mini-internvl-2b, internvl-1.5-26b")
+    tokenizer: str | None = Field(None, description="local tokenizer folder; None trains a small one (tiny)")
+    out: str = Field(description="checkpoints, TensorBoard logs and metrics.jsonl")
+    steps: int = Field(20, ge=1)
+    lr: float | None = Field(None, gt=0, description="peak learning rate; None = the recipe's")
+    global_batch: int | None = Field(None, ge=1, description="samples per optimizer step")
+    max_tiles: int | None = Field(None, ge=1, le=40, description="tiles per image at most; None = 12")
+    context: int | None = Field(None, ge=64, description="tokens; None = 4096")
+    launcher: Literal["local", "torchrun", "ray"] = "local"
+    workers: int = Field(1, ge=1, description="ray launcher: training workers")
+    gpu: bool = Field(False, description="ray launcher: one GPU per worker")
+
+    def argv(self, shards: str) -> list[str]:
+        """The `vlmix train` command line of these settings."""
+        args = ["--recipe", self.recipe, "--shards", shards, "--model", self.model, "--out", self.out,
+                "--steps", str(self.steps), "--launcher", self.launcher]
+        for flag, value in (("--tokenizer", self.tokenizer), ("--lr", self.lr), ("--global-batch", self.global_batch),
+                            ("--max-tiles", self.max_tiles), ("--context", self.context)):
+            if value is not None:
+                args += [flag, str(value)]
+        if self.launcher == "ray":
+            args += ["--workers", str(self.workers)] + (["--gpu"] if self.gpu else [])
+        return args
+
+
 class Storage(ConfigModel):
     root: str = Field(description="where every stage writes: a local path or an fsspec URI (s3://bucket/prefix)")
     options: dict[str, Any] = Field(
@@ -260,6 +293,7 @@ class Config(ConfigModel):
     ocr_tasks: OcrTaskSettings = Field(default_factory=OcrTaskSettings, description="OCR corpus -> conversations")
     mixture: Mixture = Field(default_factory=Mixture)
     shards: Shards = Field(default_factory=Shards)
+    train: TrainStage | None = Field(None, description="train from the shards at the end of the flow")
     sources: list[Source] = Field(min_length=1)
     demo: DemoConfig | None = None
     paths: dict[str, str] = Field(
@@ -440,6 +474,11 @@ def _resolve_relative_paths(raw: dict, base: Path) -> None:
         raw["storage"]["root"] = resolve(raw["storage"].get("root"))
     if isinstance(raw.get("demo"), dict):
         raw["demo"]["directory"] = resolve(raw["demo"].get("directory"))
+    if isinstance(raw.get("train"), dict) and isinstance(raw["train"].get("out"), str):
+        raw["train"]["out"] = resolve(raw["train"]["out"])
+    translation = raw.get("translation")
+    if isinstance(translation, dict) and isinstance(translation.get("model"), str) and translation["model"].startswith("."):
+        translation["model"] = resolve(translation["model"])  # a local model folder, relative to the config
     for source in raw.get("sources") or []:
         if isinstance(source, dict):
             if isinstance(source.get("locations"), list):

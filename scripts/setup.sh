@@ -50,4 +50,8 @@ if [ "${VLMIX_PADDLEOCR:-1}" = "1" ]; then
   [ -x .venv-paddleocr/bin/python ] || "$python" -m venv .venv-paddleocr
   .venv-paddleocr/bin/python -m pip install -q -r ocr/paddleocr-requirements.txt
 fi
+# vLLM is a server with pins of its own (torch 2.13.0+cpu here): it gets its own environment too.
+if [ "${VLMIX_VLLM:-1}" = "1" ]; then
+  PYTHON="$python" bash scripts/setup_vllm.sh
+fi
 echo "vlmix installed in $(pwd)/.venv"

@@ -52,6 +52,22 @@ COLOURS = {
     "grey": (128, 128, 128), "pink": (240, 130, 180),
 }
 SHAPES = ("circle", "square", "triangle")
+# The demo's translation memory: its captions come from a closed vocabulary, so reference
+# translations can be written for every one (see `reference_translations`).
+COLOUR_WORDS = {
+    "zh": {"red": "红色", "green": "绿色", "blue": "蓝色", "yellow": "黄色", "orange": "橙色", "purple": "紫色",
+           "black": "黑色", "white": "白色", "grey": "灰色", "pink": "粉色"},
+    "ja": {"red": "赤", "green": "緑", "blue": "青", "yellow": "黄色", "orange": "オレンジ", "purple": "紫",
+           "black": "黒", "white": "白", "grey": "灰色", "pink": "ピンク"},
+}
+SHAPE_WORDS = {"zh": {"circle": "圆形", "square": "正方形", "triangle": "三角形"},
+               "ja": {"circle": "円", "square": "四角", "triangle": "三角"}}
+SCENE_TEMPLATES = {  # English, Chinese, Japanese: {0} the listed shapes, {1} the background colour
+    "en": ("{0} on {1} background.", "A picture of {0} over a plain {1} backdrop.", "Simple drawing: {0}, {1} background."),
+    "zh": ("{1}背景上的{0}。", "一张{0}在纯{1}背景上的图片。", "简单的画：{0}，{1}背景。"),
+    "ja": ("{1}の背景に{0}。", "無地の{1}の背景に{0}が描かれた絵。", "シンプルな絵：{0}、{1}の背景。"),
+}
+OBJECTS_CAPTION = {"en": "Shapes on {0} background.", "zh": "{0}背景上的图形。", "ja": "{0}の背景の図形。"}
 ENGLISH_WORDS = (
     "open daily coffee fresh bread market street north station platform exit sale today only book "
     "store garden city museum hotel welcome please keep quiet parking free wifi menu tea noodles "
@@ -79,6 +95,8 @@ class Row:
     punsafe: float
     pwatermark: float
     objects: str  # JSON list of {"name", "bbox": [x, y, w, h]}, COCO-style pixels; "[]" if none
+    caption_zh: str  # reference translations of the caption ("" where there is none)
+    caption_ja: str
 
 
 def generate(directory: str | Path, seed: int = 0, scale: float = 1.0, bad_url_share: float = 0.06) -> Path:
@@ -87,7 +105,7 @@ def generate(directory: str | Path, seed: int = 0, scale: float = 1.0, bad_url_s
     The output depends only on (seed, scale, bad_url_share): the same arguments give the same bytes.
     """
     directory = Path(directory)
-    stamp = {"seed": seed, "scale": scale, "bad_url_share": bad_url_share, "version": 1}
+    stamp = {"seed": seed, "scale": scale, "bad_url_share": bad_url_share, "version": 2}
     done_marker = directory / "items" / "_GENERATED.json"
     if done_marker.exists() and json.loads(done_marker.read_text()) == stamp:
         return directory
@@ -112,6 +130,10 @@ def _make_row(collection: str, index: int, rng: random.Random, directory: Path, 
         "synth_text": lambda r: _draw_text(r, r.choice(("en", "zh")), synthetic=True),
     }[collection]
     image, caption, language, objects = draw_fn(rng)
+    references = {}
+    if isinstance(caption, dict):  # parallel captions: English plus the translation memory's entries
+        references = {f"caption_{lang}": text for lang, text in caption.items() if lang != "en"}
+        caption = caption["en"]
     bad = rng.choice(tuple(BAD_KINDS)) if rng.random() < bad_share else ""
     relative = f"images/{collection}/{index:06d}.jpg"
     target = directory / relative
@@ -122,7 +144,8 @@ def _make_row(collection: str, index: int, rng: random.Random, directory: Path, 
     pwatermark = rng.random() * 0.5 if rng.random() > 0.04 else 0.85 + rng.random() * 0.15
     listed_width = image.width if rng.random() > 0.03 else rng.randint(16, 60)
     return Row(relative, bad, caption, language, listed_width, image.height, round(punsafe, 4),
-               round(pwatermark, 4), json.dumps(objects, ensure_ascii=False))
+               round(pwatermark, 4), json.dumps(objects, ensure_ascii=False),
+               references.get("caption_zh", ""), references.get("caption_ja", ""))
 
 
 def _background(rng: random.Random, size: tuple[int, int]) -> tuple[Image.Image, str]:
@@ -162,19 +185,46 @@ def _draw_shapes(rng: random.Random, min_n: int, max_n: int):
     return image, background, objects
 
 
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def object_name(name: str, language: str) -> str:
+    """'red circle' in ``language`` ('en', 'zh' or 'ja')."""
+    if language == "en":
+        return name
+    colour, shape = name.split()
+    joiner = "の" if language == "ja" and colour not in ("red", "blue", "black", "white") else ""
+    adjective = {"red": "赤い", "blue": "青い", "black": "黒い", "white": "白い"}
+    if language == "ja" and colour in adjective:
+        return adjective[colour] + SHAPE_WORDS["ja"][shape]
+    return COLOUR_WORDS[language][colour] + joiner + SHAPE_WORDS[language][shape]
+
+
+def scene_caption(template: int, names: list[str], background: str, language: str) -> str:
+    if language == "en":
+        items = [_article(name) for name in names]
+        listed = ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else items[0]
+        text = SCENE_TEMPLATES["en"][template].format(listed, _article(background))
+        return text[0].upper() + text[1:]
+    items = [("一个" if language == "zh" else "") + object_name(name, language) for name in names]
+    listed = ("和" if language == "zh" else "と").join(items)
+    return SCENE_TEMPLATES[language][template].format(listed, COLOUR_WORDS[language][background])
+
+
 def _draw_scene(rng: random.Random):
     image, background, objects = _draw_shapes(rng, 1, 4)
     names = [obj["name"] for obj in objects]
-    listed = ", ".join(f"a {name}" for name in names[:-1])
-    listed = f"{listed} and a {names[-1]}" if listed else f"a {names[-1]}"
-    caption = rng.choice(("{} on a {} background.", "A picture of {} over a plain {} backdrop.",
-                          "Simple drawing: {}, {} background."))
-    return image, caption.format(listed, background).capitalize(), "en", []
+    template = rng.randrange(len(SCENE_TEMPLATES["en"]))
+    captions = {lang: scene_caption(template, names, background, lang) for lang in SCENE_TEMPLATES}
+    return image, captions, "en", []
 
 
 def _draw_objects(rng: random.Random):
     image, background, objects = _draw_shapes(rng, 2, 5)
-    return image, f"Shapes on a {background} background.", "en", objects
+    captions = {"en": OBJECTS_CAPTION["en"].format(_article(background)),
+                **{lang: OBJECTS_CAPTION[lang].format(COLOUR_WORDS[lang][background]) for lang in ("zh", "ja")}}
+    return image, captions, "en", objects
 
 
 def _text_line(rng: random.Random, language: str) -> str:
@@ -210,6 +260,25 @@ def _draw_text(rng: random.Random, language: str, synthetic: bool = False):
     else:
         caption = (f"A sign that reads {lines[0]}" if language == "en" else f"写着“{lines[0]}”的招牌")
     return image, caption, language, []
+
+
+def reference_translations(directory: str | Path, language: str) -> dict[str, str]:
+    """English text -> reference translation, for every caption and object name of the demo.
+
+    The demo's LLM is a random tiny model whose answers are noise; these entries, loaded into the
+    translation cache, stand in for what a real model would answer, for ``zh`` and ``ja``.
+    """
+    if language not in COLOUR_WORDS:
+        return {}
+    memory = {}
+    for items_path in sorted((Path(directory) / "items").glob("*.parquet")):
+        table = pq.read_table(items_path).to_pylist()
+        for row in table:
+            if row.get(f"caption_{language}"):
+                memory[row["caption"]] = row[f"caption_{language}"]
+            for obj in json.loads(row["objects"]):
+                memory[obj["name"]] = object_name(obj["name"], language)
+    return memory
 
 
 def _write_items(rows: list[Row], path: Path) -> None:

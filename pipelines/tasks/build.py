@@ -24,6 +24,7 @@ from pipelines.storage import Storage
 from pipelines.tasks.captioning import caption_drafts
 from pipelines.tasks.conversations import internvl_samples, read_jsonl
 from pipelines.tasks.detection import detection_drafts
+from pipelines.tasks.draft import Draft
 from pipelines.tasks.local import coco_drafts, coco_units, grit_drafts, grit_units
 from pipelines.tasks.prompts import PromptPools
 from pipelines.tasks.raw import complete_shards
@@ -154,6 +155,16 @@ def _purposes(source: TaskSource) -> list[str]:
         if source.kind == "url_list"
         else ["refer" if source.kind == "grit_jsonl" else "detect"]
     )
+
+
+def iter_drafts(source: TaskSource, root: str | Storage, settings: TaskSettings) -> Iterator[tuple[str, list[Draft]]]:
+    """(unit, drafts) for every input unit of ``source``: the English texts a translation stage needs,
+    named by the fields (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``) the builder reads back."""
+    storage = root if isinstance(root, Storage) else Storage(root)
+    for unit, make in _units(storage, source, settings):
+        drafts = [item for item in make(Counter()) if isinstance(item, Draft)]
+        if drafts:
+            yield unit, drafts
 
 
 def _units(storage: Storage, source: TaskSource, settings: TaskSettings) -> Iterator[tuple[str, callable]]:

@@ -46,7 +46,8 @@ Translations = dict[tuple[str, str], dict[str, str | None]]
 
 def load_translations(storage: Storage, source: str, columns: TranslationColumns) -> Translations:
     """Every translation row of ``source``, indexed by sample key and target language."""
-    paths = storage.glob(storage.path(TRANSLATE_DIR, source, "*.parquet"))
+    # The translation stage writes <source>/<target>/part-*.parquet (its inputs sit in <source>/_input/).
+    paths = storage.glob(storage.path(TRANSLATE_DIR, source, "*", "part-*.parquet"))
     if not paths:
         raise FileNotFoundError(
             f"source {source!r} is to be translated but {storage.path(TRANSLATE_DIR, source)} holds no "

@@ -290,8 +290,8 @@ def test_translated_variants(tmp_path):
         "text": ["一张照片 1", "一张照片 2", "", "一张照片 4"],
         "error": [None, None, None, "wrong_script"],
     }
-    (tmp_path / "translate" / "coyo").mkdir(parents=True)
-    pq.write_table(pa.table(translations), tmp_path / "translate" / "coyo" / "00000.parquet")
+    (tmp_path / "translate" / "coyo" / "zh").mkdir(parents=True)  # the translation stage's layout
+    pq.write_table(pa.table(translations), tmp_path / "translate" / "coyo" / "zh" / "part-00000.parquet")
     source = TaskSource(name="coyo", kind="url_list", task="captioning", language="en", translate_to=["zh"])
     result = build_task_samples(source, str(tmp_path), TaskSettings())
     assert result.datasets == ["coyo", "coyo-zh"]

@@ -1,0 +1,114 @@
+"""Dynamic tiling against a straightforward reading of SPEC §3, on thousands of image sizes."""
+
+import functools
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.tiling import IMAGENET_MEAN, IMAGENET_STD, candidate_grids, cut_tiles, plan_grid, tile_image
+
+
+@functools.cache
+def reference_candidates(min_tiles, max_tiles):
+    grids = {
+        (i, j) for n in range(min_tiles, max_tiles + 1) for i in range(1, n + 1) for j in range(1, n + 1)
+    }
+    return sorted(
+        (g for g in grids if min_tiles <= g[0] * g[1] <= max_tiles), key=lambda g: (g[0] * g[1], g[0])
+    )
+
+
+def reference_grid(width, height, min_tiles=1, max_tiles=12, tile_size=448):
+    """SPEC §3 read literally, with floats, the way the public InternVL code does it."""
+    aspect, best_diff, best = width / height, float("inf"), None
+    for cols, rows in reference_candidates(min_tiles, max_tiles):
+        diff = abs(aspect - cols / rows)
+        if diff < best_diff:
+            best_diff, best = diff, (cols, rows)
+        elif diff == best_diff and width * height > 0.5 * tile_size * tile_size * cols * rows:
+            best = (cols, rows)
+    return best
+
+
+def test_candidate_counts():
+    assert len(candidate_grids(1, 12)) == 35
+    assert len(candidate_grids(1, 40)) == 158
+    assert all(1 <= c * r <= 12 for c, r in candidate_grids(1, 12))
+
+
+def test_report_example():
+    assert plan_grid(800, 1300) == (2, 3)
+
+
+@pytest.mark.parametrize("max_tiles", [6, 12, 40])
+def test_plan_grid_matches_rule_on_thousands_of_sizes(max_tiles):
+    rng = random.Random(max_tiles)
+    sizes = [(rng.randint(1, 5000), rng.randint(1, 5000)) for _ in range(3000)]
+    # Exact aspect ties between candidates, where the area rule decides.
+    sizes += [
+        (k * c, k * r) for c, r in candidate_grids(1, max_tiles) for k in (1, 100, 200, 224, 225, 300, 448)
+    ]
+    sizes += [(w, h) for w in range(1, 60) for h in range(1, 60)]
+    for width, height in sizes:
+        assert plan_grid(width, height, 1, max_tiles) == reference_grid(width, height, 1, max_tiles), (
+            width,
+            height,
+        )
+
+
+def test_tie_keeps_small_images_small():
+    # 448x448 has the aspect of 1x1 and 2x2; its area (1 tile) is not more than half of 4 tiles.
+    assert plan_grid(448, 448) == (1, 1)
+    assert plan_grid(900, 900) == (2, 2)  # 810,000 px > half of 896x896
+
+
+def test_bad_sizes_are_errors():
+    with pytest.raises(ValueError):
+        plan_grid(0, 10)
+    with pytest.raises(ValueError):
+        plan_grid(10, 10, min_tiles=5, max_tiles=4)
+
+
+def _per_tile_reference(image: Image.Image, max_tiles: int) -> torch.Tensor:
+    """Resize, crop every tile, normalise every tile alone."""
+    cols, rows = plan_grid(image.width, image.height, 1, max_tiles)
+    resized = image.resize((cols * 448, rows * 448), Image.Resampling.BICUBIC)
+    crops = [
+        resized.crop((c * 448, r * 448, c * 448 + 448, r * 448 + 448))
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    if len(crops) > 1:
+        crops.append(image.resize((448, 448), Image.Resampling.BICUBIC))
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return torch.stack(
+        [(torch.from_numpy(np.array(c)).permute(2, 0, 1).float() / 255 - mean) / std for c in crops]
+    )
+
+
+@pytest.mark.parametrize("size", [(800, 1300), (1000, 300), (300, 300), (2000, 2000)])
+def test_tiles_are_identical_to_per_tile_cutting(size):
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    ours = tile_image(image, max_tiles=12)
+    reference = _per_tile_reference(image, 12)
+    assert ours.shape == reference.shape
+    assert torch.equal(ours, reference)
+
+
+def test_cut_tiles_order_and_thumbnail():
+    # Each tile of a 3x2 grid painted with its own grey level: tiles must come row by row.
+    cols, rows = 3, 2
+    pixels = np.zeros((rows * 448, cols * 448, 3), dtype=np.uint8)
+    for i in range(cols * rows):
+        r, c = divmod(i, cols)
+        pixels[r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448] = 40 * i
+    tiles = cut_tiles(Image.fromarray(pixels))
+    assert tiles.dtype == torch.uint8 and tiles.shape == (7, 3, 448, 448)
+    for i in range(6):
+        assert int(tiles[i, :, 100:300, 100:300].float().mean()) == 40 * i
+    assert cut_tiles(Image.new("RGB", (448, 448))).shape[0] == 1  # one tile: no thumbnail
+    assert cut_tiles(Image.new("L", (3000, 3000)), max_tiles=40).shape[0] == 37  # 6x6 + thumbnail

@@ -1,0 +1,141 @@
+"""Dynamic high resolution (SPEC §3): choose a tile grid, cut 448x448 tiles, add a thumbnail, normalise.
+
+An image becomes ``cols * rows`` tiles of ``tile_size`` pixels plus, when there is more than one
+tile, a thumbnail of the whole image. The grid is the candidate whose aspect ratio is closest to
+the image's; see :func:`plan_grid`.
+
+The cutting is done the cheap way: the image is resized once to the grid's size, and the tiles
+are cut by one strided copy of that array rather than separate crops and per-tile transposes.
+Normalisation runs once over the whole batch of tiles (in the training step, on the
+accelerator), with the same float32 operations as a per-tile transform, so the tiles are
+bit-identical to cutting and normalising each tile by itself (``bench/tiling`` checks that).
+"""
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+
+#: ImageNet statistics, the normalisation InternViT was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@lru_cache(maxsize=64)
+def candidate_grids(min_tiles: int = 1, max_tiles: int = 12) -> tuple[tuple[int, int], ...]:
+    """Every ``(cols, rows)`` with ``min_tiles <= cols * rows <= max_tiles``, in visiting order.
+
+    The order is by tile count, then by ``cols``; it only matters for exact ties (see
+    :func:`plan_grid`). There are 35 grids for 1..12 tiles and 158 for 1..40.
+
+    >>> len(candidate_grids(1, 12)), len(candidate_grids(1, 40))
+    (35, 158)
+    """
+    if not 1 <= min_tiles <= max_tiles:
+        raise ValueError(
+            f"need 1 <= min_tiles <= max_tiles, got min_tiles={min_tiles}, max_tiles={max_tiles}"
+        )
+    grids = [(c, r) for c in range(1, max_tiles + 1) for r in range(1, max_tiles + 1)]
+    return tuple(
+        sorted((g for g in grids if min_tiles <= g[0] * g[1] <= max_tiles), key=lambda g: (g[0] * g[1], g[0]))
+    )
+
+
+def plan_grid(
+    width: int, height: int, min_tiles: int = 1, max_tiles: int = 12, tile_size: int = 448
+) -> tuple[int, int]:
+    """The tile grid ``(cols, rows)`` for an image of ``width`` x ``height`` pixels.
+
+    The grid whose ``cols / rows`` is closest to ``width / height`` wins. Candidates are visited
+    by increasing tile count; on an exact tie the later (larger) grid wins only when the image
+    covers more than half of the grid's pixels, so small images are not blown up.
+
+    Differences are float64 ``abs(width / height - cols / rows)``, computed as the public InternVL
+    code computes them, so both agree on every size, including the few exact ties that rounding
+    breaks (7x12 lies exactly between 1x2 and 2x3; in floats 2x3 is nearer).
+
+    >>> plan_grid(800, 1300)  # the report's example: 896x1344, 6 tiles + thumbnail
+    (2, 3)
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    aspect = width / height
+    best, best_diff = None, float("inf")
+    for cols, rows in candidate_grids(min_tiles, max_tiles):
+        diff = abs(aspect - cols / rows)
+        if diff < best_diff:
+            best, best_diff = (cols, rows), diff
+        elif diff == best_diff and width * height > 0.5 * tile_size * tile_size * cols * rows:
+            best = (cols, rows)
+    assert best is not None  # candidate_grids is never empty
+    return best
+
+
+def tile_count(
+    width: int, height: int, min_tiles: int = 1, max_tiles: int = 12, use_thumbnail: bool = True
+) -> int:
+    """How many 448x448 images (tiles plus thumbnail) :func:`tile_image` makes for this size."""
+    cols, rows = plan_grid(width, height, min_tiles, max_tiles)
+    n = cols * rows
+    return n + 1 if use_thumbnail and n > 1 else n
+
+
+def cut_tiles(
+    image: Image.Image,
+    min_tiles: int = 1,
+    max_tiles: int = 12,
+    tile_size: int = 448,
+    use_thumbnail: bool = True,
+) -> torch.Tensor:
+    """Tiles of ``image`` (row by row, left to right, then the thumbnail) as bytes ``(n, 3, T, T)``.
+
+    The data loader ships these uint8 tiles (a quarter of the float32 size through the worker
+    pipes) and the training step normalises the whole batch at once with :func:`normalise_tiles`.
+
+    >>> cut_tiles(Image.new("RGB", (800, 1300))).shape
+    torch.Size([7, 3, 448, 448])
+    """
+    image = image.convert("RGB")
+    cols, rows = plan_grid(image.width, image.height, min_tiles, max_tiles, tile_size)
+    n_tiles = cols * rows
+    with_thumbnail = use_thumbnail and n_tiles > 1
+    out = torch.empty((n_tiles + with_thumbnail, 3, tile_size, tile_size), dtype=torch.uint8)
+    resized = image.resize((cols * tile_size, rows * tile_size), Image.Resampling.BICUBIC)
+    # The resized image viewed as (rows, T, cols, T, 3) is already all the tiles: one strided copy
+    # into channel-first order replaces cols*rows crops and per-tile transposes.
+    pixels = torch.from_numpy(np.array(resized)).view(rows, tile_size, cols, tile_size, 3)
+    out[:n_tiles].view(rows, cols, 3, tile_size, tile_size).copy_(pixels.permute(0, 2, 4, 1, 3))
+    if with_thumbnail:
+        thumbnail = np.array(image.resize((tile_size, tile_size), Image.Resampling.BICUBIC))
+        out[n_tiles].copy_(torch.from_numpy(thumbnail).permute(2, 0, 1))
+    return out
+
+
+def normalise_tiles(
+    tiles: torch.Tensor,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """uint8 tiles ``(n, 3, H, W)`` to normalised floats, in place on one new tensor.
+
+    The operations are those of a per-tile ``ToTensor`` + ``Normalize`` (divide by 255, subtract
+    the mean, divide by the std, in float32), so the values are bit-identical to them; run it on
+    the accelerator to make it free.
+    """
+    out = tiles.to(torch.float32).div_(255)
+    out.sub_(torch.tensor(mean, device=out.device).view(3, 1, 1))
+    out.div_(torch.tensor(std, device=out.device).view(3, 1, 1))
+    return out.to(dtype)
+
+
+def tile_image(
+    image: Image.Image,
+    min_tiles: int = 1,
+    max_tiles: int = 12,
+    tile_size: int = 448,
+    use_thumbnail: bool = True,
+) -> torch.Tensor:
+    """Normalised float32 tiles of ``image``, ``(n, 3, T, T)``: :func:`cut_tiles` then :func:`normalise_tiles`."""
+    return normalise_tiles(cut_tiles(image, min_tiles, max_tiles, tile_size, use_thumbnail))

@@ -1,0 +1,52 @@
+"""Translating English annotations with the InternVL 1.5 report's Figure-5 prompt, through vLLM.
+
+Public face:
+
+- :func:`build_messages`, :data:`PROMPT_VERSION`: the prompt as chat messages;
+- :func:`run_translation`: the stage over a mixture config (``vlmix translate``);
+- :class:`Translator`, :class:`ChatClient`: the same in pieces, for an existing event loop;
+- :class:`TranslateSettings`: the stage's settings; :func:`launched_servers`: vLLM on Ray.
+
+Output contract: translate/README.md.
+"""
+
+from importlib import import_module
+
+from translate.prompt import PROMPT_VERSION, build_messages
+from translate.settings import TranslateSettings, ValidationSettings, VllmServers
+
+# Everything else loads on first use: the stage imports the mixture config, which imports the
+# settings above, and importing `translate` stays cheap (no aiohttp, no Ray) for config loading.
+_LAZY = {
+    "ChatClient": "translate.client", "ServerUnavailable": "translate.client",
+    "ServerStartError": "translate.launch", "VllmProcess": "translate.launch", "launched_servers": "translate.launch",
+    "NothingToTranslate": "translate.run", "run_translation": "translate.run",
+    "PartStats": "translate.stage", "TargetReport": "translate.stage", "Translator": "translate.stage",
+    "OUTPUT_SCHEMA": "translate.table",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'translate' has no attribute {name!r}")
+
+
+__all__ = [
+    "OUTPUT_SCHEMA",
+    "PROMPT_VERSION",
+    "ChatClient",
+    "NothingToTranslate",
+    "PartStats",
+    "ServerStartError",
+    "ServerUnavailable",
+    "TargetReport",
+    "TranslateSettings",
+    "Translator",
+    "ValidationSettings",
+    "VllmProcess",
+    "VllmServers",
+    "build_messages",
+    "launched_servers",
+    "run_translation",
+]

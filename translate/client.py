@@ -1,0 +1,207 @@
+"""An async client for OpenAI-compatible chat completion servers (vLLM), over several endpoints.
+
+Each endpoint holds at most ``concurrency`` requests at once; a request goes to the least busy
+endpoint that is not cooling down after a failure. Timeouts, connection errors, 429 and 5xx are
+retried with exponential backoff (and may land on another endpoint); after ``max_retries`` the
+request raises :class:`ServerUnavailable`. Any other 4xx (e.g. a prompt longer than the model's
+context) is an answer about that input, returned as :class:`Rejected`, never retried.
+
+>>> async with ChatClient(["http://127.0.0.1:8000/v1"], model="qwen") as client:  # doctest: +SKIP
+...     reply = await client.chat(build_messages("A red bus.", "Chinese"), max_tokens=64)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from pipelines._imports import require
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class ServerUnavailable(RuntimeError):
+    """No endpoint answered a request within the retry budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    content: str
+    finish_reason: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The server refused this input (a 4xx other than 408/429); ``detail`` is its message."""
+
+    status: int
+    detail: str
+
+
+@dataclass(slots=True)
+class Endpoint:
+    url: str  # base URL as OpenAI clients take it, e.g. http://host:8000/v1
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    requests: int = 0
+    failures: int = 0
+    cooldown_until: float = 0.0
+
+
+@dataclass(slots=True)
+class ClientStats:
+    requests: int = 0  # HTTP requests sent, retries included
+    retries: int = 0
+    rejected: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class ChatClient:
+    """Bounded, retrying chat completions over one or more endpoints; use as an async context manager."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        model: str | None = None,
+        concurrency: int = 16,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        temperature: float = 0.0,
+        retry_backoff_s: float = 0.5,
+        max_backoff_s: float = 20.0,
+    ):
+        if not endpoints:
+            raise ValueError("ChatClient needs at least one endpoint URL")
+        self.endpoints = [Endpoint(url.rstrip("/")) for url in endpoints]
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.temperature = temperature
+        self.retry_backoff_s = retry_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.stats = ClientStats()
+        self._slots: asyncio.Condition | None = None
+        self._session = None
+
+    async def __aenter__(self) -> ChatClient:
+        aiohttp = require("aiohttp", "translate")
+        connector = aiohttp.TCPConnector(limit=self.concurrency * len(self.endpoints), ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        self._slots = asyncio.Condition()
+        if self.model is None:
+            self.model = await self.served_model()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def served_model(self) -> str:
+        """The first model id the first answering endpoint serves (``GET /models``)."""
+        last: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            endpoint = self.endpoints[attempt % len(self.endpoints)]
+            try:
+                async with self._session.get(f"{endpoint.url}/models", timeout=self._timeout()) as response:
+                    response.raise_for_status()
+                    return (await response.json())["data"][0]["id"]
+            except Exception as err:  # noqa: BLE001 -- any failure here is retried, then reported
+                last = err
+                await asyncio.sleep(self._backoff(attempt))
+        raise ServerUnavailable(f"no endpoint of {[e.url for e in self.endpoints]} lists its models: {last}")
+
+    async def chat(self, messages: list[dict], max_tokens: int) -> Reply | Rejected:
+        """One chat completion, retried on transient failures; raises :class:`ServerUnavailable`."""
+        aiohttp = require("aiohttp", "translate")
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": max_tokens,
+        }
+        last_error = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                await asyncio.sleep(self._backoff(attempt - 1))
+            endpoint = await self._acquire()
+            self.stats.requests += 1
+            endpoint.requests += 1
+            try:
+                async with self._session.post(
+                    f"{endpoint.url}/chat/completions", json=payload, timeout=self._timeout()
+                ) as response:
+                    if response.status == 200:
+                        body = await response.json()
+                        return _reply(body)
+                    detail = (await response.text())[:500]
+                    if response.status not in _RETRY_STATUS and 400 <= response.status < 500:
+                        self.stats.rejected += 1
+                        return Rejected(response.status, detail)
+                    last_error = f"HTTP {response.status} from {endpoint.url}: {detail[:200]}"
+                    self._count_error(f"http_{response.status}")
+            except TimeoutError:
+                last_error = f"no answer from {endpoint.url} within {self.timeout_s} s"
+                self._count_error("timeout")
+            except aiohttp.ClientError as err:
+                last_error = f"{type(err).__name__} talking to {endpoint.url}: {err}"
+                self._count_error("connection")
+            finally:
+                await self._release(endpoint)
+            endpoint.failures += 1
+            # Send the next tries elsewhere for a while: a dead server should not get every retry.
+            endpoint.cooldown_until = time.monotonic() + self._backoff(attempt)
+            log.debug("request failed (attempt %d): %s", attempt + 1, last_error)
+        raise ServerUnavailable(f"gave up after {self.max_retries + 1} attempts; last: {last_error}")
+
+    def peak_in_flight(self) -> dict[str, int]:
+        """Per endpoint, the most requests it held at once."""
+        return {e.url: e.peak_in_flight for e in self.endpoints}
+
+    def _timeout(self):
+        aiohttp = require("aiohttp", "translate")
+        return aiohttp.ClientTimeout(total=self.timeout_s)
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.max_backoff_s, self.retry_backoff_s * 2**attempt)
+        return delay * random.uniform(0.8, 1.0)  # jitter: retries of many requests do not arrive at once
+
+    def _count_error(self, kind: str) -> None:
+        self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+
+    async def _acquire(self) -> Endpoint:
+        async with self._slots:
+            while True:
+                free = [e for e in self.endpoints if e.in_flight < self.concurrency]
+                if free:
+                    now = time.monotonic()
+                    endpoint = min(free, key=lambda e: (e.cooldown_until > now, e.in_flight, e.requests))
+                    endpoint.in_flight += 1
+                    endpoint.peak_in_flight = max(endpoint.peak_in_flight, endpoint.in_flight)
+                    return endpoint
+                await self._slots.wait()
+
+    async def _release(self, endpoint: Endpoint) -> None:
+        async with self._slots:
+            endpoint.in_flight -= 1
+            self._slots.notify()
+
+
+def _reply(body: dict) -> Reply:
+    choice = body["choices"][0]
+    usage = body.get("usage") or {}
+    return Reply(
+        content=choice["message"].get("content") or "",
+        finish_reason=choice.get("finish_reason"),
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+    )

@@ -1,0 +1,145 @@
+"""Running the stage from a mixture config: which parts, which targets, which servers.
+
+Inputs of a source, first found wins:
+
+1. the paths given (``--input``);
+2. ``<root>/translate/<source>/_input/*.parquet``: texts another stage extracted (long or wide, see
+   :mod:`translate.table`), e.g. detection names and referring expressions from the task drafts;
+3. the source's complete raw img2dataset shards (``<root>/raw/<source>/NNNNN.parquet``): captions.
+
+Targets of a source: its ``translate_to``, restricted to ``translation.targets`` when that list is
+not empty (so a run can produce one language at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from pipelines.config import Config, Source
+from pipelines.storage import Storage
+from translate.client import ChatClient
+from translate.launch import launched_servers
+from translate.settings import TranslateSettings
+from translate.stage import TargetReport, Translator
+from translate.table import TRANSLATE_DIR
+
+log = logging.getLogger(__name__)
+
+
+class NothingToTranslate(ValueError):
+    """The selection names no source with targets, or a source has no input."""
+
+
+def source_targets(config: Config, source: Source) -> list[str]:
+    wanted = config.translation.targets
+    return [code for code in source.translate_to if not wanted or code in wanted]
+
+
+def input_parts(storage: Storage, source: Source) -> list[str]:
+    """The input parts of ``source`` (see the module docstring); raises if there are none."""
+    extracted = storage.glob(storage.path(TRANSLATE_DIR, source.name, "_input", "*.parquet"))
+    if extracted:
+        return extracted
+    raw = source.images_from or source.name
+    shards = storage.glob(storage.path("raw", raw, "[0-9]*.parquet"))
+    complete = [p for p in shards if storage.exists(p[: -len(".parquet")] + "_stats.json")]
+    if complete:
+        return complete
+    raise NothingToTranslate(
+        f"source {source.name!r} has no input: put Parquet parts (key, field, text) under "
+        f"{storage.path(TRANSLATE_DIR, source.name, '_input')}/ or download the source first "
+        f"(raw shards under {storage.path('raw', raw)}/)"
+    )
+
+
+def run_translation(
+    config: Config,
+    settings: TranslateSettings | None = None,
+    sources: list[str] | None = None,
+    endpoints: list[str] | None = None,
+    inputs: list[str] | None = None,
+    targets: list[str] | None = None,
+    text_columns: list[str] | None = None,
+) -> dict[str, dict[str, TargetReport]]:
+    """Translate the selected sources (default: every source with targets); source -> target -> report.
+
+    With no endpoint (argument or ``translation.endpoints``), vLLM servers are started on the Ray
+    cluster for ``translation.model`` and stopped afterwards.
+    """
+    settings = settings or TranslateSettings()
+    storage = Storage(config.storage.root, config.storage.options)
+    chosen = [config.source(name) for name in sources] if sources else list(config.sources)
+    plan: dict[str, tuple[list[str], list[str]]] = {}
+    for source in chosen:
+        wanted = targets or source_targets(config, source)
+        if not wanted:
+            if sources:
+                raise NothingToTranslate(f"source {source.name!r} has no target (translate_to / --target)")
+            continue
+        if inputs and len(chosen) > 1:
+            raise NothingToTranslate("explicit inputs need exactly one source")
+        parts = (
+            [p for pattern in inputs for p in storage.glob(pattern)]
+            if inputs
+            else input_parts(storage, source)
+        )
+        if not parts:
+            raise NothingToTranslate(f"no input file matches {inputs}")
+        plan[source.name] = (parts, wanted)
+    if not plan:
+        raise NothingToTranslate("no selected source has translation targets")
+    unknown = sorted({t for _, ts in plan.values() for t in ts} - set(config.languages))
+    if unknown:
+        raise NothingToTranslate(f"targets {unknown} are not in the config's `languages`")
+
+    endpoints = list(endpoints or config.translation.endpoints)
+    with contextlib.ExitStack() as stack:
+        if not endpoints:
+            if not config.translation.model:
+                raise NothingToTranslate(
+                    "no endpoint configured, and no translation.model for vlmix to serve"
+                )
+            fleet = stack.enter_context(
+                launched_servers(config.translation.model, settings.vllm, config.ray.address)
+            )
+            endpoints = fleet.urls
+        return asyncio.run(_translate(config, settings, storage, endpoints, plan, text_columns))
+
+
+async def _translate(config, settings, storage, endpoints, plan, text_columns):
+    t = config.translation
+    client = ChatClient(
+        endpoints,
+        model=t.model,
+        concurrency=t.concurrency,
+        timeout_s=t.timeout_s,
+        max_retries=t.max_retries,
+        temperature=t.temperature,
+        retry_backoff_s=settings.retry_backoff_s,
+        max_backoff_s=settings.max_backoff_s,
+    )
+    reports = {}
+    async with client:
+        translator = Translator(storage, client, config.languages, settings)
+        for name, (parts, targets) in plan.items():
+            log.info("translating %s (%d parts) into %s", name, len(parts), ", ".join(targets))
+            reports[name] = await translator.translate_source(name, parts, targets, text_columns)
+    return reports
+
+
+def report_lines(reports: dict[str, dict[str, TargetReport]]) -> list[str]:
+    lines = []
+    for source, by_target in reports.items():
+        for target, report in by_target.items():
+            s = report.stats
+            flagged = ", ".join(f"{k} {v}" for k, v in sorted(s.flagged.items())) or "none"
+            lines.append(
+                f"{source:24s} -> {target:4s} {s.translated:7d}/{s.rows:<7d} translated; flagged: {flagged}; "
+                f"parts {report.parts_written} written, {report.parts_skipped} already done, "
+                f"{len(report.failed)} failed; requests {s.requests}, cache {s.from_cache}, "
+                f"deduplicated {s.deduplicated}"
+            )
+            lines += [f"    failed part {part}: {error}" for part, error in sorted(report.failed.items())]
+    return lines

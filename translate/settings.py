@@ -1,0 +1,104 @@
+"""Settings of the translation stage beyond ``pipelines.config.Translation`` (endpoints, model, concurrency,
+timeout, retries, temperature): the token budget, backoff, cache, validation, and launching vLLM."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from pipelines._model import ConfigModel
+
+# Openings of a model's refusal instead of a translation (case-insensitive regular expressions, searched
+# at the start of the output). Chinese and Japanese ones too: the model answers in the target language.
+DEFAULT_REFUSALS = [
+    r"(i'?m|i am) sorry",
+    r"i (cannot|can't|can not|am unable to|won't)",
+    r"as an ai",
+    r"sorry,? (but )?i",
+    r"抱歉",
+    r"对不起",
+    r"很抱歉",
+    r"作为(一个)?(人工智能|ai)",
+    r"申し訳",
+    r"죄송",
+]
+
+
+class ValidationSettings(ConfigModel):
+    """When a model's answer is not accepted as a translation (the row is kept, flagged with the reason)."""
+
+    min_script_share: float = Field(
+        0.5, ge=0, le=1, description="fraction of letter units that must be in the target's scripts"
+    )
+    max_length_ratio: float = Field(
+        4.0, gt=0, description="output characters per source character above which the answer ran away"
+    )
+    length_slack_chars: int = Field(
+        24, ge=0, description="characters allowed beyond max_length_ratio, so very short sources pass"
+    )
+    refusal_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REFUSALS),
+        description="regular expressions (case-insensitive) matched at the start of the output",
+    )
+
+
+class VllmServers(ConfigModel):
+    """How vlmix starts vLLM servers on the Ray cluster when no endpoint is configured."""
+
+    python: str | None = Field(
+        None,
+        description="interpreter with vLLM installed, on every node; None = $VLMIX_VLLM_PYTHON, "
+        "else ./.venv-vllm/bin/python, else this interpreter",
+    )
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="auto = GPUs when the cluster has any, otherwise one CPU server"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per server (vLLM --tensor-parallel-size)")
+    servers: int | None = Field(
+        None, ge=1, description="servers to start; None = one per tensor-parallel group of the cluster's GPUs"
+    )
+    cpus_per_server: float = Field(1.0, ge=0, description="Ray CPUs each server's actor reserves")
+    max_model_len: int | None = Field(None, ge=16, description="tokens of context (vLLM --max-model-len)")
+    dtype: str = Field("auto", description="vLLM --dtype (auto, bfloat16, float16, float32)")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="vLLM's fraction of GPU memory"
+    )
+    extra_args: list[str] = Field(default_factory=list, description="further vLLM server arguments")
+    env: dict[str, str] = Field(default_factory=dict, description="environment of the server processes")
+    startup_timeout_s: float = Field(1800.0, gt=0, description="seconds to wait for a server's /health")
+
+
+class TranslateSettings(ConfigModel):
+    """The translation stage's own settings."""
+
+    max_tokens_per_char: float = Field(
+        1.0,
+        gt=0,
+        description="output token budget per source character (an English caption in CJK "
+        "needs about a third of that)",
+    )
+    min_max_tokens: int = Field(32, ge=1, description="the token budget of the shortest texts")
+    max_max_tokens: int = Field(2048, ge=1, description="the token budget of the longest texts")
+    retry_backoff_s: float = Field(0.5, gt=0, description="seconds before the first retry; doubles each time")
+    max_backoff_s: float = Field(20.0, gt=0, description="seconds; the longest wait between two retries")
+    parts_in_flight: int = Field(2, ge=1, description="input parts translated at once (keeps servers busy)")
+    cache: bool = Field(True, description="reuse translations from earlier runs (and write new ones)")
+    cache_root: str | None = Field(
+        None, description="where the cache lives; None = <storage root>/translate/_cache (local or s3://)"
+    )
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    vllm: VllmServers = Field(default_factory=VllmServers)
+
+    @field_validator("max_max_tokens")
+    @classmethod
+    def _budget_order(cls, value: int, info) -> int:
+        low = info.data.get("min_max_tokens")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least min_max_tokens ({low})")
+        return value
+
+    def max_tokens(self, text: str) -> int:
+        """The output token budget for ``text``: proportional to its length, within the bounds."""
+        budget = round(self.max_tokens_per_char * len(text))
+        return max(self.min_max_tokens, min(self.max_max_tokens, budget))
