@@ -97,7 +97,7 @@ def translate_stage(config: Config) -> dict[str, Any]:
     from translate.run import run_translation, source_targets
 
     storage = Storage(config.storage.root, config.storage.options)
-    settings = TaskSettings(seed=config.seed)
+    settings = TaskSettings(seed=config.seed, prompts=config.task_prompts())
     chosen = [s for s in task_sources(config) if source_targets(config, s)]
     if not chosen:
         return {}
@@ -170,7 +170,7 @@ def build_tasks_stage(config: Config) -> dict[str, Any]:
     from pipelines.tasks import TaskSettings, build_task_samples
 
     storage = Storage(config.storage.root, config.storage.options)
-    settings = TaskSettings(seed=config.seed)
+    settings = TaskSettings(seed=config.seed, prompts=config.task_prompts())
     summary = {}
     for source in task_sources(config):
         result = build_task_samples(to_task_source(source), storage, settings)
