@@ -12,14 +12,15 @@
 #    fills .whl/ (paddleocr, paddlex and the small packages it imports, for Python 3.12) and
 #    .ocrmodels/ (PP-OCRv6 small/tiny as PaddleOCR model directories); both ignored by git.
 # 2. With the device tool:  run(command="bash bench/ocr/gpu_paddleocr.sh run", carry=[".whl", ".ocrmodels"],
-#    timeout_s=420). It prints images/s per model and device and writes $OUT/gpu_paddleocr.log.
+#    timeout_s=420, plus ".ocrpages" in carry). It prints images/s per model and device and writes $OUT/gpu_paddleocr.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 WHEELS=(paddleocr==3.7.0 paddlex==3.7.2 pydantic==2.14.4 pydantic_core==2.50.5 annotated_types==0.8.0
   typing_inspection==0.4.5 pyclipper==1.4.0 shapely==2.2.0 imagesize==2.0.1 python-bidi==0.6.12
   prettytable==3.18.0 wcwidth==0.9.4 "ruamel.yaml==0.19.1" ujson==6.1.0 chardet==7.7.0 colorlog==6.12.0
-  py-cpuinfo==9.0.0 aistudio_sdk==0.3.9 modelscope==1.40.2 pypdfium2==5.15.2 loguru==0.7.3)
+  py-cpuinfo==9.0.0 aistudio_sdk==0.3.9 modelscope==1.40.2 modelscope_hub==0.5.1 pypdfium2==5.15.2 loguru==0.7.3
+  cryptography cffi pycparser)
 
 if [[ "${1:-}" == "prepare" ]]; then
   grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
@@ -38,7 +39,18 @@ for model in ("PP-OCRv6_small", "PP-OCRv6_tiny"):
         link.unlink()
         shutil.copyfile(real, link)  # the device tool carries files, not links out of the repo
 PY
-  du -sh .whl .ocrmodels
+  grep -qx '/.ocrpages/' .git/info/exclude || echo '/.ocrpages/' >> .git/info/exclude
+  .venv/bin/python - <<'PY'
+import pathlib, sys
+sys.path.insert(0, "tests/ocr")
+from ocr_synth import heldout_set
+out = pathlib.Path(".ocrpages"); out.mkdir(exist_ok=True)
+for lang in ("en", "zh"):
+    for cond in ("clean", "hard"):
+        for i, page in enumerate(heldout_set(lang, cond, pages=8)):
+            page.image.save(out / f"{lang}-{cond}-{i}.png")
+PY
+  du -sh .whl .ocrmodels .ocrpages
   exit 0
 fi
 
@@ -49,14 +61,8 @@ python3 - <<'PY' 2>&1 | tee "$OUT/gpu_paddleocr.log"
 import json, subprocess, sys, tempfile, pathlib
 import onnxruntime as ort
 print("onnxruntime", ort.__version__, ort.get_available_providers(), flush=True)
-sys.path.insert(0, "tests/ocr")
-from ocr_synth import heldout_set
-tmp = pathlib.Path(tempfile.mkdtemp())
-paths = []
-for lang in ("en", "zh"):
-    for cond in ("clean", "hard"):
-        for i, page in enumerate(heldout_set(lang, cond, pages=8)):
-            paths.append(str(tmp / f"{lang}-{cond}-{i}.png")); page.image.save(paths[-1])
+pages = pathlib.Path(".ocrpages")  # rendered here by `prepare`: the device machine has no CJK fonts
+paths = sorted(str(p) for p in pages.glob("*.png"))
 devices = ["cpu"] + (["gpu:0"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
 for model in ("PP-OCRv6_small", "PP-OCRv6_tiny"):
     for device in devices:

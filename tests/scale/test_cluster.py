@@ -49,20 +49,42 @@ class LocalCluster:
         return result.stdout
 
     def start(self) -> None:
-        self._ray("start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",
-                  "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}")
+        self._ray(
+            "start",
+            "--head",
+            f"--port={self.port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=0",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={self.temp_dir}",
+        )
         self.add_worker(cpus=1)
         self.add_worker(cpus=1, gpus=1)
 
     def add_worker(self, cpus: int, gpus: int = 0) -> None:
-        self._ray("start", f"--address={self.address}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
-                  f"--num-gpus={gpus}", "--disable-usage-stats")
+        self._ray(
+            "start",
+            f"--address={self.address}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
+            f"--num-gpus={gpus}",
+            "--disable-usage-stats",
+        )
 
     def nodes(self) -> list[dict]:
-        script = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
-                  "print(json.dumps([{k: n[k] for k in ('NodeID', 'Alive', 'Resources')} for n in ray.nodes()]))")
-        out = subprocess.run([sys.executable, "-c", script % self.address], env=self.env, capture_output=True,
-                             text=True, timeout=120, check=True).stdout
+        script = (
+            "import json, ray; ray.init(address=%r, log_to_driver=False); "
+            "print(json.dumps([{k: n[k] for k in ('NodeID', 'Alive', 'Resources')} for n in ray.nodes()]))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script % self.address],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     def worker_ids(self, gpu: bool | None = None) -> set[str]:
@@ -80,7 +102,10 @@ class LocalCluster:
         return {int(line.split()[0]): line for line in out.splitlines() if "raylet" in line}
 
     def stop(self) -> None:
-        subprocess.run([RAY, "stop", "--force"], env=self.env, capture_output=True, timeout=120)
+        """Stop this cluster's processes only (`ray stop` would stop every Ray on the machine)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            subprocess.run(["pkill", f"-{sig.name[3:]}", "-f", str(self.temp_dir)], capture_output=True)
+            time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +142,14 @@ sources:
 
 
 def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -161,17 +192,40 @@ def test_ocr_survives_losing_a_worker_node(cluster, downloaded):
 
     config, root = downloaded
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "ocr", "--root", str(root), "--source", "signs", "--language", "en",
-         "--ray-address", cluster.address, "--concurrency", "1", "--batch-size", "2"],
-        cwd=REPO, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "ocr",
+            "--root",
+            str(root),
+            "--source",
+            "signs",
+            "--language",
+            "en",
+            "--ray-address",
+            cluster.address,
+            "--concurrency",
+            "1",
+            "--batch-size",
+            "2",
+        ],
+        cwd=REPO,
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     out_dir = root / "ocr" / "signs"
     deadline = time.monotonic() + 300
     while not list(out_dir.glob("*.parquet")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
     assert process.poll() is None, "OCR finished before a node could be lost: make the test slower"
-    victims = [pid for pid, line in cluster.raylet_pids().items()
-               if "__internal_head__" not in line and "GPU," not in line]
+    victims = [
+        pid
+        for pid, line in cluster.raylet_pids().items()
+        if "__internal_head__" not in line and "GPU," not in line
+    ]
     assert victims, cluster.raylet_pids()
     os.kill(victims[0], signal.SIGKILL)  # the CPU worker node dies with its raylet and workers
     cluster.add_worker(cpus=1)  # as an autoscaler would replace it
