@@ -136,6 +136,8 @@ def plan_mixture(root: str | Storage, settings: MixSettings) -> MixPlan:
     """Index, deduplicate, count and select: the whole mixture, before any byte is written."""
     storage = root if isinstance(root, Storage) else Storage(root)
     index, files, table_drops = _load_index(storage, settings.datasets)
+    # Rows in (dataset, id) order: the draw must not depend on the order downloads finished in.
+    index = index.sort_by([("dataset", "ascending"), ("id", "ascending")])
     index, dedup_drops = _deduplicate(index, settings.dedup)
     drops: dict[str, dict] = {"tasks": table_drops, "dedup": dedup_drops}
 

@@ -31,6 +31,16 @@ WORKER_ENV = {
 _NOWHERE = "http://127.0.0.1:9/"
 
 
+# Where the object store is, forwarded to a cluster's workers. Credentials are not: nodes get them
+# from their own roles or profiles, never from a driver's environment shown in Ray's job metadata.
+_FORWARDED = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def worker_env() -> dict[str, str]:
+    """The environment a cluster's Ray workers run vlmix stages with."""
+    return {**WORKER_ENV, **{name: os.environ[name] for name in _FORWARDED if name in os.environ}}
+
+
 def quiet_local_environment(single_node: bool = True) -> dict[str, str]:
     """Environment variables that keep a local Ray head (and its children) on this machine.
 
@@ -80,7 +90,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         )
     else:
         log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False)
+        ray.init(address=address, runtime_env={"env_vars": worker_env()}, log_to_driver=False)
 
 
 def shutdown_ray() -> None:

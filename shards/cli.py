@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from shards.export import export_internvl
@@ -14,13 +15,21 @@ def verify_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vlmix verify", description="Check a shard directory against its manifest."
     )
-    parser.add_argument("directory", help="the directory holding manifest.json and the shards")
+    parser.add_argument(
+        "directory", help="the directory holding manifest.json and the shards: a path or a URI (s3://...)"
+    )
+    _add_storage_options(parser)
     parser.add_argument(
         "--max-problems", type=int, default=20, help="stop after this many problems (default 20)"
     )
     parser.add_argument("--no-decode", action="store_true", help="skip decoding the images (faster)")
     args = parser.parse_args(argv)
-    result = verify(args.directory, max_problems=args.max_problems, decode_images=not args.no_decode)
+    result = verify(
+        args.directory,
+        max_problems=args.max_problems,
+        decode_images=not args.no_decode,
+        storage_options=args.storage_options,
+    )
     if result.ok:
         print(f"OK: {result.shards} shards, {result.samples} samples match the manifest")
         return 0
@@ -35,11 +44,33 @@ def export_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vlmix export-internvl", description="Export shards for the official InternVL trainer."
     )
-    parser.add_argument("shard_dir")
-    parser.add_argument("out_dir")
+    parser.add_argument("shard_dir", help="the shard directory: a path or a URI (s3://...)")
+    parser.add_argument("out_dir", help="a local folder for the export")
+    _add_storage_options(parser)
     args = parser.parse_args(argv)
-    print(export_internvl(args.shard_dir, args.out_dir))
+    print(export_internvl(args.shard_dir, args.out_dir, storage_options=args.storage_options))
     return 0
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-options",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help='fsspec options for a URI, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'; '
+        "on S3 the endpoint and credentials otherwise come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID...",
+    )
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
 
 
 if __name__ == "__main__":

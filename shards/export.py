@@ -10,7 +10,8 @@ Layout written under ``out_dir``::
 Each source's JSONL holds its samples as they are in the mixture, repeats included, so
 ``repeat_time`` is 1 and the InternVL trainer sees exactly the mixture's proportions (its loader
 accepts only whole repeat counts above 1). ``meta.json`` is written last: its presence marks a
-complete export.
+complete export. The shards may be read from object storage (``s3://...``); the export itself is
+written to a local folder, which is what the InternVL trainer reads.
 """
 
 from __future__ import annotations
@@ -18,21 +19,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
+from pipelines.storage import Storage
+from shards.location import open_directory
 from shards.manifest import read_manifest
 from shards.reader import iter_samples
 
 
-def export_internvl(shard_dir: str | Path, out_dir: str | Path) -> Path:
+def export_internvl(
+    shard_dir: str | Path | Storage, out_dir: str | Path, storage_options: dict[str, Any] | None = None
+) -> Path:
     """Write the InternVL meta file, JSONL annotations and images; returns the meta file's path."""
-    shard_dir, out_dir = Path(shard_dir), Path(out_dir).resolve()
-    manifest = read_manifest(shard_dir)
+    shards, out_dir = open_directory(shard_dir, storage_options), Path(out_dir).resolve()
+    manifest = read_manifest(shards)
     (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
     lengths: dict[str, int] = {}
     annotations: dict[str, object] = {}
     try:
         for entry in manifest["shards"]:
-            for key, members in iter_samples(shard_dir / entry["name"]):
+            for key, members in iter_samples(shards.path(entry["name"]), shards.fs):
                 record = json.loads(members["json"])
                 source = record["source"]
                 extension = "png" if "png" in members else "jpg"

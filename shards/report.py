@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from pipelines._imports import require
+from pipelines.storage import Storage
+from shards.location import open_directory
 
 
-def write_report(directory: str | Path, manifest: dict) -> tuple[Path, Path]:
-    """Write ``report.png`` and ``report.md`` for ``manifest`` into ``directory``."""
-    directory = Path(directory)
-    png = directory / "report.png"
-    md = directory / "report.md"
-    _chart(png, manifest)
-    md.write_text(summary(manifest), encoding="utf-8")
+def write_report(
+    directory: str | Path | Storage, manifest: dict, storage_options: dict | None = None
+) -> tuple[str, str]:
+    """Write ``report.png`` and ``report.md`` for ``manifest`` into ``directory`` (a folder or a URI)."""
+    storage = open_directory(directory, storage_options)
+    png, md = storage.path("report.png"), storage.path("report.md")
+    chart = io.BytesIO()
+    _chart(chart, manifest)
+    storage.fs.pipe_file(png, chart.getvalue())
+    storage.fs.pipe_file(md, summary(manifest).encode("utf-8"))
     return png, md
 
 
-def _chart(path: Path, manifest: dict) -> None:
+def _chart(path, manifest: dict) -> None:
     matplotlib = require("matplotlib", "mix")
     matplotlib.use("Agg")  # files only; never a window
     plt = require("matplotlib.pyplot", "mix")
@@ -38,7 +44,7 @@ def _chart(path: Path, manifest: dict) -> None:
         axis.legend(frameon=False)
     figure.suptitle(f"{manifest['total_samples']:,} samples, seed {manifest['seed']}")
     figure.tight_layout()
-    figure.savefig(path, dpi=110, metadata={"Software": None})
+    figure.savefig(path, format="png", dpi=110, metadata={"Software": None})
     plt.close(figure)
 
 

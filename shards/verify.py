@@ -5,21 +5,28 @@ tar, and it holds the manifest's number of samples. Per sample: exactly one ``.j
 ``.jpg``/``.png``; the JSON passes :class:`shards.schema.SampleRecord` and its ``id`` is the key;
 the image's sha256 is ``meta.image_sha256``; the image decodes and has the stated size. Then the
 counts per task, source and language must equal the manifest's, and no unlisted tar may be there.
+
+The directory is a local folder or an fsspec URI (``s3://bucket/run/shards``); each shard is read
+once, its sha256 computed while its samples are checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from pydantic import ValidationError
 
+from pipelines.storage import Storage
+from shards.location import open_directory
 from shards.manifest import read_manifest
-from shards.reader import file_sha256, iter_samples
+from shards.reader import ShardReader
 from shards.schema import check_sample
 
 
@@ -38,9 +45,18 @@ class _Enough(Exception):
     """Stop reading: the requested number of problems has been found."""
 
 
-def verify(directory: str | Path, max_problems: int = 20, decode_images: bool = True) -> VerifyResult:
-    """Check a shard directory; the result lists up to ``max_problems`` problems, first found first."""
-    directory = Path(directory)
+def verify(
+    directory: str | Path | Storage,
+    max_problems: int = 20,
+    decode_images: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> VerifyResult:
+    """Check a shard directory; the result lists up to ``max_problems`` problems, first found first.
+
+    ``storage_options`` are fsspec options for a URI (on S3 the endpoint and credentials otherwise
+    come from the environment: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...).
+    """
+    storage = open_directory(directory, storage_options)
     result = VerifyResult()
 
     def problem(text: str) -> None:
@@ -49,17 +65,19 @@ def verify(directory: str | Path, max_problems: int = 20, decode_images: bool = 
             raise _Enough
 
     try:
-        manifest = read_manifest(directory)
+        manifest = read_manifest(storage)
     except (OSError, ValueError) as err:
         result.problems.append(str(err))
         return result
     counts = {"tasks": Counter(), "sources": Counter(), "languages": Counter()}
     try:
         listed = {entry["name"] for entry in manifest["shards"]}
-        for extra in sorted(p.name for p in directory.glob("*.tar") if p.name not in listed):
+        present = {posixpath.basename(path) for path in storage.glob(storage.path("*.tar"))}
+        for extra in sorted(present - listed):
             problem(f"{extra}: a shard not listed in the manifest")
         for entry in manifest["shards"]:
-            _verify_shard(directory / entry["name"], entry, counts, decode_images, problem, result)
+            present_entry = entry["name"] in present
+            _verify_shard(storage, present_entry, entry, counts, decode_images, problem, result)
         for group, counter in counts.items():
             for name, stats in manifest[group].items():
                 if counter[name] != stats["samples"]:
@@ -76,31 +94,35 @@ def verify(directory: str | Path, max_problems: int = 20, decode_images: bool = 
 
 
 def _verify_shard(
-    path: Path, entry: dict, counts, decode_images: bool, problem, result: VerifyResult
+    storage: Storage, present: bool, entry: dict, counts, decode_images: bool, problem, result: VerifyResult
 ) -> None:
     name = entry["name"]
-    if not path.exists():
+    if not present:
         problem(f"{name}: missing")
         return
     result.shards += 1
-    size = path.stat().st_size
+    path = storage.path(name)
+    size = storage.fs.size(path)
     if size != entry["bytes"]:
         problem(f"{name}: {size} bytes, manifest says {entry['bytes']}")
-    elif file_sha256(path) != entry["sha256"]:
-        problem(f"{name}: sha256 differs from the manifest's (the file was changed)")
     samples = 0
-    try:
-        for key, members in iter_samples(path):
-            samples += 1
-            result.samples += 1
-            for text in _sample_problems(key, members, counts, decode_images):
-                problem(f"{name}: sample {key}: {text}")
-    except _Enough:
-        raise
-    except Exception as err:  # a damaged tar: tarfile.ReadError, EOFError, ...
-        problem(f"{name}: unreadable after {samples} samples ({type(err).__name__}: {err})")
-        return
-    if samples != entry["samples"]:
+    with ShardReader(path, storage.fs) as reader:
+        try:
+            for key, members in reader:
+                samples += 1
+                result.samples += 1
+                for text in _sample_problems(key, members, counts, decode_images):
+                    problem(f"{name}: sample {key}: {text}")
+            readable = True
+        except _Enough:
+            raise
+        except Exception as err:  # a damaged tar: tarfile.ReadError, EOFError, ...
+            problem(f"{name}: unreadable after {samples} samples ({type(err).__name__}: {err})")
+            readable = False
+        # Hashed during the same read; a size mismatch already says the file changed.
+        if size == entry["bytes"] and reader.sha256() != entry["sha256"]:
+            problem(f"{name}: sha256 differs from the manifest's (the file was changed)")
+    if readable and samples != entry["samples"]:
         problem(f"{name}: {samples} samples, manifest says {entry['samples']}")
 
 

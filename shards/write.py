@@ -4,19 +4,26 @@
 >>> from shards import ShardSettings, mix_and_write
 >>> mix_and_write("/data/mix", "/data/mix/shards", MixSettings(total_samples=50_000), ShardSettings())  # doctest: +SKIP
 
+The output directory is a local folder or any fsspec URI (``s3://bucket/run/shards``); the
+task tables and images are read from the storage root, wherever it is.
+
 Resuming: shards already in the output directory under their final names are complete (they
-were renamed into place). A rerun plans the same mixture, checks that each existing shard holds
+were moved into place). A rerun plans the same mixture, checks that each existing shard holds
 exactly the samples the plan puts there (else it refuses: the directory belongs to another
 mixture), keeps them and writes the rest. Since shard boundaries depend only on the plan and the
-sizes, the result is byte-identical to an uninterrupted run.
+sizes, the result is byte-identical to an uninterrupted run. The manifest is written last and
+commits the directory: until it is there, readers take the directory as unfinished.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import tarfile
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,8 +33,9 @@ from pipelines._model import ConfigModel
 from pipelines.mix import MixPlan, MixSettings, plan_mixture
 from pipelines.storage import Storage
 from pipelines.tasks.raw import RAW_DIR, download_drops, resolve_uri
+from shards.location import open_directory, options_for
 from shards.manifest import FORMAT, write_manifest
-from shards.reader import file_sha256, sample_keys
+from shards.reader import ShardReader
 from shards.schema import encode_sample
 from shards.writer import ShardInfo, ShardWriter, shard_name
 
@@ -52,24 +60,27 @@ class ShardWriteError(RuntimeError):
 
 def mix_and_write(
     root: str | Storage,
-    out_dir: str | Path,
+    out_dir: str | Path | Storage,
     mix: MixSettings,
     shards: ShardSettings | None = None,
     config_hash: str | None = None,
     stage_drops: dict[str, dict] | None = None,
+    out_options: dict[str, Any] | None = None,
 ) -> dict:
     """Plan the mixture from ``<root>/tasks`` and write it as shards + ``manifest.json`` to ``out_dir``.
 
     ``config_hash`` is the mixture config's fingerprint; ``stage_drops`` adds other stages'
-    counters (``{"ocr": {...}, "translate": {...}}``) to the manifest. Returns the manifest.
+    counters (``{"ocr": {...}, "translate": {...}}``) to the manifest. ``out_options`` are the
+    fsspec options of ``out_dir``; by default those of ``root`` when both are on the same kind of
+    filesystem. Returns the manifest.
     """
     storage = root if isinstance(root, Storage) else Storage(root)
     shards = shards or ShardSettings()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = open_directory(out_dir, out_options if out_options is not None else options_for(out_dir, storage))
+    out.makedirs(out.root)
     plan = plan_mixture(storage, mix)
-    done, position = _resume(out_dir, shards.prefix, plan)
-    writer = ShardWriter(out_dir, shards.prefix, shards.max_samples, shards.max_bytes, start_shard=len(done))
+    done, position = _resume(out, shards.prefix, plan)
+    writer = ShardWriter(out, shards.prefix, shards.max_samples, shards.max_bytes, start_shard=len(done))
     with writer:
         for key, members in _samples(storage, plan, position, shards):
             writer.write(key, members)
@@ -93,8 +104,8 @@ def mix_and_write(
     if shards.report:
         from shards.report import write_report
 
-        write_report(out_dir, manifest)
-    write_manifest(out_dir, manifest)
+        write_report(out, manifest)
+    write_manifest(out, manifest)
     return manifest
 
 
@@ -104,25 +115,37 @@ def _fingerprint(settings: ShardSettings) -> str:
     )
 
 
-def _resume(out_dir: Path, prefix: str, plan: MixPlan) -> tuple[list[ShardInfo], int]:
-    """Keep the complete shards a killed run left; check they are this plan's. Returns them and where to go on."""
-    for stale in out_dir.glob(f".{prefix}-*.tar.tmp"):
-        stale.unlink()
+def _resume(out: Storage, prefix: str, plan: MixPlan) -> tuple[list[ShardInfo], int]:
+    """Keep the complete shards a killed run left; check they are this plan's. Returns them and where to go on.
+
+    Each kept shard is read once: its keys, size and sha256 come from the same pass.
+    """
+    for stale in out.glob(out.path(f".{prefix}-*.tar.tmp")):
+        out.fs.rm_file(stale)
+    present = {posixpath.basename(path) for path in out.glob(out.path(f"{prefix}-*.tar"))}
     done: list[ShardInfo] = []
     position = 0
-    while (path := out_dir / shard_name(prefix, len(done))).exists():
-        keys = sample_keys(path)
+    while (name := shard_name(prefix, len(done))) in present:
+        path = out.path(name)
+        try:
+            with ShardReader(path, out.fs) as reader:
+                keys = [key for key, _ in reader]
+                sha256 = reader.sha256()
+        except (tarfile.TarError, EOFError) as err:
+            raise ShardWriteError(f"{out.uri(path)} is damaged ({err}): remove it and rerun") from err
         expected = plan.ids[position : position + len(keys)].to_pylist()
         if keys != expected:
             raise ShardWriteError(
-                f"{path} does not hold the samples this mixture puts there: it was written with other "
-                "inputs or settings. Write to an empty directory, or remove the old shards."
+                f"{out.uri(path)} does not hold the samples this mixture puts there: it was written with "
+                "other inputs or settings. Write to an empty directory, or remove the old shards."
             )
-        done.append(ShardInfo(path.name, len(keys), path.stat().st_size, file_sha256(path)))
+        done.append(ShardInfo(name, len(keys), reader.size, sha256))
         position += len(keys)
-    for extra in sorted(out_dir.glob(f"{prefix}-*.tar")):
-        if extra.name > shard_name(prefix, len(done)):
-            raise ShardWriteError(f"{extra} is not part of a consecutive run of shards; remove it first")
+    for extra in sorted(present):
+        if extra > shard_name(prefix, len(done)):
+            raise ShardWriteError(
+                f"{out.uri(out.path(extra))} is not part of a consecutive run of shards; remove it first"
+            )
     return done, position
 
 

@@ -5,11 +5,15 @@ Why not ``webdataset.ShardWriter``: its shards appear under their final name whi
 time (two runs never give the same bytes), it checks the size limit only after writing (a shard
 can overshoot it) and it keeps no checksum. This writer:
 
-- writes each shard as ``.<name>.tmp`` and renames it when complete;
+- writes each shard as ``.<name>.tmp`` and moves it into place when complete, on local disk or
+  any fsspec filesystem (``s3://bucket/run/shards``): object stores have no atomic rename, but
+  their move is a copy that makes the final object appear whole, and an unfinished upload is
+  aborted rather than completed;
 - writes byte-identical tars for identical input (fixed mtime, owner and mode);
 - closes a shard *before* a sample would take it past ``max_samples`` or ``max_bytes``;
 - computes each shard's sha256 while writing, for the manifest;
-- holds one sample at a time: memory stays flat however many samples go through.
+- holds one sample at a time: memory stays flat however many samples go through (on object
+  storage, plus the filesystem's upload buffer: one multipart part, 50 MiB with s3fs).
 
 The members are plain POSIX tar (``tarfile`` builds the headers), so every tar and WebDataset
 reader reads them.
@@ -22,12 +26,18 @@ ShardInfo(name='mix-000000.tar', samples=1, bytes=10240, sha256='...')
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from fsspec.spec import AbstractBufferedFile
+
+from pipelines.storage import Storage
+from shards.location import open_directory
 
 BLOCK = tarfile.BLOCKSIZE  # 512
 RECORD = tarfile.RECORDSIZE  # 10240: tar files are padded to whole records, as tar(1) writes them
@@ -58,20 +68,25 @@ def finished_size(written: int) -> int:
 
 
 class ShardWriter:
-    """Write samples (a key and its ``(extension, bytes)`` members) into size-bounded tar shards."""
+    """Write samples (a key and its ``(extension, bytes)`` members) into size-bounded tar shards.
+
+    ``directory`` is a local folder, an fsspec URI or a :class:`~pipelines.storage.Storage`;
+    ``storage_options`` are the fsspec options for a URI (e.g. ``{"endpoint_url": ...}``).
+    """
 
     def __init__(
         self,
-        directory: str | Path,
+        directory: str | Path | Storage,
         prefix: str,
         max_samples: int = 10_000,
         max_bytes: int = 1 << 30,
         start_shard: int = 0,
+        storage_options: dict[str, Any] | None = None,
     ):
         if max_samples < 1 or max_bytes < RECORD:
             raise ValueError(f"max_samples must be >= 1 and max_bytes >= {RECORD}")
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.storage = open_directory(directory, storage_options)
+        self.storage.makedirs(self.storage.root)
         self.prefix = prefix
         self.max_samples = max_samples
         self.max_bytes = max_bytes
@@ -115,14 +130,12 @@ class ShardWriter:
         if exc_type is None:
             self.close()
         elif self._file is not None:  # never let a half-written shard take a final name
-            self._file.close()
-            self._temporary.unlink(missing_ok=True)
-            self._file = None
+            self._abandon()
 
     def _open(self) -> None:
         self._name = shard_name(self.prefix, self.next_index)
-        self._temporary = self.directory / f".{self._name}.tmp"
-        self._file = open(self._temporary, "wb", buffering=1 << 20)  # noqa: SIM115 (closed in _finish)
+        self._temporary = self.storage.path(f".{self._name}.tmp")
+        self._file = self.storage.fs.open(self._temporary, "wb")
         self._hash = hashlib.sha256()
         self._samples = 0
         self._bytes = 0
@@ -136,6 +149,16 @@ class ShardWriter:
         self._put(b"\0" * (finished_size(self._bytes) - self._bytes))
         self._file.close()
         self._file = None
-        os.replace(self._temporary, self.directory / self._name)
+        self.storage.fs.mv(self._temporary, self.storage.path(self._name))
         self.shards.append(ShardInfo(self._name, self._samples, self._bytes, self._hash.hexdigest()))
         self.next_index += 1
+
+    def _abandon(self) -> None:
+        file, self._file = self._file, None
+        if isinstance(file, AbstractBufferedFile):  # object storage: abort the upload, don't finish it
+            file.discard()
+            file.closed = True
+        else:
+            file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.storage.fs.rm_file(self._temporary)

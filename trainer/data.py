@@ -53,7 +53,15 @@ class DataConfig(ConfigModel):
 
 
 def list_shards(spec: str) -> list[str]:
-    """The sorted shard paths of a directory or glob; an error if there are none."""
+    """The sorted shard paths of a directory or glob; an error if there are none.
+
+    A URI (``s3://bucket/mix/shards``) names a shard directory on object storage: its manifest's
+    shards, as URLs that stream each object (``shards.reader.shard_urls``).
+    """
+    if "://" in spec:
+        from shards.reader import shard_urls
+
+        return shard_urls(spec)
     path = Path(spec)
     shards = sorted(str(p) for p in path.glob("*.tar")) if path.is_dir() else sorted(glob.glob(spec))
     if not shards:

@@ -238,6 +238,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     """One img2dataset pass over ``url_list`` into ``out``, shards numbered from ``start_shard``."""
     ray = require("ray", "download")
     require("img2dataset", "download")
+    _use_storage_options(storage.protocol, storage.options)
     from img2dataset.downloader import Downloader
     from img2dataset.reader import Reader
     from img2dataset.writer import WebDatasetSampleWriter
@@ -279,7 +280,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     with bar:
         while True:
             while len(in_flight) < limit and (shard := _quietly(next, shards, None)) is not None:
-                in_flight.append(task.remote(downloader, shard, storage.uri(out), guard))
+                in_flight.append(task.remote(downloader, shard, storage.uri(out), guard, storage.options))
             if not in_flight:
                 break
             ready, in_flight = ray.wait(in_flight, num_returns=1)
@@ -298,12 +299,26 @@ def _quietly(function, *args):
         return function(*args)
 
 
-def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float]):
+def _use_storage_options(protocol: str, options: dict) -> None:
+    """Make ``storage.options`` the defaults of every fsspec filesystem of ``protocol`` in this process.
+
+    img2dataset opens its inputs and outputs with ``fsspec.core.url_to_fs(uri)``, without options.
+    """
+    import fsspec
+
+    if options and protocol not in ("file", "local"):
+        fsspec.config.conf.setdefault(protocol, {}).update(options)
+
+
+def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float], storage_options: dict):
     """Ray task: download one shard into a private folder, then move it into place, stats last."""
     import uuid
 
     import fsspec
     import ray
+
+    if "://" in out_uri:
+        _use_storage_options(out_uri.split("://", 1)[0], storage_options)
 
     install_bounded_download(*guard)
     shard_id = shard[0]
