@@ -104,8 +104,24 @@ def run(deployment: str, parameters: dict, port: int) -> int:
         result = _prefect(*args, env=env, check=False)
     finally:
         stop_worker(worker)
-    print(f"Prefect UI: http://127.0.0.1:{port}  (stop the server with: python -m flows.local stop)")
+    _print_outputs(parameters)
+    print(f"Prefect UI:   http://127.0.0.1:{port}  (stop the server with: python -m flows.local stop)")
     return result.returncode
+
+
+def _print_outputs(parameters: dict) -> None:
+    """Where the run's products are: shards, manifest, report, training run."""
+    from pipelines.assemble import shard_directory
+    from pipelines.config import load_config
+
+    config = load_config(parameters.get("config", REPO / "configs" / "demo.yaml"),
+                         overrides=parameters.get("overrides", []))
+    shards = shard_directory(config)
+    print(f"shards:       {shards}")
+    print(f"manifest:     {shards}/manifest.json")
+    print(f"report:       {shards}/report.md, {shards}/report.png")
+    if config.train is not None:
+        print(f"training run: {config.train.out} (tensorboard --logdir {config.train.out}/tensorboard)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,9 +31,6 @@ from translate.settings import TranslateSettings
 # The report's pre-training mixture (Table 1a), as fractions of samples.
 REPORT_TASK_SHARES = {"captioning": 0.539, "detection": 0.052, "ocr_large": 0.320, "ocr_small": 0.089}
 
-# Instruction pools a translated sample of each task needs, in its target language.
-_PURPOSES = {"captioning": ("caption",), "detection": ("detect", "refer")}
-
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 
@@ -179,7 +176,7 @@ class Language(ConfigModel):
     prompts: dict[str, list[str]] = Field(
         default_factory=dict,
         description="instructions written in this language, per purpose (caption, detect, refer); "
-        "needed where vlmix has no built-in pool for it (built in: en, zh)",
+        "without them (and no built-in pool: en, zh) the English ones ask for an answer in it",
     )
 
 
@@ -328,16 +325,6 @@ class Config(ConfigModel):
         for code in self.translation.targets:
             if code not in self.languages:
                 raise ValueError(f"translation.targets: {code!r} is not in `languages` {sorted(self.languages)}")
-        for source in self.sources:
-            for code in source.translate_to:
-                if self.translation.targets and code not in self.translation.targets:
-                    continue
-                missing = [p for p in _PURPOSES.get(source.task, ()) if not self.prompt_pool(p, code)]
-                if missing:
-                    raise ValueError(
-                        f"source {source.name!r} is translated into {code!r}, but `languages.{code}.prompts` "
-                        f"has no {missing} instructions (built-in pools exist for en and zh only)"
-                    )
         fed = {source.task for source in self.sources}
         empty = [task for task, spec in self.tasks.items() if spec.share > 0 and task not in fed]
         if empty:
@@ -351,19 +338,28 @@ class Config(ConfigModel):
         raise KeyError(f"no source named {name!r}; sources are {[s.name for s in self.sources]}")
 
     def prompt_pool(self, purpose: str, language: str) -> list[str]:
-        """Instructions for ``purpose`` in ``language``: the config's own, else vlmix's built-in pool."""
+        """Instructions for ``purpose`` in ``language``.
+
+        The language's own pool from the registry, else vlmix's built-in one (en, zh), else the
+        English pool asking for an answer in that language: adding a target language needs no
+        prompts, and native ones, when given, replace that fallback.
+        """
         from pipelines.tasks.prompts import PROMPTS
 
         entry = self.languages.get(language)
-        return (entry.prompts.get(purpose) if entry else None) or PROMPTS.get(purpose, {}).get(language, [])
+        own = (entry.prompts.get(purpose) if entry else None) or PROMPTS.get(purpose, {}).get(language)
+        if own:
+            return list(own)
+        if entry is None:
+            return []
+        return [f"{prompt} Answer in {entry.name}." for prompt in PROMPTS.get(purpose, {}).get("en", [])]
 
     def task_prompts(self) -> dict[str, dict[str, list[str]]]:
-        """The languages' own instruction pools, as the task builder's `prompts` setting."""
-        pools: dict[str, dict[str, list[str]]] = {}
-        for code, language in self.languages.items():
-            for purpose, prompts in language.prompts.items():
-                pools.setdefault(purpose, {})[code] = list(prompts)
-        return pools
+        """Every registry language's instruction pools, as the task builder's `prompts` setting."""
+        from pipelines.tasks.prompts import PROMPTS
+
+        return {purpose: {code: self.prompt_pool(purpose, code) for code in self.languages}
+                for purpose in PROMPTS}
 
     def task_shares(self) -> dict[str, float]:
         return {task: spec.share for task, spec in self.tasks.items()}

@@ -54,9 +54,9 @@ def quiet_local_environment(single_node: bool = True) -> dict[str, str]:
         "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
         "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
     }
-    if single_node:
-        # Linux Ray finds "its" address by routing towards a public DNS server; one machine needs none.
-        environment["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # Linux Ray finds "its" address by routing towards a public DNS server; one machine needs none.
+    # Several nodes on one machine need the multi-node path on, whatever an earlier local start set.
+    environment["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0" if single_node else "1"
     return environment
 
 
