@@ -62,8 +62,8 @@ COLOUR_WORDS = {
 }
 SHAPE_WORDS = {"zh": {"circle": "圆形", "square": "正方形", "triangle": "三角形"},
                "ja": {"circle": "円", "square": "四角", "triangle": "三角"}}
-SCENE_TEMPLATES = {  # English, Chinese, Japanese: {0} the listed shapes, {1} the background colour
-    "en": ("{0} on {1} background.", "A picture of {0} over a plain {1} backdrop.", "Simple drawing: {0}, {1} background."),
+SCENE_TEMPLATES = {  # {0} the listed shapes, {1} the background colour, {2} the same with its article
+    "en": ("{0} on {2} background.", "A picture of {0} over a plain {1} backdrop.", "Simple drawing: {0}, {1} background."),
     "zh": ("{1}背景上的{0}。", "一张{0}在纯{1}背景上的图片。", "简单的画：{0}，{1}背景。"),
     "ja": ("{1}の背景に{0}。", "無地の{1}の背景に{0}が描かれた絵。", "シンプルな絵：{0}、{1}の背景。"),
 }
@@ -105,7 +105,7 @@ def generate(directory: str | Path, seed: int = 0, scale: float = 1.0, bad_url_s
     The output depends only on (seed, scale, bad_url_share): the same arguments give the same bytes.
     """
     directory = Path(directory)
-    stamp = {"seed": seed, "scale": scale, "bad_url_share": bad_url_share, "version": 2}
+    stamp = {"seed": seed, "scale": scale, "bad_url_share": bad_url_share, "version": 3}
     done_marker = directory / "items" / "_GENERATED.json"
     if done_marker.exists() and json.loads(done_marker.read_text()) == stamp:
         return directory
@@ -205,7 +205,7 @@ def scene_caption(template: int, names: list[str], background: str, language: st
     if language == "en":
         items = [_article(name) for name in names]
         listed = ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else items[0]
-        text = SCENE_TEMPLATES["en"][template].format(listed, _article(background))
+        text = SCENE_TEMPLATES["en"][template].format(listed, background, _article(background))
         return text[0].upper() + text[1:]
     items = [("一个" if language == "zh" else "") + object_name(name, language) for name in names]
     listed = ("和" if language == "zh" else "と").join(items)
