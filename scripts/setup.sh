@@ -7,17 +7,7 @@ cd "$(dirname "$0")/.."
 
 extras="${VLMIX_EXTRAS:-download,ocr,translate,train,mix,dev}"
 
-pick_python() {
-  for candidate in "${PYTHON:-}" python3.11 python3; do
-    [ -n "$candidate" ] || continue
-    if command -v "$candidate" >/dev/null 2>&1 &&
-       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-      echo "$candidate"; return 0
-    fi
-  done
-  echo "vlmix needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
-  return 1
-}
+source scripts/lib.sh  # pick_python
 
 install_debian_packages() {
   local missing=()
