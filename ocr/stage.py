@@ -7,7 +7,8 @@ Only complete raw shards (with ``_stats.json``) are read, and only those without
 corpus file, so a rerun after a crash redoes exactly the unfinished shards. Each reader task
 ends its shard with a marker row carrying the shard's sample count; the driver writes a shard
 (temporary name, then rename) as soon as that many rows have come back, so a long run keeps
-its finished shards when it is killed.
+its finished shards when it is killed. The stage stats name the Ray node each image was read on
+(``nodes``: node id -> images, this run), so placement on a cluster can be checked.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import io
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,8 @@ from .settings import OcrSettings
 log = logging.getLogger(__name__)
 
 _COUNT = "shard_samples"  # marker rows carry the shard's sample count here; -1 on sample rows
-_OUT_SCHEMA = corpus.SCHEMA.append(pa.field(_COUNT, pa.int64()))
+_NODE = "ocr_node"  # the Ray node id of the actor that read the row; counted, not written
+_OUT_SCHEMA = corpus.SCHEMA.append(pa.field(_COUNT, pa.int64())).append(pa.field(_NODE, pa.string()))
 
 
 def read_raw_shard(root: str, options: dict, source: str, shard: str) -> list[dict]:
@@ -78,6 +80,8 @@ class OcrActor:
     """One OCR engine in a Ray actor: decodes, reads, orders and filters a batch of samples."""
 
     def __init__(self, settings_json: str, source: str, language: str) -> None:
+        import ray
+
         from .engines import build_engine
 
         settings = OcrSettings.model_validate_json(settings_json)
@@ -90,6 +94,7 @@ class OcrActor:
         self.source = source
         self.language = language
         self.engine = build_engine(settings)
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         n = len(batch["key"])
@@ -129,6 +134,7 @@ class OcrActor:
                 "det_model": info.det_model,
                 "rec_model": info.rec_model,
                 _COUNT: int(batch[_COUNT][i]),
+                _NODE: self.node,
             }
             if row[_COUNT] < 0:
                 result = results.get(i)
@@ -185,8 +191,11 @@ def run_ocr_stage(
     shards, pending = pending_shards(storage, source)
     log.info("OCR %s: %d complete raw shards, %d to do", source, len(shards), len(pending))
     started = time.time()
+    nodes: Counter = Counter()
     if pending:
-        _run(storage, root, dict(storage_options or {}), source, language, settings, pending, ray_address)
+        nodes = _run(
+            storage, root, dict(storage_options or {}), source, language, settings, pending, ray_address
+        )
     return corpus.write_stage_stats(
         storage,
         source,
@@ -196,17 +205,37 @@ def run_ocr_stage(
             "raw_shards": len(shards),
             "shards_this_run": len(pending),
             "seconds_this_run": round(time.time() - started, 3),
+            "nodes": dict(sorted(nodes.items())),  # Ray node id -> images OCRed there (this run)
             "settings": settings.model_dump(),
         },
     )
 
 
-def _run(storage, root, options, source, language, settings, pending, ray_address) -> None:
+def _wait_message(ray, source: str, settings: OcrSettings) -> None:
+    """Say so when no OCR actor can start yet for want of GPUs: Ray Data then waits, it does not fail."""
+    if not settings.gpus_per_actor:
+        return
+    free = ray.available_resources().get("GPU", 0.0)
+    total = ray.cluster_resources().get("GPU", 0.0)
+    if free < settings.gpus_per_actor:
+        log.warning(
+            "OCR %s: each actor needs %g GPU(s); the cluster has %g free of %g. Waiting for GPUs "
+            "(a GPU node joining or another job freeing one); the stage starts when they are there.",
+            source,
+            settings.gpus_per_actor,
+            free,
+            total,
+        )
+
+
+def _run(storage, root, options, source, language, settings, pending, ray_address) -> Counter:
+    """OCR the pending shards on Ray, writing each as it completes; returns images per Ray node."""
     from pipelines._imports import require
     from pipelines.runtime import ensure_ray
 
     ray = require("ray", "download")
     ensure_ray(ray_address)
+    _wait_message(ray, source, settings)
     shards = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
     samples = shards.flat_map(
         lambda row: read_raw_shard(root, options, source, row["shard"]),
@@ -215,7 +244,8 @@ def _run(storage, root, options, source, language, settings, pending, ray_addres
     ocr_rows = samples.map_batches(
         OcrActor,
         fn_constructor_kwargs={
-            "settings_json": settings.model_dump_json(),
+            # What builds and runs the engine; the GPUs Ray reserves for an actor are the driver's business.
+            "settings_json": settings.model_dump_json(exclude={"gpus_per_actor"}),
             "source": source,
             "language": language,
         },
@@ -228,13 +258,15 @@ def _run(storage, root, options, source, language, settings, pending, ray_addres
     parts: dict[str, list[pa.Table]] = defaultdict(list)
     received: dict[str, int] = defaultdict(int)
     expected: dict[str, int] = {}
+    nodes: Counter = Counter()
     for block in ocr_rows.iter_batches(batch_format="pyarrow", batch_size=None):
         counts = block.column(_COUNT).to_pylist()
         shard_ids = block.column("shard").to_pylist()
         for shard in set(shard_ids):
             mask = [s == shard and c < 0 for s, c in zip(shard_ids, counts, strict=True)]
             rows = block.filter(pa.array(mask))
-            parts[shard].append(rows.drop_columns([_COUNT]))
+            nodes.update(rows.column(_NODE).to_pylist())
+            parts[shard].append(rows.drop_columns([_COUNT, _NODE]))
             received[shard] += rows.num_rows
             for s, c in zip(shard_ids, counts, strict=True):
                 if s == shard and c >= 0:
@@ -247,3 +279,4 @@ def _run(storage, root, options, source, language, settings, pending, ray_addres
         raise RuntimeError(
             f"OCR {source}: shards {unfinished} did not return all their rows; nothing written for them"
         )
+    return nodes

@@ -2,18 +2,23 @@
 
 The head has no CPUs, so every task must land on a worker node; one worker declares a GPU (a
 resource label on this CPU machine). The demo's stages run on it through the config's
-`ray.address`, exactly as on a real cluster, and survive losing a worker node mid-stage.
+`ray.address`, exactly as on a real cluster: the download and OCR land on the worker nodes, OCR
+actors that ask for GPUs land on the GPU node only (and wait while it has none free), OCR survives
+losing a worker node mid-stage, and `vlmix run` builds and verifies the mixture on the cluster.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -38,6 +43,7 @@ class LocalCluster:
     def __init__(self, temp_dir: Path):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.client_port = free_port()  # not Ray's default 10001, which another cluster may hold
         self.temp_dir = temp_dir
         self.env = {**os.environ, **quiet_local_environment(single_node=False), "PYTHONPATH": str(REPO)}
         block_cloud_metadata_probe()
@@ -48,7 +54,8 @@ class LocalCluster:
             raise RuntimeError(f"ray {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def start(self) -> None:
+    def start(self, cpu_workers: int = 1, gpu_workers: int = 1) -> None:
+        """The head (no CPUs), then worker nodes of one CPU each; a GPU worker also declares one GPU."""
         self._ray(
             "start",
             "--head",
@@ -57,10 +64,13 @@ class LocalCluster:
             "--num-cpus=0",
             "--include-dashboard=false",
             "--disable-usage-stats",
+            f"--ray-client-server-port={self.client_port}",
             f"--temp-dir={self.temp_dir}",
         )
-        self.add_worker(cpus=1)
-        self.add_worker(cpus=1, gpus=1)
+        for _ in range(cpu_workers):
+            self.add_worker(cpus=1)
+        for _ in range(gpu_workers):
+            self.add_worker(cpus=1, gpus=1)
 
     def add_worker(self, cpus: int, gpus: int = 0) -> None:
         self._ray(
@@ -97,14 +107,19 @@ class LocalCluster:
         return ids
 
     def raylet_pids(self) -> dict[int, str]:
-        """pid -> command line of every raylet process (one per node)."""
+        """pid -> command line of this cluster's raylet processes (one per node; other Rays excluded)."""
         out = subprocess.run(["pgrep", "-a", "raylet"], capture_output=True, text=True).stdout
-        return {int(line.split()[0]): line for line in out.splitlines() if "raylet" in line}
+        lines = [line for line in out.splitlines() if "raylet" in line and str(self.temp_dir) in line]
+        return {int(line.split()[0]): line for line in lines}
 
     def stop(self) -> None:
         """Stop this cluster's processes only (`ray stop` would stop every Ray on the machine)."""
+        # Every process of the cluster names its temp dir, but the head's Ray client server, which
+        # names its own port.
+        patterns = [str(self.temp_dir), f"ray.util.client.server .*--port={self.client_port}( |$)"]
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            subprocess.run(["pkill", f"-{sig.name[3:]}", "-f", str(self.temp_dir)], capture_output=True)
+            for pattern in patterns:
+                subprocess.run(["pkill", f"-{sig.name[3:]}", "-f", pattern], capture_output=True)
             time.sleep(2)
 
 
@@ -122,9 +137,11 @@ def cluster():
 CONFIG = """
 seed: 0
 storage: {{root: {root}}}
-ray: {{address: "{address}"}}
+ray: {{address: {address}}}
+mixture: {{total_samples: 400}}
+shards: {{max_samples: 100}}
 download: {{timeout_s: 1, samples_per_shard: 16, threads_per_worker: 8, retry_rounds: 1}}
-ocr: {{concurrency: 1, batch_size: 4}}
+ocr: {{concurrency: {ocr_actors}, batch_size: 4}}
 tasks: {{captioning: {{share: 0.5}}, ocr_large: {{share: 0.5}}}}
 sources:
   - name: scenes
@@ -159,7 +176,9 @@ def downloaded(cluster, tmp_path_factory, demo_directory):
 
     tmp = tmp_path_factory.mktemp("cluster-run")
     config = tmp / "cluster.yaml"
-    config.write_text(CONFIG.format(root=tmp / "root", address=cluster.address, demo=demo_directory))
+    config.write_text(
+        CONFIG.format(root=tmp / "root", address=f'"{cluster.address}"', demo=demo_directory, ocr_actors=1)
+    )
     with DemoServer(demo_directory, hang_s=10) as server:
         write_url_lists(demo_directory, server.base_url)
         result = run_cli("download", "--config", str(config), "--no-progress", env=cluster.env)
@@ -188,8 +207,6 @@ def raw_keys(root: Path, source: str) -> list[str]:
 
 
 def test_ocr_survives_losing_a_worker_node(cluster, downloaded):
-    import pyarrow.parquet as pq
-
     config, root = downloaded
     process = subprocess.Popen(
         [
@@ -232,8 +249,143 @@ def test_ocr_survives_losing_a_worker_node(cluster, downloaded):
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-3000:]
 
-    ocr_keys = []
+    keys = ocr_keys(out_dir)
+    assert len(keys) == len(set(keys)), "a sample was OCRed into the corpus twice"
+    assert sorted(keys) == sorted(raw_keys(root, "signs")), "samples were lost"
+
+
+def ocr_keys(out_dir: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    keys = []
     for part in sorted(out_dir.glob("*.parquet")):
-        ocr_keys += pq.read_table(part, columns=["key"]).column("key").to_pylist()
-    assert len(ocr_keys) == len(set(ocr_keys)), "a sample was OCRed into the corpus twice"
-    assert sorted(ocr_keys) == sorted(raw_keys(root, "signs")), "samples were lost"
+        keys += pq.read_table(part, columns=["key"]).column("key").to_pylist()
+    return keys
+
+
+def copy_raw(root: Path, new_root: Path, sources: list[str]) -> None:
+    """The module's downloads under a fresh root, so a test's stages start from them and nothing else."""
+    for source in sources:
+        shutil.copytree(root / "raw" / source, new_root / "raw" / source)
+
+
+# Holds the cluster's only GPU with an actor until its stdin closes (another job on the cluster).
+GPU_HOLDER = """
+import sys, ray
+
+@ray.remote(num_cpus=0, num_gpus=1)
+class Holder:
+    def node(self):
+        return ray.get_runtime_context().get_node_id()
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+holder = Holder.remote()
+print(ray.get(holder.node.remote()), flush=True)
+sys.stdin.read()
+"""
+
+# The OCR stage with actors that each reserve half a GPU. The GPU is a resource label on this CPU
+# machine, so the engine stays on the CPU. model_copy skips the settings check that refuses GPUs
+# reserved for a CPU engine: a mistake in a real config, here the only way to test placement.
+GPU_OCR = """
+import json, logging, sys
+from ocr import run_ocr_stage
+from ocr.settings import OcrSettings
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+settings = OcrSettings(concurrency=2, cpus_per_actor=0.5, batch_size=4).model_copy(update={"gpus_per_actor": 0.5})
+stats = run_ocr_stage(sys.argv[1], "signs", "en", settings, ray_address=sys.argv[2])
+print("STATS " + json.dumps(stats), flush=True)
+"""
+
+
+def test_gpu_ocr_actors_wait_for_and_land_on_the_gpu_node_only(cluster, downloaded, tmp_path):
+    _, module_root = downloaded
+    root = tmp_path / "root"
+    copy_raw(module_root, root, ["signs"])
+    gpu_nodes = cluster.worker_ids(gpu=True)
+    assert len(gpu_nodes) == 1
+    holder = subprocess.Popen(
+        [sys.executable, "-c", GPU_HOLDER, cluster.address],
+        env=cluster.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    log_path = tmp_path / "ocr.log"
+    ocr = None
+    try:
+        assert holder.stdout.readline().strip() in gpu_nodes
+        with log_path.open("w") as log:
+            ocr = subprocess.Popen(
+                [sys.executable, "-c", GPU_OCR, str(root), cluster.address],
+                cwd=REPO,
+                env=cluster.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 120
+        while (
+            "Waiting for GPUs" not in log_path.read_text()
+            and ocr.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        assert "Waiting for GPUs" in log_path.read_text(), log_path.read_text()[-3000:]
+        time.sleep(5)  # the CPU node is idle, yet no actor starts there: the stage waits for the GPU
+        assert ocr.poll() is None, log_path.read_text()[-3000:]
+        assert not list((root / "ocr" / "signs").glob("*.parquet"))
+        holder.stdin.close()  # the holder's driver exits and its actor frees the GPU
+        holder.wait(timeout=60)
+        assert ocr.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    finally:
+        for process in (holder, ocr):
+            if process is not None and process.poll() is None:
+                process.kill()
+
+    stats = json.loads(log_path.read_text().split("STATS ", 1)[1])
+    assert set(stats["nodes"]) == gpu_nodes  # every OCR actor ran on the GPU-labelled node
+    assert sum(stats["nodes"].values()) == stats["images"] > 0
+    keys = ocr_keys(root / "ocr" / "signs")
+    assert len(keys) == len(set(keys)) and sorted(keys) == sorted(raw_keys(root, "signs"))
+
+
+def test_demo_flow_runs_end_to_end_on_the_cluster(cluster, downloaded, demo_directory, tmp_path):
+    """`vlmix run` given the cluster's address: every stage, the mixture's shards verified."""
+    import webdataset
+
+    from shards import read_manifest, verify
+    from shards.reader import shard_urls
+
+    _, module_root = downloaded
+    root = tmp_path / "root"
+    copy_raw(module_root, root, ["scenes", "signs"])  # the download stage finds them done and keeps them
+    config = tmp_path / "flow.yaml"  # no address in the file: it comes from the command line
+    config.write_text(CONFIG.format(root=root, address="null", demo=demo_directory, ocr_actors=2))
+    env = {
+        **cluster.env,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)  # Prefect's ephemeral mode, not a server someone else runs
+    result = run_cli("run", "--config", str(config), "--set", f"ray.address={cluster.address}", env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    for stage in ("download", "ocr", "translate", "tasks", "mix"):  # all but train (the config has none)
+        assert re.search(rf"^{stage}: done in", result.stdout, re.MULTILINE), result.stdout
+
+    workers = cluster.worker_ids()
+    ocr_stats = json.loads((root / "ocr" / "signs" / "stats.json").read_text())
+    assert set(ocr_stats["nodes"]) <= workers and sum(ocr_stats["nodes"].values()) == ocr_stats["images"] > 0
+    checked = verify(root / "shards")
+    assert checked.ok, checked.problems
+    manifest = read_manifest(root / "shards")
+    assert sum(shard["samples"] for shard in manifest["shards"]) == 400
+    assert set(manifest["tasks"]) == {"captioning", "ocr_large"}
+    for task in manifest["tasks"].values():  # the config's shares, 0.5 each, to one sample
+        assert task["target_share"] == 0.5
+        assert abs(task["samples"] - 200) <= 1, manifest["tasks"]
+    read = Counter(
+        json.loads(sample["json"])["task"]
+        for sample in webdataset.WebDataset(shard_urls(str(root / "shards")), shardshuffle=False)
+    )
+    assert read == {task: entry["samples"] for task, entry in manifest["tasks"].items()}
