@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="text columns of wide input tables (default: caption)",
     )
     parser.add_argument(
-        "--settings", metavar="FILE", help="YAML of the stage's own settings (TranslateSettings)"
+        "--settings", metavar="FILE", help="YAML of the stage settings (TranslateSettings); default: the config's translation.stage"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"translation.model={args.model}")
     try:
         config = load_config(args.config, overrides=overrides)
-        settings = _settings(args.settings)
+        settings = _settings(args.settings) if args.settings else config.translation.stage
         reports = run_translation(
             config,
             settings,
@@ -113,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _settings(path: str | None) -> TranslateSettings:
-    if path is None:
-        return TranslateSettings()
+def _settings(path: str) -> TranslateSettings:
+    """Stage settings from a file, in place of the config's `translation.stage`."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
