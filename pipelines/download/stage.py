@@ -23,6 +23,7 @@ import logging
 import math
 import posixpath
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 ORIGIN_KEY = "vlmix_origin_key"  # column carrying a retried row's first-pass key
 STATS_FILE = "_vlmix_download.json"
 _OOM_SHARD_COUNT = 5  # digits of a shard id, as img2dataset names them
+_SHARD_ATTEMPTS = 3  # tries of a shard whose whole task failed (not single URLs: those are counted)
 
 
 def sample_id(meta: dict) -> str:
@@ -244,7 +246,10 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     from img2dataset.writer import WebDatasetSampleWriter
     from tqdm import tqdm
 
-    storage.makedirs(posixpath.join(out, "_tmp"))  # img2dataset's Reader stages shard inputs there
+    # img2dataset's Reader stages each shard's input there, and its downloader deletes it when done.
+    # A folder per pass and run: a worker orphaned by a killed run must not delete this run's inputs.
+    staging = posixpath.join(out, "_tmp", uuid.uuid4().hex[:12])
+    storage.makedirs(staging)
     done = {int(posixpath.basename(p).split("_")[0]) for p in storage.glob(posixpath.join(out, "[0-9]*_stats.json"))}
     sample = pq.read_schema(_first_parquet(storage, url_list), filesystem=storage.fs)
     carried = [c for c in sample.names if c not in ("url", "caption", "expected_sha256")]
@@ -254,7 +259,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
         "expected_sha256" if "expected_sha256" in sample.names else None,
         "sha256" if "expected_sha256" in sample.names else None,
         carried or None, settings.samples_per_shard, done,
-        storage.uri(posixpath.join(out, "_tmp")), start_shard,
+        storage.uri(staging), start_shard,
     )
     resizer = GuardedResizer(
         image_size=settings.max_image_side, resize_mode="keep_ratio_largest", resize_only_if_bigger=True,
@@ -273,22 +278,33 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     task = ray.remote(num_cpus=settings.cpus_per_worker, max_retries=2)(_download_shard)
     limit = settings.max_workers or max(1, int(ray.available_resources().get("CPU", 1) // settings.cpus_per_worker))
     shards = iter(reader)
-    in_flight: list = []
+    in_flight: dict = {}  # task -> (shard, attempt)
+    retry: list = []
     failed: list[int] = []
     bar = tqdm(desc=f"download {label}", unit="shard", disable=not progress)
     guard = (settings.max_body_bytes, settings.timeout_s * 6)
+
+    def submit(shard, attempt: int) -> None:
+        in_flight[task.remote(downloader, shard, storage.uri(out), guard, storage.options)] = (shard, attempt)
+
     with bar:
         while True:
-            while len(in_flight) < limit and (shard := _quietly(next, shards, None)) is not None:
-                in_flight.append(task.remote(downloader, shard, storage.uri(out), guard, storage.options))
+            while len(in_flight) < limit and (retry or (shard := _quietly(next, shards, None)) is not None):
+                submit(*(retry.pop() if retry else (shard, 1)))
             if not in_flight:
                 break
-            ready, in_flight = ray.wait(in_flight, num_returns=1)
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            shard, attempt = in_flight.pop(ready[0])
             shard_id, ok, node = ray.get(ready[0])
             nodes[node] += 1
-            if not ok:
+            if ok or storage.exists(posixpath.join(out, f"{shard_id:0{_OOM_SHARD_COUNT}d}_stats.json")):
+                bar.update(1)  # done (possibly by a worker of an earlier, killed run: same inputs, same shard)
+            elif attempt < _SHARD_ATTEMPTS:  # a whole shard failing is rare and worth one more try
+                log.warning("%s: shard %d failed (attempt %d), trying again", label, shard_id, attempt)
+                retry.append((shard, attempt + 1))
+            else:
                 failed.append(shard_id)
-            bar.update(1)
+                bar.update(1)
     if failed:
         raise RuntimeError(f"{label}: shards {sorted(failed)} failed (see the worker logs); rerun to resume")
 
@@ -312,8 +328,6 @@ def _use_storage_options(protocol: str, options: dict) -> None:
 
 def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float], storage_options: dict):
     """Ray task: download one shard into a private folder, then move it into place, stats last."""
-    import uuid
-
     import fsspec
     import ray
 
