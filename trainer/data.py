@@ -22,6 +22,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -43,6 +44,11 @@ class DataConfig(ConfigModel):
     min_tiles: int = Field(1, ge=1, description="fewest 448px tiles per image")
     max_tiles: int = Field(12, ge=1, le=40, description="most tiles per image (SPEC §3: 12 to train)")
     use_thumbnail: bool = Field(True, description="add the whole image as one more tile when it has several")
+    resize: Literal["pil", "torch"] = Field(
+        "pil",
+        description="tile resize: 'pil' (Pillow, as the public InternVL code) or 'torch' (about 4x faster, "
+        "differs from Pillow by a few levels on ~1% of bytes); see trainer.tiling",
+    )
     tokens_per_batch: int = Field(
         8192, ge=16, description="token budget of a micro-batch: longest sequence times number of samples"
     )
@@ -220,7 +226,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         image_key = next(ext for ext in IMAGE_EXTENSIONS if ext in sample)
         image = Image.open(io.BytesIO(sample[image_key]))
         config = self.config
-        return cut_tiles(image, config.min_tiles, config.max_tiles, use_thumbnail=config.use_thumbnail)
+        return cut_tiles(
+            image, config.min_tiles, config.max_tiles, use_thumbnail=config.use_thumbnail, resize=config.resize
+        )
 
 
 def make_loader(stream: ShardStream) -> torch.utils.data.DataLoader:

@@ -112,3 +112,54 @@ def test_cut_tiles_order_and_thumbnail():
         assert int(tiles[i, :, 100:300, 100:300].float().mean()) == 40 * i
     assert cut_tiles(Image.new("RGB", (448, 448))).shape[0] == 1  # one tile: no thumbnail
     assert cut_tiles(Image.new("L", (3000, 3000)), max_tiles=40).shape[0] == 37  # 6x6 + thumbnail
+
+
+def _test_images():
+    """Noise, smooth gradients and black-on-white text, at sizes that scale down and up."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(7)
+    for width, height in [(800, 1300), (2400, 600), (300, 200), (1920, 1080)]:
+        yield Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        small = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+        yield Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR)
+        text = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(text)
+        for y in range(0, height, 30):
+            draw.text((5, y), "The quick brown fox 0123456789 " * 10, fill="black")
+        yield text
+
+
+def test_torch_resize_stays_within_a_few_levels_of_pillow():
+    """The fast backend is another implementation of the same kernel: same grid, same tile order,
+    values within the bounds the module docstring states (a regression to another kernel or to
+    misplaced tiles would break them by far)."""
+    worst, differing, total, abs_sum = 0, 0, 0, 0
+    for image in _test_images():
+        exact = cut_tiles(image, resize="pil").int()
+        fast = cut_tiles(image, resize="torch").int()
+        assert fast.shape == exact.shape
+        diff = (fast - exact).abs()
+        worst = max(worst, int(diff.max()))
+        differing += int((diff > 0).sum())
+        abs_sum += int(diff.sum())
+        total += diff.numel()
+    assert worst <= 12  # measured 10, in the thumbnail of a text page
+    assert differing / total < 0.02  # measured 0.9%
+    assert abs_sum / total < 0.025  # mean absolute difference in levels of 255; measured 0.010
+
+
+def test_torch_resize_keeps_tile_order_and_modes():
+    cols, rows = 3, 2
+    pixels = np.zeros((rows * 448, cols * 448, 3), dtype=np.uint8)
+    for i in range(cols * rows):
+        r, c = divmod(i, cols)
+        pixels[r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448] = 40 * i
+    tiles = cut_tiles(Image.fromarray(pixels), resize="torch")
+    assert tiles.dtype == torch.uint8 and tiles.shape == (7, 3, 448, 448) and tiles.is_contiguous()
+    for i in range(6):
+        assert int(tiles[i, :, 100:300, 100:300].float().mean()) == 40 * i
+    for mode in ("L", "RGBA", "P", "I;16"):
+        assert cut_tiles(Image.new(mode, (900, 450)), resize="torch").shape == (3, 3, 448, 448)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        cut_tiles(Image.new("RGB", (10, 10)), resize="cv2")

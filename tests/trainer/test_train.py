@@ -87,9 +87,11 @@ def test_cli_trains_the_tiny_model_offline(shard_dir, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--recipe", "stage2", "--shards", str(shard_dir), "--model", "tiny", "--out", str(out)]
     argv += ["--steps", "2", "--global-batch", "4", "--max-tiles", "2", "--context", "512", "--lr", "1e-3"]
+    argv += ["--resize", "torch"]
     assert main(argv + ["--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["recipe"] == "stage2" and printed["optim"]["lr"] == 1e-3 and printed["steps"] == 2
+    assert printed["data"]["resize"] == "torch"
     assert main(argv) == 0
     assert (out / "tokenizer" / "tokenizer.json").exists()  # trained from the shards' text
     assert checkpoint.latest(out / "checkpoints").name == "step_00000002"
@@ -101,7 +103,7 @@ def test_cli_surface_is_frozen():
     options = sorted(o for action in build_parser()._actions for o in action.option_strings)
     assert options == sorted(
         "-h --help --recipe --shards --model --tokenizer --out --steps --lr --global-batch --tokens-per-batch "
-        "--max-tiles --context --num-workers --checkpoint-every --precision --no-resume --launcher --nproc "
+        "--max-tiles --resize --context --num-workers --checkpoint-every --precision --no-resume --launcher --nproc "
         "--workers --gpu --ray-address --print-config".split()
     )
 
