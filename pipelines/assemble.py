@@ -12,7 +12,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import Config, Source, SourceKind
+from pipelines.config import Config, Language, Source, SourceKind
 from pipelines.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _transcriptions_from_captions(config: Config, storage: Storage, source: Sour
             if not text:
                 dropped += 1
                 continue
-            language = source.language if source.language != "auto" else language_of(text)
+            language = source.language if source.language != "auto" else language_of(text, config.languages)
             rng = random.Random(f"{config.seed}:{source.name}:{sample.key}")
             prompt = rng.choice(pool("transcribe", language))
             records[sample.key] = ConversationRecord(sample.key, language, [
@@ -73,15 +73,27 @@ def _transcriptions_from_captions(config: Config, storage: Storage, source: Sour
     return {"kept": kept, "dropped": {"empty_caption": dropped} if dropped else {}}
 
 
-def language_of(text: str) -> str:
-    """'zh', 'ja' or 'ko' when the text has characters of those scripts, else 'en'."""
-    if any("\u3040" <= ch <= "\u30ff" for ch in text):
-        return "ja"
-    if any("\uac00" <= ch <= "\ud7af" for ch in text):
-        return "ko"
-    if any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text):
-        return "zh"
-    return "en"
+def language_of(text: str, languages: dict[str, Language]) -> str:
+    """The configured language whose scripts write most of ``text``; ``'en'`` when none does.
+
+    Counting uses the translation check's units (``translate.languages``). A tie goes to the
+    language with fewer scripts: Chinese (Han) and Japanese (kana + Han) tie on a text in Han
+    alone, and kana tip a Japanese text to Japanese.
+
+    >>> langs = {"zh": Language(name="Chinese", scripts=["Han"]),
+    ...          "ja": Language(name="Japanese", scripts=["Hiragana", "Katakana", "Han"])}
+    >>> language_of("一只猫", langs), language_of("猫がいる", langs), language_of("a cat", langs)
+    ('zh', 'ja', 'en')
+    """
+    from translate.languages import profile
+
+    best, best_key = "en", (0, 0)
+    for code, language in languages.items():
+        units = profile(tuple(language.scripts)).units(text)[0]
+        key = (units, -len(language.scripts))
+        if units and key > best_key:
+            best, best_key = code, key
+    return best
 
 
 def translate_stage(config: Config) -> dict[str, Any]:

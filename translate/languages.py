@@ -70,3 +70,9 @@ class ScriptProfile:
         """Fraction of the letter units of ``text`` written in the target scripts (1.0 if there are none)."""
         target, total = self.units(text)
         return target / total if total else 1.0
+
+
+@lru_cache(maxsize=64)
+def profile(scripts: tuple[str, ...]) -> ScriptProfile:
+    """A shared :class:`ScriptProfile` for ``scripts`` (its patterns are compiled once)."""
+    return ScriptProfile(scripts)

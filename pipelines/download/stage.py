@@ -36,6 +36,7 @@ from pipelines.config import Config, Download, Source, SourceKind
 from pipelines.download import filters as url_filters
 from pipelines.download.guards import GuardedResizer, classify_error, install_bounded_download
 from pipelines.storage import Storage
+from pipelines.tasks.raw import finished_shard_ids
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     # A folder per pass and run: a worker orphaned by a killed run must not delete this run's inputs.
     staging = posixpath.join(out, "_tmp", uuid.uuid4().hex[:12])
     storage.makedirs(staging)
-    done = {int(posixpath.basename(p).split("_")[0]) for p in storage.glob(posixpath.join(out, "[0-9]*_stats.json"))}
+    done = {int(shard) for shard in finished_shard_ids(storage, out)}
     sample = pq.read_schema(_first_parquet(storage, url_list), filesystem=storage.fs)
     carried = [c for c in sample.names if c not in ("url", "caption", "expected_sha256")]
     reader = Reader(

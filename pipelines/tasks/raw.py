@@ -36,11 +36,20 @@ class RawSample:
     meta: dict = field(default_factory=dict)
 
 
+def finished_shard_ids(storage: Storage, folder: str) -> list[str]:
+    """Ids (``00000``...) of the shards in ``folder`` whose ``_stats.json`` (written last) exists, sorted.
+
+    The download stage resumes from these and the task builder reads them: one definition of
+    "finished" for both.
+    """
+    stats = storage.glob(posixpath.join(folder, "[0-9]*_stats.json"))
+    return sorted(posixpath.basename(path)[: -len("_stats.json")] for path in stats)
+
+
 def complete_shards(storage: Storage, source: str) -> list[str]:
-    """Ids (``00000``...) of the complete raw shards of ``source``, sorted."""
-    stats = storage.glob(storage.path(RAW_DIR, source, "*_stats.json"))
-    ids = [posixpath.basename(path)[: -len("_stats.json")] for path in stats]
-    return [i for i in sorted(ids) if storage.exists(storage.path(RAW_DIR, source, f"{i}.tar"))]
+    """Ids (``00000``...) of the complete raw shards of ``source`` (stats and tar both there), sorted."""
+    folder = storage.path(RAW_DIR, source)
+    return [i for i in finished_shard_ids(storage, folder) if storage.exists(posixpath.join(folder, f"{i}.tar"))]
 
 
 def download_drops(storage: Storage, source: str) -> dict[str, int]:
