@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, help="DataLoader workers per rank")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: only at the end)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto: bf16 on GPU")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile each model layer (GPU: ~10%% faster after ~20 s)"
+    )
     parser.add_argument("--no-resume", action="store_true", help="start fresh even if out has checkpoints")
     parser.add_argument("--launcher", choices=["local", "torchrun", "ray"], default="local")
     parser.add_argument("--nproc", type=int, default=1, help="torchrun: processes on this node")
@@ -75,6 +78,7 @@ def config_from_args(args: argparse.Namespace):
             "num_workers": args.num_workers,
         },
         "tokenize": {"context_length": args.context},
+        "model": {"compile": True if args.compile else None},
     }
     for section, values in sections.items():
         given = {k: v for k, v in values.items() if v is not None}

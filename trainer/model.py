@@ -36,6 +36,11 @@ class ModelConfig(ConfigModel):
         False, description="recompute layer activations in the backward pass"
     )
     attn_implementation: str = Field("sdpa", description="'sdpa', 'eager' or 'flash_attention_2'")
+    compile: bool = Field(
+        False,
+        description="torch.compile each InternViT and LLM layer (regional: one layer's compile time; "
+        "fuses the norms, activations and rotary embedding between the matrix products)",
+    )
 
 
 def _internvl_26b(vocab_size: int, image_token_id: int):
@@ -194,7 +199,19 @@ def build_model(
         add_drop_path(model, settings.drop_path_rate)
     if settings.gradient_checkpointing:
         enable_activation_checkpointing(model)
+    if settings.compile:
+        compile_layers(model)
     return model
+
+
+def compile_layers(model: nn.Module) -> None:
+    """Compile every InternViT and LLM layer in place (before FSDP wraps them, as FSDP2 expects).
+
+    All layers of a tower share their code, so the compiled graph is reused across them: the
+    compile time is that of one layer per tower, not of the whole model.
+    """
+    for layer in [*vision_layers(model), *language_layers(model)]:
+        layer.compile()
 
 
 def enable_activation_checkpointing(model: nn.Module) -> None:

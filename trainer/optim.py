@@ -19,6 +19,9 @@ class OptimConfig(ConfigModel):
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="warm-up as a share of all steps")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="the cosine ends at lr * min_lr_ratio")
     grad_clip: float = Field(1.0, gt=0, description="clip the global gradient norm to this value")
+    fused: bool | None = Field(
+        None, description="AdamW's fused CUDA kernel; None = on when the parameters are on a GPU"
+    )
 
 
 def build_optimizer(model: torch.nn.Module, config: OptimConfig) -> torch.optim.AdamW:
@@ -30,8 +33,9 @@ def build_optimizer(model: torch.nn.Module, config: OptimConfig) -> torch.optim.
         {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
     ]
+    fused = config.fused if config.fused is not None else trainable[0].device.type == "cuda"
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=config.lr, betas=config.betas, eps=config.eps
+        [g for g in groups if g["params"]], lr=config.lr, betas=config.betas, eps=config.eps, fused=fused
     )
 
 

@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--text", type=int, default=512)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cuda", help="cpu: a dry run of the script itself")
+    parser.add_argument("--fused", choices=["on", "off"], default="on", help="AdamW's fused kernel")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each layer (ModelConfig.compile)")
+    parser.add_argument("--checkpointing", choices=["both", "off", "on"], default="both")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -85,9 +88,12 @@ def main() -> None:
     name = torch.cuda.get_device_name() if cuda else "cpu"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     torch.manual_seed(0)
-    model = build_model(args.preset, VOCAB, IMG_CONTEXT, ModelConfig(preset=args.preset), device=device)
+    settings = ModelConfig(
+        preset=args.preset, compile=args.compile, gradient_checkpointing=args.checkpointing == "on"
+    )
+    model = build_model(args.preset, VOCAB, IMG_CONTEXT, settings, device=device)
     model.train()
-    optimizer = build_optimizer(model, OptimConfig(lr=1e-5))
+    optimizer = build_optimizer(model, OptimConfig(lr=1e-5, fused=args.fused == "on"))
     per_tile = model.config.image_seq_length
     generator = torch.Generator().manual_seed(0)
     micro = [
@@ -98,7 +104,10 @@ def main() -> None:
     tiles = sum(b.n_tiles for b in micro)
 
     bf16 = cuda
+    started = time.perf_counter()
     train_step(model, optimizer, micro, runtime, bf16=bf16, grad_clip=1.0)  # warm-up, optimizer state
+    _sync(cuda)
+    first_step_s = time.perf_counter() - started  # includes compiling, with --compile
     flops = sum(model_flops(model.config, b) for b in micro)
 
     result = {
@@ -108,9 +117,12 @@ def main() -> None:
         "tokens_per_step": tokens,
         "tiles_per_step": tiles,
         "model_flops_per_step": flops,
+        "fused_adamw": args.fused == "on",
+        "compile": args.compile,
+        "first_step_s": round(first_step_s, 1),
     }
-    for checkpointing in (False, True):
-        if checkpointing:
+    for checkpointing in {"both": (False, True), "off": (False,), "on": (True,)}[args.checkpointing]:
+        if checkpointing and not settings.gradient_checkpointing:
             enable_activation_checkpointing(model)
         if cuda:
             torch.cuda.reset_peak_memory_stats()

@@ -69,3 +69,24 @@ def test_drop_path_acts_in_training_only():
         torch.manual_seed(2)
         second = tower(pixels).last_hidden_state
     assert not torch.equal(first, second)
+
+
+def test_compiled_layers_compute_the_same_loss_and_gradients():
+    """ModelConfig.compile swaps every layer's forward for an Inductor graph: same numbers."""
+    torch.manual_seed(0)
+    eager = build_model("tiny", 300, 299)
+    compiled = build_model("tiny", 300, 299, ModelConfig(compile=True))
+    compiled.load_state_dict(eager.state_dict())
+    layers = [*vision_layers(compiled), *language_layers(compiled)]
+    assert all(layer._compiled_call_impl is not None for layer in layers)
+    assert vision_layers(eager)[0]._compiled_call_impl is None
+    pixels = torch.randn(1, 3, 448, 448)
+    ids = torch.cat([torch.full((1, 64), 299), torch.randint(0, 290, (1, 16))], dim=1)
+    results = []
+    for model in (eager, compiled):
+        out = model(input_ids=ids, pixel_values=pixels, labels=ids)
+        out.loss.backward()
+        grad = vision_layers(model)[0].attention.projection_layer.weight.grad
+        results.append((out.loss.detach(), grad.clone()))
+    assert results[1][0] == pytest.approx(float(results[0][0]), rel=1e-4)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-3, atol=1e-5)
