@@ -99,14 +99,18 @@ def test_tiles_are_identical_to_per_tile_cutting(size):
     assert torch.equal(ours, reference)
 
 
-def test_cut_tiles_order_and_thumbnail():
-    # Each tile of a 3x2 grid painted with its own grey level: tiles must come row by row.
-    cols, rows = 3, 2
+def _painted_grid(cols: int = 3, rows: int = 2) -> Image.Image:
+    """Each tile of a cols x rows grid painted with its own grey level, 40 * its row-major index."""
     pixels = np.zeros((rows * 448, cols * 448, 3), dtype=np.uint8)
     for i in range(cols * rows):
         r, c = divmod(i, cols)
         pixels[r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448] = 40 * i
-    tiles = cut_tiles(Image.fromarray(pixels))
+    return Image.fromarray(pixels)
+
+
+def test_cut_tiles_order_and_thumbnail():
+    # Tiles must come row by row.
+    tiles = cut_tiles(_painted_grid())
     assert tiles.dtype == torch.uint8 and tiles.shape == (7, 3, 448, 448)
     for i in range(6):
         assert int(tiles[i, :, 100:300, 100:300].float().mean()) == 40 * i
@@ -150,12 +154,7 @@ def test_torch_resize_stays_within_a_few_levels_of_pillow():
 
 
 def test_torch_resize_keeps_tile_order_and_modes():
-    cols, rows = 3, 2
-    pixels = np.zeros((rows * 448, cols * 448, 3), dtype=np.uint8)
-    for i in range(cols * rows):
-        r, c = divmod(i, cols)
-        pixels[r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448] = 40 * i
-    tiles = cut_tiles(Image.fromarray(pixels), resize="torch")
+    tiles = cut_tiles(_painted_grid(), resize="torch")
     assert tiles.dtype == torch.uint8 and tiles.shape == (7, 3, 448, 448) and tiles.is_contiguous()
     for i in range(6):
         assert int(tiles[i, :, 100:300, 100:300].float().mean()) == 40 * i
