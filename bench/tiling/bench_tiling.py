@@ -45,6 +45,38 @@ def per_tile_transform(tile: Image.Image, tile_size: int) -> torch.Tensor:
     return x.sub_(torch.tensor(IMAGENET_MEAN).view(-1, 1, 1)).div_(torch.tensor(IMAGENET_STD).view(-1, 1, 1))
 
 
+def torchvision_tiles_fn():
+    """Where torchvision is installed (not in vlmix's environment): the same way with its real
+    transforms, ``T.Compose([RGB, T.Resize((448, 448), BICUBIC), T.ToTensor(), T.Normalize])``
+    per tile, to check that ``straightforward_tiles`` above is a faithful stand-in."""
+    try:
+        import torchvision.transforms as T
+        from torchvision.transforms import InterpolationMode
+    except Exception:  # noqa: BLE001 - absent or broken: the row is left out
+        return None
+
+    def tiles(image: Image.Image, max_tiles: int, tile_size: int = 448) -> torch.Tensor:
+        transform = T.Compose([
+            T.Lambda(lambda im: im.convert("RGB") if im.mode != "RGB" else im),
+            T.Resize((tile_size, tile_size), interpolation=InterpolationMode.BICUBIC),
+            T.ToTensor(),
+            T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        ])
+        image = image.convert("RGB")
+        cols, rows = plan_grid(image.width, image.height, 1, max_tiles, tile_size)
+        resized = image.resize((cols * tile_size, rows * tile_size))
+        crops = [
+            resized.crop((c * tile_size, r * tile_size, (c + 1) * tile_size, (r + 1) * tile_size))
+            for r in range(rows)
+            for c in range(cols)
+        ]
+        if len(crops) > 1:
+            crops.append(image.resize((tile_size, tile_size)))
+        return torch.stack([transform(crop) for crop in crops])
+
+    return tiles
+
+
 def make_images(n: int, seed: int = 0) -> list[Image.Image]:
     """Smooth random images of varied sizes and aspect ratios (documents, photos, banners)."""
     rng = np.random.default_rng(seed)
@@ -79,6 +111,8 @@ def main() -> None:
         "cut_tiles, resize=pil": functools.partial(cut_tiles, resize="pil"),
         "cut_tiles, resize=torch": functools.partial(cut_tiles, resize="torch"),
     }
+    if (with_torchvision := torchvision_tiles_fn()) is not None:
+        methods["torchvision transforms"] = with_torchvision
     for fn in methods.values():
         timed(fn, images[:3], args.max_tiles)  # warm-up: allocator, caches
     # Best of the rounds, the methods alternating, so a busy neighbour hurts all alike.
