@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything vlmix needs into ./.venv (Python 3.11), plus the few Debian packages the demo and
-# tests use (a CJK font for the demo's Chinese text images, strace for the network test). Idempotent:
+# tests use (a CJK font for the demo's Chinese text images, strace for the network test, g++ for
+# torch.compile's CPU code in the trainer's --compile test). Idempotent:
 # a second run checks and installs nothing new. VLMIX_EXTRAS picks the extras (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,12 +12,12 @@ source scripts/lib.sh  # pick_python
 
 install_debian_packages() {
   local missing=()
-  for package in fonts-wqy-microhei fonts-wqy-zenhei fonts-dejavu-core fonts-liberation2 strace; do
+  for package in fonts-wqy-microhei fonts-wqy-zenhei fonts-dejavu-core fonts-liberation2 strace g++; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "note: install ${missing[*]} with your package manager (a CJK font and strace)" >&2
+    echo "note: install ${missing[*]} with your package manager (a CJK font, strace, g++)" >&2
     return 0
   fi
   local sudo=""
