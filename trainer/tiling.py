@@ -17,9 +17,9 @@ Two resize backends (``resize=``), both bicubic with antialiasing (a = -0.5, Pil
   this path is about 1.2-1.3x the straightforward way.
 - ``"torch"``: PyTorch's uint8 antialiased bicubic kernel (``F.interpolate(..., antialias=True)``,
   vectorised), about 4x faster than Pillow's. Its weights are 16-bit rather than Pillow's
-  22-bit fixed point, so about 1% of the bytes differ from Pillow's, by at most 2 levels out of
-  255 (``tests/trainer/test_tiling.py`` bounds this). Pick it where the data loader is the
-  bottleneck (few CPU cores per accelerator).
+  22-bit fixed point, so about 1% of the bytes differ from Pillow's, mostly by 1 or 2 levels out
+  of 255 (at most 10 seen, on the thumbnail of a text page; ``tests/trainer/test_tiling.py``
+  bounds this). Pick it where the data loader is the bottleneck (few CPU cores per accelerator).
 
 ``bench/tiling`` measures both against the straightforward way.
 """
