@@ -40,6 +40,11 @@ class OcrTaskSettings(ConfigModel):
         "box", description="Grounded variant: axis-aligned <box> or the line's <quad>rilateral."
     )
     seed: int = Field(0, description="Seed of the prompt and variant draws.")
+    prompts: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Instruction pools by kind (transcribe, grounded), then language; the built-in "
+        "ones (en, zh) where absent. The flow fills it from the config's `languages`.",
+    )
 
 
 def scale(value: float, size: int) -> int:
@@ -63,12 +68,12 @@ def ocr_task_record(row: dict, dataset: str, settings: OcrTaskSettings) -> dict:
     grounded = rng.random() < settings.grounded_fraction
     language = row["language"]
     if grounded:
-        prompt = rng.choice(pool("grounded", language))
+        prompt = rng.choice(settings.prompts.get("grounded", {}).get(language) or pool("grounded", language))
         answer = "\n".join(
             grounded_line(ln, row["width"], row["height"], settings.box_format) for ln in row["lines"]
         )
     else:
-        prompt = rng.choice(pool("transcribe", language))
+        prompt = rng.choice(settings.prompts.get("transcribe", {}).get(language) or pool("transcribe", language))
         answer = "\n".join(ln["text"] for ln in row["lines"])
     scores = [ln["score"] for ln in row["lines"]]
     return {

@@ -35,7 +35,9 @@ def ocr_stage(config: Config) -> dict[str, Any]:
         if source.ocr is not None:
             stats = run_ocr_stage(config.storage.root, raw_source, source.ocr.language, config.ocr,
                                   ray_address=config.ray.address, storage_options=config.storage.options)
-            task_settings = config.ocr_tasks.model_copy(update={"task": source.task, "seed": config.seed})
+            task_settings = config.ocr_tasks.model_copy(
+                update={"task": source.task, "seed": config.seed, "prompts": config.ocr_prompts()}
+            )
             write_ocr_task_tables(config.storage.root, raw_source, source.name, task_settings,
                                   storage_options=config.storage.options)
             summary[source.name] = {"kept": stats.get("kept"), "dropped": stats.get("dropped", {})}
@@ -48,7 +50,6 @@ def _transcriptions_from_captions(config: Config, storage: Storage, source: Sour
     """OCR samples whose answer is the caption itself: the exact text of a rendered image."""
     import random
 
-    from ocr.prompts import pool
     from pipelines.tasks import ConversationRecord, write_conversation_table
     from pipelines.tasks.raw import complete_shards, iter_raw_shard
 
@@ -64,8 +65,14 @@ def _transcriptions_from_captions(config: Config, storage: Storage, source: Sour
                 dropped += 1
                 continue
             language = source.language if source.language != "auto" else language_of(text, config.languages)
+            prompts = config.prompt_pool("transcribe", language)
+            if not prompts:
+                raise ValueError(
+                    f"source {source.name!r}: no transcription prompts for language {language!r}; "
+                    f"add it to `languages` (configured: {sorted(config.languages)})"
+                )
             rng = random.Random(f"{config.seed}:{source.name}:{sample.key}")
-            prompt = rng.choice(pool("transcribe", language))
+            prompt = rng.choice(prompts)
             records[sample.key] = ConversationRecord(sample.key, language, [
                 {"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": text}])
         kept += len(records)

@@ -175,7 +175,8 @@ class Language(ConfigModel):
     scripts: list[str] = Field(min_length=1, description="Unicode scripts of its text, e.g. ['Han']")
     prompts: dict[str, list[str]] = Field(
         default_factory=dict,
-        description="instructions written in this language, per purpose (caption, detect, refer); "
+        description="instructions written in this language, per purpose (caption, detect, refer, and "
+        "for OCR samples transcribe, grounded); "
         "without them (and no built-in pool: en, zh) the English ones ask for an answer in it",
     )
 
@@ -348,15 +349,22 @@ class Config(ConfigModel):
         English pool asking for an answer in that language: adding a target language needs no
         prompts, and native ones, when given, replace that fallback.
         """
+        from ocr.prompts import GROUNDED, TRANSCRIBE
         from pipelines.tasks.prompts import PROMPTS
 
+        built_in = {**PROMPTS, "transcribe": TRANSCRIBE, "grounded": GROUNDED}.get(purpose, {})
         entry = self.languages.get(language)
-        own = (entry.prompts.get(purpose) if entry else None) or PROMPTS.get(purpose, {}).get(language)
+        own = (entry.prompts.get(purpose) if entry else None) or built_in.get(language)
         if own:
             return list(own)
         if entry is None:
             return []
-        return [f"{prompt} Answer in {entry.name}." for prompt in PROMPTS.get(purpose, {}).get("en", [])]
+        return [f"{prompt} Answer in {entry.name}." for prompt in built_in.get("en", [])]
+
+    def ocr_prompts(self) -> dict[str, dict[str, list[str]]]:
+        """Every registry language's OCR instruction pools (transcribe, grounded), for OcrTaskSettings."""
+        return {kind: {code: self.prompt_pool(kind, code) for code in self.languages}
+                for kind in ("transcribe", "grounded")}
 
     def task_prompts(self) -> dict[str, dict[str, list[str]]]:
         """Every registry language's instruction pools, as the task builder's `prompts` setting."""
