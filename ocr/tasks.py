@@ -62,18 +62,23 @@ def grounded_line(line: dict, width: int, height: int, box_format: str) -> str:
     return f"<ref>{line['text']}</ref><box>[{box}]</box>"
 
 
+def _prompts(settings: OcrTaskSettings, kind: str, language: str) -> list[str]:
+    """The configured pool of ``kind`` for ``language``, else the built-in one (a clear error if none)."""
+    return settings.prompts.get(kind, {}).get(language) or pool(kind, language)
+
+
 def ocr_task_record(row: dict, dataset: str, settings: OcrTaskSettings) -> dict:
     """One kept OCR corpus row (a dict with :data:`ocr.corpus.SCHEMA` columns) as a task record."""
     rng = random.Random(f"{settings.seed}:{dataset}:{row['key']}")
     grounded = rng.random() < settings.grounded_fraction
     language = row["language"]
     if grounded:
-        prompt = rng.choice(settings.prompts.get("grounded", {}).get(language) or pool("grounded", language))
+        prompt = rng.choice(_prompts(settings, "grounded", language))
         answer = "\n".join(
             grounded_line(ln, row["width"], row["height"], settings.box_format) for ln in row["lines"]
         )
     else:
-        prompt = rng.choice(settings.prompts.get("transcribe", {}).get(language) or pool("transcribe", language))
+        prompt = rng.choice(_prompts(settings, "transcribe", language))
         answer = "\n".join(ln["text"] for ln in row["lines"])
     scores = [ln["score"] for ln in row["lines"]]
     return {

@@ -361,17 +361,18 @@ class Config(ConfigModel):
             return []
         return [f"{prompt} Answer in {entry.name}." for prompt in built_in.get("en", [])]
 
-    def ocr_prompts(self) -> dict[str, dict[str, list[str]]]:
-        """Every registry language's OCR instruction pools (transcribe, grounded), for OcrTaskSettings."""
-        return {kind: {code: self.prompt_pool(kind, code) for code in self.languages}
-                for kind in ("transcribe", "grounded")}
-
     def task_prompts(self) -> dict[str, dict[str, list[str]]]:
         """Every registry language's instruction pools, as the task builder's `prompts` setting."""
         from pipelines.tasks.prompts import PROMPTS
 
-        return {purpose: {code: self.prompt_pool(purpose, code) for code in self.languages}
-                for purpose in PROMPTS}
+        return self._pools(PROMPTS)
+
+    def ocr_prompts(self) -> dict[str, dict[str, list[str]]]:
+        """Every registry language's OCR instruction pools (transcribe, grounded), for OcrTaskSettings."""
+        return self._pools(("transcribe", "grounded"))
+
+    def _pools(self, purposes) -> dict[str, dict[str, list[str]]]:
+        return {purpose: {code: self.prompt_pool(purpose, code) for code in self.languages} for purpose in purposes}
 
     def task_shares(self) -> dict[str, float]:
         return {task: spec.share for task, spec in self.tasks.items()}

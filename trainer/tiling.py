@@ -124,38 +124,38 @@ def cut_tiles(
     n_tiles = cols * rows
     with_thumbnail = use_thumbnail and n_tiles > 1
     out = torch.empty((n_tiles + with_thumbnail, 3, tile_size, tile_size), dtype=torch.uint8)
-    grid_size = (rows * tile_size, cols * tile_size)
-    if resize == "pil":
-        resized = image.resize(grid_size[::-1], Image.Resampling.BICUBIC)
-        # (rows, T, cols, T, 3): the resized image is already all the tiles.
-        pixels = torch.from_numpy(np.array(resized)).view(rows, tile_size, cols, tile_size, 3)
-        pixels = pixels.permute(0, 2, 4, 1, 3)
-    else:
-        source = _as_tensor(image)
-        resized = _torch_resize(source, grid_size)  # (3, H, W) values, channels-last in memory
-        pixels = resized.view(3, rows, tile_size, cols, tile_size).permute(1, 3, 0, 2, 4)
-    # One strided copy into channel-first tiles replaces cols*rows crops and per-tile transposes.
-    out[:n_tiles].view(rows, cols, 3, tile_size, tile_size).copy_(pixels)
+    resize_to = _pil_resizer(image) if resize == "pil" else _torch_resizer(image)
+    # The grid-sized image viewed as (3, rows, T, cols, T) is already all the tiles: one strided
+    # copy into channel-first tiles replaces cols*rows crops and per-tile transposes.
+    pixels = resize_to(rows * tile_size, cols * tile_size).view(3, rows, tile_size, cols, tile_size)
+    out[:n_tiles].view(rows, cols, 3, tile_size, tile_size).copy_(pixels.permute(1, 3, 0, 2, 4))
     if with_thumbnail:
-        if resize == "pil":
-            thumbnail = torch.from_numpy(np.array(image.resize((tile_size, tile_size), Image.Resampling.BICUBIC)))
-            out[n_tiles].copy_(thumbnail.permute(2, 0, 1))
-        else:
-            out[n_tiles].copy_(_torch_resize(source, (tile_size, tile_size)))
+        out[n_tiles].copy_(resize_to(tile_size, tile_size))
     return out
 
 
-def _as_tensor(image: Image.Image) -> torch.Tensor:
-    """An RGB image as a ``(1, 3, H, W)`` uint8 tensor, channels-last in memory, without a copy."""
-    with warnings.catch_warnings():  # read-only: only ever read by interpolate
+def _pil_resizer(image: Image.Image):
+    """``(height, width) -> (3, H, W)`` uint8 view of Pillow's bicubic resize of ``image``."""
+
+    def resize_to(height: int, width: int) -> torch.Tensor:
+        resized = image.resize((width, height), Image.Resampling.BICUBIC)
+        return torch.from_numpy(np.array(resized)).permute(2, 0, 1)
+
+    return resize_to
+
+
+def _torch_resizer(image: Image.Image):
+    """``(height, width) -> (3, H, W)`` uint8 from PyTorch's antialiased bicubic, sharing one source view."""
+    with warnings.catch_warnings():  # a read-only view of Pillow's bytes: interpolate only reads it
         warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(np.asarray(image)).permute(2, 0, 1).unsqueeze(0)
+        source = torch.from_numpy(np.asarray(image)).permute(2, 0, 1).unsqueeze(0)
 
+    def resize_to(height: int, width: int) -> torch.Tensor:
+        return torch.nn.functional.interpolate(
+            source, size=(height, width), mode="bicubic", antialias=True, align_corners=False
+        )[0]
 
-def _torch_resize(source: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic antialiased resize of a ``(1, 3, H, W)`` uint8 tensor to ``size = (height, width)``."""
-    out = torch.nn.functional.interpolate(source, size=size, mode="bicubic", antialias=True, align_corners=False)
-    return out[0]
+    return resize_to
 
 
 def normalise_tiles(
