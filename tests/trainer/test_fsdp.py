@@ -1,6 +1,5 @@
 """Two processes under FSDP2 (gloo) take the same steps as one process holding both micro-batches."""
 
-import socket
 import sys
 from pathlib import Path
 
@@ -9,12 +8,6 @@ import torch
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_process_fsdp_matches_one_process(shard_dir, tokenizer_dir, tmp_path):
@@ -37,7 +30,8 @@ def test_two_process_fsdp_matches_one_process(shard_dir, tokenizer_dir, tmp_path
 
     alone = run_steps(len(tokenizer), image_token_id, steps)
     result = tmp_path / "losses.pt"
-    mp.spawn(trainer_fsdp_worker.run, args=(2, _free_port(), str(payload), str(result)), nprocs=2, join=True)
+    rendezvous = tmp_path / "rendezvous"
+    mp.spawn(trainer_fsdp_worker.run, args=(2, str(rendezvous), str(payload), str(result)), nprocs=2, join=True)
     sharded = torch.load(result)
 
     assert len(sharded) == len(alone) == 3
