@@ -3,21 +3,24 @@
 >>> with make_pretrain_inputs(tmp_path / "inputs", per_source=6, seed=0) as inputs:  # doctest: +SKIP
 ...     run(config, overrides=[f"paths.data={inputs.data_dir}", ...])
 
-Laid out under ``data_dir`` exactly where the config's ``locations`` / ``image_root`` look:
+Laid out under ``data_dir`` exactly where the config's ``locations`` / ``image_root`` look, each in
+the format of the copy named (columns, types and part-file names as published):
 
-==================  ==================================================  ============================
-source              files (published format)                            as published by
-==================  ==================================================  ============================
-laion_en            laion2b-en/part-00000-…-c000.snappy.parquet         laion/relaion2B-en-research-safe
-laion_zh            laion2b-multi-zh/part-00000-…-c000.snappy.parquet   laion/laion2B-multi-joined
-coyo                coyo-700m/part-00000-…-c000.snappy.parquet          kakaobrain/coyo-700m
-grit_caption        grit-20m/coyo_0_snappy.parquet                      zzliang/GRIT
-wukong_ocr          wukong/train-00000-of-00032.parquet                 wanng/wukong100m
-laioncoco_ocr       laion-coco/part-00000-…-c000.snappy.parquet         laion/laion-coco
-objects365          objects365/zhiyuan_objv2_train.json + images/train/patchN/…   Objects365 v2
-coco_caption, …     <dir>/….jsonl + <dir>/images/…                      InternVL chat data format
-common_crawl_pdf    cc-pdf/shards-000000.tar, shards-000001.tar         WebDataset, jpg + InternVL json
-==================  ==================================================  ============================
+- laion_en: ``laion2b-en/part-00000-….snappy.parquet`` (laion/relaion2B-en-research-safe)
+- laion_zh: ``laion2b-multi-zh/part-00000-….snappy.parquet`` (laion/laion2B-multi-joined:
+  URL/TEXT/WIDTH/HEIGHT/LANGUAGE, with de and ja rows besides zh)
+- coyo: ``coyo-700m/part-00000-….snappy.parquet`` (kakaobrain/coyo-700m)
+- grit_caption (and grit_detection, which reads its images): ``grit-20m/coyo_0_snappy.parquet``
+  (zzliang/GRIT; ``ref_exps`` rows are [start, end, x1, y1, x2, y2, score], corners as fractions)
+- wukong_ocr: ``wukong/train-00000-of-00032.parquet`` (wanng/wukong100m: url, caption)
+- laioncoco_ocr: ``laion-coco/part-00000-….snappy.parquet`` (laion/laion-coco)
+- objects365: ``objects365/zhiyuan_objv2_train.json`` (Objects365 v2 COCO JSON); its file_name
+  ``images/v1/patch8/objects365_v1_00420917.jpg`` is unpacked from ``train/patch8.tar.gz`` as
+  ``images/train/patch8/objects365_v1_00420917.jpg``: image_root + the last two path parts
+- coco_caption, textcaps, all_seeing and the OCR-small sets: InternVL chat-format JSONL beside their
+  image folders (single image, several images with ``width_list``, or none; multi-turn)
+- common_crawl_pdf: ``cc-pdf/shards-000000.tar`` and ``shards-000001.tar`` of the config's
+  ``shards-{000000..000999}.tar`` range, each sample ``<key>.jpg`` + ``<key>.json``
 
 The URL lists point at ``base_url``: a ThreadingHTTPServer on 127.0.0.1 serving ``_web/`` (real
 JPEGs, plus one WebP, one RGBA PNG and one CMYK JPEG). A few rows are there to be dropped: listed
