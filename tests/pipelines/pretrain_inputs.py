@@ -129,6 +129,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class _ImageServer(ThreadingHTTPServer):
+    request_queue_size = 256  # img2dataset opens dozens of connections at once per worker
+    daemon_threads = True
+
+
 @contextlib.contextmanager
 def make_pretrain_inputs(data_dir: str | Path, per_source: int = 6, seed: int = 0) -> Iterator[PretrainInputs]:
     """Write every source of configs/pretrain.yaml under ``data_dir``; serve the images until exit."""
@@ -136,8 +141,7 @@ def make_pretrain_inputs(data_dir: str | Path, per_source: int = 6, seed: int = 
     web = data_dir / "_web"
     web.mkdir(parents=True, exist_ok=True)
     handler = functools.partial(_QuietHandler, directory=str(web))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _ImageServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="pretrain-inputs-http", daemon=True)
     thread.start()
     try:
