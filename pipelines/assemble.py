@@ -12,8 +12,9 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import Config, Language, Source, SourceKind
+from pipelines.config import Config, Language, Source
 from pipelines.storage import Storage
+from pipelines.tasks.kinds import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def ocr_stage(config: Config) -> dict[str, Any]:
     storage = Storage(config.storage.root, config.storage.options)
     summary: dict[str, Any] = {}
     for source in config.sources:
-        if source.task not in OCR_TASKS or source.kind is not SourceKind.URL_LIST:
+        if kind_of(source).built_by_task_stage(source):
             continue
         raw_source = source.images_from or source.name
         if source.ocr is not None:
@@ -81,53 +82,37 @@ def _transcriptions_from_captions(config: Config, storage: Storage, source: Sour
 
 
 def language_of(text: str, languages: dict[str, Language]) -> str:
-    """The configured language whose scripts write most of ``text``; ``'en'`` when none does.
+    """The configured language whose scripts write most of ``text`` (:func:`pipelines.languages.language_of`)."""
+    from pipelines.languages import language_of as by_scripts
 
-    Counting uses the translation check's units (``translate.languages``). A tie goes to the
-    language with fewer scripts: Chinese (Han) and Japanese (kana + Han) tie on a text in Han
-    alone, and kana tip a Japanese text to Japanese.
-
-    >>> langs = {"zh": Language(name="Chinese", scripts=["Han"]),
-    ...          "ja": Language(name="Japanese", scripts=["Hiragana", "Katakana", "Han"])}
-    >>> language_of("一只猫", langs), language_of("猫がいる", langs), language_of("a cat", langs)
-    ('zh', 'ja', 'en')
-    """
-    from translate.languages import profile
-
-    best, best_key = "en", (0, 0)
-    for code, language in languages.items():
-        units = profile(tuple(language.scripts)).units(text)[0]
-        key = (units, -len(language.scripts))
-        if units and key > best_key:
-            best, best_key = code, key
-    return best
+    return by_scripts(text, {code: language.scripts for code, language in languages.items()})
 
 
 def translate_stage(config: Config) -> dict[str, Any]:
     """Translate every source's English texts into its targets (Figure-5 prompt, vLLM); per-target counts.
 
-    The inputs are the task builder's own drafts, so each translation names the exact field
-    (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``) the builder reads back.
+    The inputs are the task builder's own drafts, one input part per task unit, extracted by Ray
+    tasks, so each translation names the exact field (``caption``, ``objects.<i>.name``,
+    ``ref_exps.<i>``, ``turns.<t>.<p>``) the builder of that unit reads back.
     """
-    import pyarrow as pa
-
-    from pipelines.tasks import TaskSettings
-    from pipelines.tasks.build import iter_drafts
+    from pipelines.runtime import ensure_ray, run_tasks
+    from pipelines.tasks import iter_units
     from translate.run import run_translation, source_targets
 
     storage = Storage(config.storage.root, config.storage.options)
-    settings = TaskSettings(seed=config.seed, prompts=config.task_prompts())
+    settings = task_settings(config)
     chosen = [s for s in task_sources(config) if source_targets(config, s)]
     if not chosen:
         return {}
+    ensure_ray(config.ray.address, config.ray.num_cpus)
+    calls = []
     for source in chosen:
-        for unit, drafts in iter_drafts(to_task_source(source), storage, settings):
-            target = storage.path("translate", source.name, "_input", f"{unit}.parquet")
-            if storage.exists(target):
-                continue
-            rows = [(d.key, name, text) for d in drafts for name, text in sorted(d.texts.items())]
-            table = pa.table({"key": [r[0] for r in rows], "field": [r[1] for r in rows], "text": [r[2] for r in rows]})
-            storage.write_parquet(target, table)
+        for unit in iter_units(source, storage, settings):
+            target = storage.path("translate", source.name, "_input", f"{unit.name}.parquet")
+            if not storage.exists(target):
+                calls.append((source, unit, storage.root_uri(), storage.options, settings, target))
+    for _ in run_tasks(_extract_texts, calls):
+        pass
     if config.demo is not None:
         _prepare_demo_translation(config, storage, chosen)
     reports = run_translation(config, config.translation.stage, sources=[s.name for s in chosen])
@@ -136,6 +121,19 @@ def translate_stage(config: Config) -> dict[str, Any]:
         raise RuntimeError(f"translation parts failed (rerun to resume; finished parts are kept): {failed}")
     return {source: {target: report.stats.to_json() for target, report in by_target.items()}
             for source, by_target in reports.items()}
+
+
+def _extract_texts(source, unit, root: str, options: dict, settings, target: str) -> int:
+    """One unit's English texts into the translation stage's input part ``target`` (a Ray task)."""
+    import pyarrow as pa
+
+    from pipelines.tasks import unit_texts
+
+    rows = unit_texts(source, unit, root, options, settings)
+    table = pa.table({"key": [r[0] for r in rows], "field": [r[1] for r in rows], "text": [r[2] for r in rows]},
+                     schema=pa.schema([("key", pa.string()), ("field", pa.string()), ("text", pa.string())]))
+    Storage(root, options).write_parquet(target, table)
+    return len(rows)
 
 
 def _prepare_demo_translation(config: Config, storage: Storage, sources: list[Source]) -> None:
@@ -169,30 +167,28 @@ def _prepare_demo_translation(config: Config, storage: Storage, sources: list[So
 
 
 def task_sources(config: Config) -> list[Source]:
-    """Sources whose samples the task builder makes (OCR corpora are made by the OCR stage)."""
-    return [s for s in config.sources if s.task not in OCR_TASKS and s.kind is not SourceKind.WEBDATASET]
+    """Sources whose samples the task stage builds (OCR corpora are built by the OCR stage)."""
+    return [s for s in config.sources if kind_of(s).built_by_task_stage(s)]
 
 
-def to_task_source(source: Source):
-    from pipelines.tasks import TaskSource
+def task_settings(config: Config):
+    from pipelines.tasks import TaskSettings
 
-    return TaskSource(
-        name=source.name, kind=source.kind.value, task=source.task, language=source.language,
-        locations=source.locations if source.kind is not SourceKind.URL_LIST else [],
-        image_root=source.image_root, images_from=source.images_from,
-        translate_to=source.translate_to, keep_original=source.keep_original,
-    )
+    return TaskSettings(seed=config.seed, prompts=config.task_prompts(),
+                        scripts={code: list(language.scripts) for code, language in config.languages.items()})
 
 
 def build_tasks_stage(config: Config) -> dict[str, Any]:
-    """Task-sample tables for every captioning/detection source; returns samples and drops per source."""
-    from pipelines.tasks import TaskSettings, build_task_samples
+    """Task-sample tables for every source the task stage builds; returns samples and drops per source."""
+    from pipelines.runtime import ensure_ray
+    from pipelines.tasks import build_task_samples
 
     storage = Storage(config.storage.root, config.storage.options)
-    settings = TaskSettings(seed=config.seed, prompts=config.task_prompts())
+    settings = task_settings(config)
+    ensure_ray(config.ray.address, config.ray.num_cpus)
     summary = {}
     for source in task_sources(config):
-        result = build_task_samples(to_task_source(source), storage, settings)
+        result = build_task_samples(source, storage, settings)
         summary[source.name] = {"datasets": result.datasets, "samples": result.samples, "drops": dict(result.drops)}
         log.info("tasks %s: %d samples (%s)", source.name, result.samples, ", ".join(result.datasets))
     return summary

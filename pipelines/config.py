@@ -27,6 +27,7 @@ from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskSettings
 from pipelines._model import ConfigModel
 from pipelines.download.settings import Download
+from pipelines.tasks.kinds import kind_names, kind_of
 from translate.settings import TranslateSettings
 
 # The report's pre-training mixture (Table 1a), as fractions of samples.
@@ -44,11 +45,8 @@ class ConfigError(ValueError):
         super().__init__(f"invalid configuration {source}:\n{listing}")
 
 
-class SourceKind(StrEnum):
-    URL_LIST = "url_list"  # Parquet/CSV/JSONL of image URLs (+ captions...), downloaded with img2dataset
-    COCO = "coco"  # COCO-style detection annotations (Objects365's format) beside a local image folder
-    INTERNVL_JSONL = "internvl_jsonl"  # the public InternVL annotation format: JSONL + an image root
-    WEBDATASET = "webdataset"  # existing WebDataset shards
+# The kinds of source vlmix reads, from the registry (pipelines.tasks.kinds documents each).
+SourceKind = StrEnum("SourceKind", {name.upper(): name for name in kind_names()})
 
 
 class Columns(ConfigModel):
@@ -117,7 +115,9 @@ class Source(ConfigModel):
     locations: list[str] = Field(
         default_factory=list, description="files, globs or URIs (local or s3://...) holding the source"
     )
-    image_root: str | None = Field(None, description="folder of images, for coco and internvl_jsonl sources")
+    image_root: str | None = Field(
+        None, description="folder the annotation files' image paths are relative to (coco, *_jsonl kinds)"
+    )
     images_from: str | None = Field(None, description="reuse another source's downloaded images")
     columns: Columns = Field(default_factory=Columns)
     filters: UrlFilters = Field(default_factory=UrlFilters)
@@ -145,11 +145,7 @@ class Source(ConfigModel):
 
     @model_validator(mode="after")
     def _kind_needs(self) -> Source:
-        if self.images_from is None and not self.locations:
-            raise ValueError("needs `locations` (or `images_from` another source)")
-        if self.kind in (SourceKind.COCO, SourceKind.INTERNVL_JSONL) and self.image_root is None:
-            raise ValueError(f"a {self.kind.value} source needs `image_root`")
-        if self.kind is SourceKind.URL_LIST:
+        if kind_of(self).downloads:
             for filter_name, column_attr in self.filters.required_columns().items():
                 if getattr(self.columns, column_attr) is None:
                     raise ValueError(f"filter `{filter_name}` needs `columns.{column_attr}` to be set")
@@ -302,6 +298,13 @@ class Config(ConfigModel):
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"source names must be unique; repeated: {duplicated}")
+        problems = [
+            f"sources[{index}] ({source.name}).{name}: {message}"
+            for index, source in enumerate(self.sources)
+            for name, message in kind_of(source).problems(source, list(self.tasks))
+        ]
+        if problems:
+            raise ValueError("\n  - ".join(problems))
         for source in self.sources:
             if source.task not in self.tasks:
                 raise ValueError(f"source {source.name!r}: task {source.task!r} is not one of {sorted(self.tasks)}")
@@ -397,7 +400,9 @@ def validate_config(raw: dict, source: str = "<dict>") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(source, [_describe(error, raw) for error in err.errors()]) from None
+        # A rule across sources reports one line per offending source field.
+        lines = [line for error in err.errors() for line in _describe(error, raw).split("\n  - ")]
+        raise ConfigError(source, lines) from None
 
 
 def _describe(error: dict, raw: dict) -> str:

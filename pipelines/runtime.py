@@ -97,3 +97,30 @@ def shutdown_ray() -> None:
     ray = require("ray", "download")
     if ray.is_initialized():
         ray.shutdown()
+
+
+def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple = (OSError,)):
+    """``function(*args)`` for each ``args`` of ``calls``, yielded as each finishes: Ray tasks when Ray
+    is up (``ensure_ray``), else in this process in order. Transient errors (``retry_on``) are retried
+    by Ray; any other error is deterministic and fails at once."""
+    import importlib.util
+
+    if calls and importlib.util.find_spec("ray") is not None:
+        import ray
+
+        if ray.is_initialized():
+            remote = ray.remote(num_cpus=num_cpus, max_retries=2, retry_exceptions=list(retry_on))(function)
+            pending = [remote.remote(*args) for args in calls]
+            try:
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1)
+                    try:
+                        yield ray.get(ready[0])
+                    except ray.exceptions.RayTaskError as err:
+                        raise err.as_instanceof_cause() from None
+            finally:
+                for ref in pending:
+                    ray.cancel(ref)
+            return
+    for args in calls:
+        yield function(*args)

@@ -34,6 +34,10 @@ class Storage:
         """``path`` (as :meth:`path` returns it) with its protocol, for libraries that take URIs."""
         return path if self.protocol in ("file", "local") else f"{self.protocol}://{path}"
 
+    def root_uri(self) -> str:
+        """The root as a URI another process can open again (with :attr:`options`)."""
+        return self.uri(self.root)
+
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)
 

@@ -2,7 +2,8 @@
 
 Layout written under ``out_dir``::
 
-    images/<source>/<id>.<jpg|png>     each distinct image once (repeats share the file)
+    images/<source>/<id>.<jpg|png|webp>  each distinct image once (repeats share the file; further
+                                       images of a sample: <id>.1.jpg ...)
     annotations/<source>.jsonl         {"id", "image", "width", "height", "conversations"} a line
     meta.json                          {<source>: {"root", "annotation", "data_augment",
                                                    "repeat_time", "length"}}
@@ -41,26 +42,25 @@ def export_internvl(
             for key, members in iter_samples(shards.path(entry["name"]), shards.fs):
                 record = json.loads(members["json"])
                 source = record["source"]
-                extension = "png" if "png" in members else "jpg"
                 base_id = record["id"].rsplit("-r", 1)[0] if record["meta"]["repeat"] else record["id"]
-                image = Path("images") / source / f"{base_id}.{extension}"
-                target = out_dir / image
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    temporary = target.with_name(f".{target.name}.tmp")
-                    temporary.write_bytes(members[extension])
-                    os.replace(temporary, target)
+                paths = []
+                for entry in record["meta"]["images"]:
+                    image = Path("images") / source / f"{base_id}.{entry['member']}"
+                    target = out_dir / image
+                    if not target.exists():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        temporary = target.with_name(f".{target.name}.tmp")
+                        temporary.write_bytes(members[entry["member"]])
+                        os.replace(temporary, target)
+                    paths.append(str(image.relative_to("images")))
                 if source not in annotations:
                     annotations[source] = open(  # noqa: SIM115 (closed below)
                         out_dir / "annotations" / f".{source}.jsonl.tmp", "w", encoding="utf-8"
                     )
-                line = {
-                    "id": key,
-                    "image": str(image.relative_to("images")),
-                    "width": record["width"],
-                    "height": record["height"],
-                    "conversations": record["conversations"],
-                }
+                # InternVL's format: one image as a path, several as a list, none: no image key.
+                line = {"id": key, **({"image": paths[0] if len(paths) == 1 else paths} if paths else {}),
+                        "width": record["width"], "height": record["height"],
+                        "conversations": record["conversations"]}
                 annotations[source].write(json.dumps(line, ensure_ascii=False) + "\n")
                 lengths[source] = lengths.get(source, 0) + 1
     finally:

@@ -8,7 +8,8 @@ full schema of our samples instead:
 >>> from shards.hf import features
 >>> ds = datasets.load_dataset("webdataset", data_files={"train": tars}, split="train", features=features())  # doctest: +SKIP
 
-Each row has ``jpg`` or ``png`` set (the other is ``None``), ``json`` as a dict, ``__key__``.
+Each row has ``jpg``, ``png`` or ``webp`` set for its first image (the others ``None``; further
+images of a multi-image sample are not columns here), ``json`` as a dict, ``__key__``.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def features():
             "source_key": text,
             "url": text,
             "image_sha256": text,
+            "images": datasets.List({"member": text, "width": integer, "height": integer, "sha256": text}),
             "repeat": integer,
             "original_language": text,
             "original_text": text,
         },
     }
     return datasets.Features(
-        {"jpg": datasets.Image(), "png": datasets.Image(), "json": record, "__key__": text, "__url__": text}
+        {"jpg": datasets.Image(), "png": datasets.Image(), "webp": datasets.Image(), "json": record,
+         "__key__": text, "__url__": text}
     )

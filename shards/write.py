@@ -36,7 +36,7 @@ from pipelines.tasks.raw import RAW_DIR, download_drops, resolve_uri
 from shards.location import open_directory, options_for
 from shards.manifest import FORMAT, write_manifest
 from shards.reader import ShardReader
-from shards.schema import encode_sample
+from shards.schema import encode_sample, image_member
 from shards.writer import ShardInfo, ShardWriter, shard_name
 
 
@@ -159,16 +159,16 @@ def _samples(storage: Storage, plan: MixPlan, start: int, settings: ShardSetting
             rows = tables.rows(plan.file_index[window], plan.row_index[window])
             ids = plan.ids[window].to_pylist()
             for row, sample_id, repeat in zip(rows, ids, plan.repeat[window].tolist(), strict=True):
-                image = images.read(row["image_uri"], row["image_offset"], row["image_size"])
-                if settings.check_image_sha256 and hashlib.sha256(image).hexdigest() != row["image_sha256"]:
-                    raise ShardWriteError(
-                        f"image of {row['id']} ({row['image_uri']} @ {row['image_offset']}) no longer matches "
-                        "its task table's sha256: rebuild the task tables of that source"
-                    )
-                yield (
-                    sample_id,
-                    [(row["image_format"], image), ("json", encode_sample(row, sample_id, repeat))],
-                )
+                members = []
+                for index, image in enumerate(row["images"]):
+                    data = images.read(image["uri"], image["offset"], image["size"])
+                    if settings.check_image_sha256 and hashlib.sha256(data).hexdigest() != image["sha256"]:
+                        raise ShardWriteError(
+                            f"image {index} of {row['id']} ({image['uri']} @ {image['offset']}) no longer "
+                            "matches its task table's sha256: rebuild the task tables of that source"
+                        )
+                    members.append((image_member(index, image["format"]), data))
+                yield sample_id, [*members, ("json", encode_sample(row, sample_id, repeat))]
     finally:
         images.close()
 

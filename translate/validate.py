@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import regex
 
-from translate.languages import ScriptProfile
+from pipelines.languages import ScriptProfile
 from translate.prompt import USER_PREFIX
 from translate.settings import ValidationSettings
 

@@ -111,7 +111,7 @@ def task_tables(root: Path, rows: int, image_kb: int) -> None:
     import hashlib
 
     from pipelines.storage import Storage
-    from pipelines.tasks.table import ImageRef, TaskSample, human_turn, write_task_table
+    from pipelines.tasks.table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 
     storage = Storage(str(root))
     (root / "images").mkdir(parents=True)
@@ -125,11 +125,7 @@ def task_tables(root: Path, rows: int, image_kb: int) -> None:
                 key=key,
                 task="captioning",
                 language="en",
-                width=1,
-                height=1,
-                image_format="jpg",
-                image=ImageRef(str(path), 0, len(image)),
-                image_sha256=hashlib.sha256(image).hexdigest(),
+                images=[Picture(ImageRef(str(path), 0, len(image)), "jpg", hashlib.sha256(image).hexdigest(), 1, 1)],
                 conversations=[human_turn("Describe the image."), {"from": "gpt", "value": f"caption {i}"}],
             )
         )

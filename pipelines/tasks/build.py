@@ -1,13 +1,15 @@
-"""Building a source's task sample tables: one unit (raw shard or annotation chunk) at a time.
+"""Building a source's task sample tables: one unit (raw shard, annotation chunk, tar) at a time.
 
 Each unit becomes ``<root>/tasks/<source>/<unit>.parquet`` and, for every ``translate_to``
 language, ``<root>/tasks/<source>-<language>/<unit>.parquet``. A unit whose outputs all exist is
-skipped, so a rerun after a kill redoes only what was not finished.
+skipped, so a rerun after a kill redoes only what was not finished. Units run as Ray tasks when Ray
+is up (the flow starts it), in this process otherwise; each reads only its own inputs and its own
+translation parts, so the driver holds a few numbers per unit, never a row per sample.
 
->>> from pipelines.tasks import TaskSource, TaskSettings, build_task_samples
->>> source = TaskSource(name="coco_caps", kind="url_list", task="captioning", language="en")
->>> build_task_samples(source, "/data/mix", TaskSettings(seed=0))  # doctest: +SKIP
-BuildResult(datasets=['coco_caps'], units_written=3, units_skipped=0, samples=2913, drops={...})
+>>> from pipelines.config import load_config
+>>> config = load_config("configs/demo.yaml")  # doctest: +SKIP
+>>> build_task_samples(config.source("demo_coco"), "/data/mix", TaskSettings(seed=0))  # doctest: +SKIP
+BuildResult(datasets=['demo_coco'], units_written=3, units_skipped=0, samples=2913, drops={...})
 """
 
 from __future__ import annotations
@@ -15,57 +17,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import partial
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from pipelines._model import ConfigModel
+from pipelines.languages import language_of
+from pipelines.runtime import run_tasks
 from pipelines.storage import Storage
-from pipelines.tasks.captioning import caption_drafts
-from pipelines.tasks.conversations import internvl_samples, read_jsonl
-from pipelines.tasks.detection import detection_drafts
 from pipelines.tasks.draft import Draft
-from pipelines.tasks.local import coco_drafts, coco_units, grit_drafts, grit_units
+from pipelines.tasks.images import UnitImages
+from pipelines.tasks.kinds import TaskContext, Unit, kind_of
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.raw import complete_shards
 from pipelines.tasks.table import TaskSample, table_path, write_task_table
-from pipelines.tasks.translated import TranslationColumns, load_translations, translated_texts
-
-OCR_TASKS = ("ocr_large", "ocr_small")
-
-
-class TaskSource(ConfigModel):
-    """What the task builder needs to know of one source (a subset of the mixture config's source)."""
-
-    name: str = Field(description="the source's name: folder under raw/, translate/ and tasks/")
-    kind: Literal["url_list", "coco", "grit_jsonl", "internvl_jsonl"] = Field(
-        description="url_list: img2dataset raw shards; the others: annotation files + image_root"
-    )
-    task: str = Field(description="captioning, detection, or any task of an internvl_jsonl source")
-    language: str = Field(description="language code of the source's own annotations")
-    locations: list[str] = Field(default_factory=list, description="annotation files (coco, *_jsonl kinds)")
-    image_root: str | None = Field(None, description="image folder the annotation files refer to")
-    images_from: str | None = Field(None, description="read raw shards of this source instead of `name`")
-    translate_to: list[str] = Field(default_factory=list, description="languages of translated variants")
-    keep_original: bool = Field(True, description="also write the untranslated samples")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TaskSource:
-        if self.kind != "url_list" and (not self.locations or not self.image_root):
-            raise ValueError(f"a {self.kind} source needs `locations` and `image_root`")
-        if self.kind == "url_list" and self.task in OCR_TASKS:
-            raise ValueError(
-                f"{self.task} samples are built by the OCR stage (pipelines.tasks.write_conversation_table)"
-            )
-        if self.kind == "url_list" and self.task not in ("captioning", "detection"):
-            raise ValueError(f"a url_list source builds captioning or detection samples, not {self.task!r}")
-        if self.kind in ("coco", "grit_jsonl") and self.task != "detection":
-            raise ValueError(f"a {self.kind} source builds detection samples; its task is {self.task!r}")
-        if self.translate_to and self.kind == "internvl_jsonl":
-            raise ValueError("translated variants are built for url_list, coco and grit_jsonl sources")
-        if not self.keep_original and not self.translate_to:
-            raise ValueError("keep_original is false and translate_to is empty: nothing to build")
-        return self
+from pipelines.tasks.translated import (
+    TranslationColumns,
+    load_unit_translations,
+    require_translations,
+    translated_texts,
+)
 
 
 class TaskSettings(ConfigModel):
@@ -75,6 +45,9 @@ class TaskSettings(ConfigModel):
     prompts: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict,
         description="extra prompt pools: purpose (caption|detect|refer) -> language -> list",
+    )
+    scripts: dict[str, list[str]] = Field(
+        default_factory=dict, description="language code -> Unicode scripts, for sources with language: auto"
     )
     max_objects: int = Field(64, ge=1, description="boxes (or referring expressions) kept per sample")
     images_per_unit: int = Field(
@@ -97,118 +70,117 @@ def translated_dataset(source: str, language: str) -> str:
     return f"{source}-{language}"
 
 
-def build_task_samples(source: TaskSource, root: str | Storage, settings: TaskSettings) -> BuildResult:
-    """Write the task sample tables of ``source`` under ``<root>/tasks/``; skip finished units."""
-    storage = root if isinstance(root, Storage) else Storage(root)
-    prompts = PromptPools(settings.prompts, seed=settings.seed)
-    for purpose in _purposes(source):
-        for language in [source.language, *source.translate_to]:
-            prompts.require(purpose, language)
-    outputs = ([source.name] if source.keep_original else []) + [
+def output_datasets(source) -> list[str]:
+    return ([source.name] if source.keep_original else []) + [
         translated_dataset(source.name, language) for language in source.translate_to
     ]
+
+
+def context(storage: Storage, settings: TaskSettings) -> TaskContext:
+    detect = partial(language_of, languages=settings.scripts) if settings.scripts else None
+    return TaskContext(storage, settings, detect)
+
+
+def build_task_samples(source, root: str | Storage, settings: TaskSettings) -> BuildResult:
+    """Write the task sample tables of ``source`` (a config source) under ``<root>/tasks/``; skip finished units."""
+    storage = root if isinstance(root, Storage) else Storage(root)
+    kind = kind_of(source)
+    prompts = PromptPools(settings.prompts, seed=settings.seed)
+    for purpose in kind.purposes(source):
+        for language in [source.language, *source.translate_to]:
+            if language != "auto":
+                prompts.require(purpose, language)
+    if source.translate_to:
+        require_translations(storage, source.name)
+    ctx = context(storage, settings)
+    outputs = output_datasets(source)
     result = BuildResult(datasets=outputs)
-    translations = (
-        load_translations(storage, source.name, settings.translation_columns) if source.translate_to else {}
-    )
-    drops_total: Counter[str] = Counter()
-    for unit, make in _units(storage, source, settings):
-        if all(storage.exists(table_path(storage, dataset, unit)) for dataset in outputs):
+    todo = []
+    for unit in kind.units(source, ctx):
+        if all(storage.exists(table_path(storage, dataset, unit.name)) for dataset in outputs):
             result.units_skipped += 1
-            continue
-        drops: Counter[str] = Counter()
-        per_dataset: dict[str, list[TaskSample]] = {dataset: [] for dataset in outputs}
-        inputs = 0
-        for item in make(drops):
-            inputs += 1
-            if isinstance(item, TaskSample):
-                per_dataset[source.name].append(item)
-                continue
-            if source.keep_original:
-                per_dataset[source.name].append(
-                    item.sample(source.name, source.task, source.language, prompts)
-                )
-            for language in source.translate_to:
-                texts = translated_texts(item, language, translations, drops)
-                if texts is not None:
-                    name = translated_dataset(source.name, language)
-                    sample = item.translated(name, source.task, language, source.language, texts, prompts)
-                    per_dataset[name].append(sample)
-        inputs += sum(n for reason, n in drops.items() if not reason.startswith(("object:", "translation_")))
-        # The original is written last: a unit counts as done only once every output exists.
-        for dataset in reversed(outputs):
-            write_task_table(storage, dataset, unit, per_dataset[dataset], drops, inputs)
-            result.samples += len(per_dataset[dataset])
+        else:
+            todo.append(unit)
+    drops_total: Counter[str] = Counter()
+    for samples, drops in _map(source, todo, storage, settings):
         result.units_written += 1
+        result.samples += samples
         drops_total.update(drops)
     result.drops = dict(sorted(drops_total.items()))
     return result
 
 
-def _purposes(source: TaskSource) -> list[str]:
-    if source.kind == "internvl_jsonl":
-        return []
-    if source.task == "captioning":
-        return ["caption"]
-    return (
-        ["detect", "refer"]
-        if source.kind == "url_list"
-        else ["refer" if source.kind == "grit_jsonl" else "detect"]
+def _map(source, todo: list[Unit], storage: Storage, settings: TaskSettings) -> Iterator[tuple[int, dict]]:
+    """Each unit's (samples, drops): as Ray tasks when Ray is up, else here, one after the other."""
+    calls = [(source, unit, storage.root_uri(), storage.options, settings) for unit in todo]
+    return run_tasks(build_unit, calls)
+
+
+def build_unit(source, unit: Unit, root: str | Storage, options: dict, settings: TaskSettings) -> tuple[int, dict]:
+    """Write one unit's task tables (original and translated); returns (samples written, drops)."""
+    storage = root if isinstance(root, Storage) else Storage(root, options)
+    kind = kind_of(source)
+    ctx = context(storage, settings)
+    prompts = PromptPools(settings.prompts, seed=settings.seed)
+    outputs = output_datasets(source)
+    translations = (
+        load_unit_translations(storage, source.name, unit.name, settings.translation_columns)
+        if source.translate_to else {}
     )
-
-
-def iter_drafts(source: TaskSource, root: str | Storage, settings: TaskSettings) -> Iterator[tuple[str, list[Draft]]]:
-    """(unit, drafts) for every input unit of ``source``: the English texts a translation stage needs,
-    named by the fields (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``) the builder reads back."""
-    storage = root if isinstance(root, Storage) else Storage(root)
-    for unit, make in _units(storage, source, settings):
-        drafts = [item for item in make(Counter()) if isinstance(item, Draft)]
-        if drafts:
-            yield unit, drafts
-
-
-def _units(storage: Storage, source: TaskSource, settings: TaskSettings) -> Iterator[tuple[str, callable]]:
-    """(unit name, function(drops) -> drafts or samples) for every input unit of the source."""
-    if source.kind == "url_list":
-        raw_source = source.images_from or source.name
-        shards = complete_shards(storage, raw_source)
-        if not shards:
-            raise FileNotFoundError(f"no complete raw shards under {storage.path('raw', raw_source)}")
-        for shard in shards:
-            if source.task == "captioning":
-                yield shard, lambda drops, shard=shard: caption_drafts(storage, raw_source, shard, drops)
-            else:
-                yield (
-                    shard,
-                    lambda drops, shard=shard: detection_drafts(
-                        storage, raw_source, shard, settings.max_objects, drops
-                    ),
-                )
-        return
-    for location in source.locations:
-        if source.kind == "coco":
-            units = coco_units(storage, location, settings.images_per_unit)
-            build = coco_drafts
-        elif source.kind == "grit_jsonl":
-            units = grit_units(storage, location, settings.images_per_unit)
-            build = grit_drafts
-        else:
-            records = read_jsonl(storage, location)
-            stem = location.rsplit("/", 1)[-1].split(".")[0]
-            size = settings.images_per_unit
-            for start in range(0, len(records), size):
-                chunk = records[start : start + size]
-                yield (
-                    f"{stem}-{start // size:05d}",
-                    lambda drops, chunk=chunk: internvl_samples(
-                        storage, source.name, source.task, source.language, source.image_root, chunk, drops
-                    ),
-                )
+    images = UnitImages(storage, source.name, unit.name)
+    drops: Counter[str] = Counter()
+    per_dataset: dict[str, list[TaskSample]] = {dataset: [] for dataset in outputs}
+    inputs = 0
+    for item in kind.items(source, unit, ctx, images, drops):
+        inputs += 1
+        if isinstance(item, TaskSample):
+            per_dataset[source.name].append(item)
             continue
-        for unit, records in units.items():
-            yield (
-                unit,
-                lambda drops, records=records, build=build: build(
-                    storage, source.image_root, records, settings.max_objects, drops
-                ),
-            )
+        if source.keep_original:
+            per_dataset[source.name].append(item.sample(source.name, source.task, source.language, prompts))
+        for language in source.translate_to:
+            texts = translated_texts(item, language, translations, drops)
+            if texts is not None:
+                name = translated_dataset(source.name, language)
+                per_dataset[name].append(
+                    item.translated(name, source.task, language, source.language, texts, prompts)
+                )
+    inputs += sum(n for reason, n in drops.items() if not reason.startswith(("object:", "translation_", "markup_")))
+    images.commit()
+    # The original is written last: a unit counts as done only once every output exists.
+    samples = 0
+    for dataset in reversed(outputs):
+        write_task_table(storage, dataset, unit.name, per_dataset[dataset], drops, inputs)
+        samples += len(per_dataset[dataset])
+    return samples, dict(drops)
+
+
+def unit_texts(source, unit: Unit, root: str | Storage, options: dict, settings: TaskSettings) -> list[tuple]:
+    """``(key, field, text)`` of every English text of one unit: what the translation stage translates,
+    named by the fields (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``, ``turns.<t>.<p>``) the
+    builder reads back."""
+    storage = root if isinstance(root, Storage) else Storage(root, options)
+    images = _NoImages()
+    rows = []
+    for item in kind_of(source).items(source, unit, context(storage, settings), images, Counter()):
+        if isinstance(item, Draft):
+            rows.extend((item.key, name, text) for name, text in sorted(item.texts.items()))
+    return rows
+
+
+class _NoImages(UnitImages):
+    """Pictures for text extraction: converted images are not kept (the task build converts them again)."""
+
+    def __init__(self):
+        import io
+
+        self._buffer = io.BytesIO()
+        self.uri = "<not written>"
+
+    def commit(self) -> None:
+        pass
+
+
+def iter_units(source, root: str | Storage, settings: TaskSettings) -> list[Unit]:
+    storage = root if isinstance(root, Storage) else Storage(root)
+    return list(kind_of(source).units(source, context(storage, settings)))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.raw import iter_raw_shard, sha256_and_size
+from pipelines.tasks.raw import iter_raw_shard, raw_picture
 from pipelines.tasks.table import human_turn
 
 
@@ -17,24 +17,19 @@ def render_caption(texts: dict[str, str], language: str, prompts: PromptPools, i
     return [human_turn(prompt), {"from": "gpt", "value": texts["caption"]}]
 
 
-def caption_drafts(storage: Storage, source: str, shard: str, drops: Counter) -> Iterator[Draft]:
-    """Drafts from one raw img2dataset shard; captionless or non-JPEG/PNG samples are counted out."""
+def caption_drafts(storage: Storage, source: str, shard: str, images, drops: Counter) -> Iterator[Draft]:
+    """Drafts from one raw img2dataset shard; captionless or undecodable samples are counted out."""
     for raw in iter_raw_shard(storage, source, shard):
         caption = " ".join(raw.caption.split())
         if not caption:
             drops["empty_caption"] += 1
             continue
-        if raw.image_format not in ("jpg", "png"):
-            drops[f"image_format_{raw.image_format}"] += 1
+        picture = raw_picture(storage, raw, images, drops)
+        if picture is None:
             continue
-        sha, width, height = sha256_and_size(storage, raw)
         yield Draft(
             key=raw.key,
-            image=raw.image,
-            image_format=raw.image_format,
-            image_sha256=sha,
-            width=width,
-            height=height,
+            images=[picture],
             texts={"caption": caption},
             render=render_caption,
             url=str(raw.meta.get("url") or ""),

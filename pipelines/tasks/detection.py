@@ -26,7 +26,7 @@ from functools import partial
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.raw import RawSample, iter_raw_shard, sha256_and_size
+from pipelines.tasks.raw import RawSample, iter_raw_shard, raw_picture
 from pipelines.tasks.table import human_turn
 
 SCALE = 1000
@@ -142,20 +142,20 @@ def _json_column(value, drops: Counter, name: str):
 
 
 def detection_drafts(
-    storage: Storage, source: str, shard: str, max_objects: int, drops: Counter
+    storage: Storage, source: str, shard: str, max_objects: int, images, drops: Counter
 ) -> Iterator[Draft]:
     """Drafts from one raw shard whose records carry ``objects`` (boxes) or ``ref_exps`` (GRIT)."""
     for raw in iter_raw_shard(storage, source, shard):
-        if raw.image_format not in ("jpg", "png"):
-            drops[f"image_format_{raw.image_format}"] += 1
+        picture = raw_picture(storage, raw, images, drops)
+        if picture is None:
             continue
-        draft = _raw_detection_draft(storage, raw, max_objects, drops)
+        draft = _raw_detection_draft(raw, picture, max_objects, drops)
         if draft is not None:
             yield draft
 
 
-def _raw_detection_draft(storage: Storage, raw: RawSample, max_objects: int, drops: Counter) -> Draft | None:
-    sha, width, height = sha256_and_size(storage, raw)
+def _raw_detection_draft(raw: RawSample, picture, max_objects: int, drops: Counter) -> Draft | None:
+    width, height = picture.width, picture.height
     original_width = float(raw.meta.get("original_width") or width)
     original_height = float(raw.meta.get("original_height") or height)
     if abs((width / height) / (original_width / original_height) - 1) > _ASPECT_TOLERANCE:
@@ -177,4 +177,4 @@ def _raw_detection_draft(storage: Storage, raw: RawSample, max_objects: int, dro
         drops["no_objects"] += 1
         return None
     url = str(raw.meta.get("url") or "")
-    return Draft(raw.key, raw.image, raw.image_format, sha, width, height, texts, render, url)
+    return Draft(raw.key, [picture], texts, render, url)

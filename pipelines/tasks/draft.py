@@ -7,7 +7,8 @@ any task whose texts a builder names, and the translated text lands exactly wher
 
 Text fields (the names the translation stage's rows carry in ``field``):
 ``caption``; ``objects.<i>.name`` (the i-th object of a detection record); ``ref_exps.<i>`` (the
-i-th referring expression of a GRIT record).
+i-th referring expression of a GRIT record); ``turns.<t>.<p>`` (the p-th natural-language piece of
+turn t of a conversation, :mod:`pipelines.tasks.markup`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.table import ImageRef, TaskSample
+from pipelines.tasks.table import Picture, TaskSample
 
 # (texts, language, prompts, identity) -> conversation turns
 Renderer = Callable[[dict[str, str], str, PromptPools, tuple[str, ...]], list[dict[str, str]]]
@@ -25,17 +26,15 @@ Renderer = Callable[[dict[str, str], str, PromptPools, tuple[str, ...]], list[di
 @dataclass(slots=True)
 class Draft:
     key: str
-    image: ImageRef
-    image_format: str
-    image_sha256: str
-    width: int
-    height: int
+    images: list[Picture]
     texts: dict[str, str]
     render: Renderer
     url: str = ""
+    language: str = ""  # the draft's own language when it differs per sample (``language: auto``)
 
     def sample(self, dataset: str, task: str, language: str, prompts: PromptPools) -> TaskSample:
-        """The sample in the draft's own (original) language."""
+        """The sample in the draft's own (original) language (its per-sample one, if it has one)."""
+        language = self.language or language
         turns = self.render(self.texts, language, prompts, (dataset, self.key))
         return self._sample(dataset, task, language, turns, language, "")
 
@@ -60,11 +59,7 @@ class Draft:
             key=self.key,
             task=task,
             language=language,
-            width=self.width,
-            height=self.height,
-            image_format=self.image_format,
-            image=self.image,
-            image_sha256=self.image_sha256,
+            images=list(self.images),
             conversations=turns,
             url=self.url,
             original_language=original_language,

@@ -8,8 +8,6 @@ shard writer can later copy the original bytes without a re-encode.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import posixpath
 import tarfile
@@ -17,12 +15,12 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from PIL import Image
-
 from pipelines.storage import Storage
-from pipelines.tasks.table import IMAGE_FORMATS, ImageRef
+from pipelines.tasks.table import IMAGE_FORMATS, ImageRef, Picture
 
 RAW_DIR = "raw"
+# Image members img2dataset may write besides jpg/png/webp; the task builder converts them (images.py).
+OTHER_IMAGE_EXTENSIONS = ("gif", "bmp", "tif", "tiff", "ico", "avif", "heic", "jp2")
 
 
 @dataclass(slots=True)
@@ -91,7 +89,7 @@ def iter_raw_shard(storage: Storage, source: str, shard: str) -> Iterator[RawSam
             extension = extension.lower()
             if extension in ("txt", "json"):
                 current[extension] = tar.extractfile(member).read()
-            elif extension in IMAGE_FORMATS or extension in ("webp", "gif", "bmp", "tif", "tiff"):
+            elif extension in IMAGE_FORMATS or extension in OTHER_IMAGE_EXTENSIONS:
                 current["image"] = ImageRef(uri, member.offset_data, member.size)
                 current["format"] = IMAGE_FORMATS.get(extension, extension)
         if current:
@@ -116,13 +114,14 @@ def read_image(storage: Storage, image: ImageRef) -> bytes:
     return data
 
 
-def sha256_and_size(storage: Storage, sample: RawSample) -> tuple[str, int, int]:
-    """The image's sha256 and pixel size, from img2dataset's metadata when it recorded them."""
+
+
+def raw_picture(storage: Storage, sample: RawSample, images, drops: Counter) -> Picture | None:
+    """The sample's image as a :class:`Picture`: from img2dataset's metadata when it is complete and the
+    format is one the shards carry, else read, checked and (for GIF, BMP, ...) converted by ``images``
+    (a :class:`pipelines.tasks.images.UnitImages`); None, counted, if it does not decode."""
     sha = sample.meta.get("sha256")
     width, height = sample.meta.get("width"), sample.meta.get("height")
-    if sha and width and height:
-        return str(sha), int(width), int(height)
-    data = read_image(storage, sample.image)
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-    return hashlib.sha256(data).hexdigest(), width, height
+    if sha and width and height and sample.image_format in ("jpg", "png", "webp"):
+        return Picture(sample.image, sample.image_format, str(sha), int(width), int(height))
+    return images.picture(sample.image, read_image(storage, sample.image), drops)

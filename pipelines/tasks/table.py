@@ -15,14 +15,16 @@ shard or image folder. Columns (see :data:`SCHEMA`):
 ``key``              the sample's key in its source (img2dataset key, COCO image id, ...)
 ``task``             ``captioning``, ``detection``, ``ocr_large``, ``ocr_small``, ...
 ``language``         language code of the conversation text
-``width, height``    pixels of the referenced image
-``image_format``     ``jpg`` or ``png``: the extension the image gets in the shards
-``image_uri``        path of the file holding the image: relative to the storage root, or absolute
-``image_offset``     byte offset of the image inside that file (a tar member's data, or 0)
-``image_size``       byte length of the image
-``image_sha256``     hex sha256 of the image bytes: exact-duplicate removal and a read-back check
-``conversations``    list of ``{"from": "human"|"gpt", "value": str}``; the first value starts
-                     with ``<image>\\n``
+``images``           the sample's images in placeholder order (none for a text-only sample), each
+                     ``{uri, offset, size, format, sha256, width, height}``: the file holding it
+                     (relative to the storage root, or absolute), the byte range inside it (a tar
+                     member's data, or the whole file), ``jpg``/``png``/``webp`` (the extension it
+                     gets in the shards), the sha256 of those bytes, and its pixel size
+``image_sha256``     what exact-duplicate removal compares: the image's sha256 for one image, a
+                     sha256 over every image's for several, over the conversation for none
+``conversations``    list of ``{"from": "human"|"gpt", "value": str}``, alternating, ending with a
+                     gpt turn; one ``<image>`` placeholder per image (a single image's opens the
+                     first turn, as ``<image>\\n``)
 ``url``              where the image came from ("" if not downloaded)
 ``original_language``  the language the annotation was written in (``en`` for a translation)
 ``original_text``    "" unless translated: the English answer the translation replaces
@@ -52,6 +54,17 @@ DROPS_KEY = b"vlmix.drops"
 INPUTS_KEY = b"vlmix.inputs"
 
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
+IMAGE = pa.struct(
+    [
+        ("uri", pa.string()),
+        ("offset", pa.int64()),
+        ("size", pa.int64()),
+        ("format", pa.string()),
+        ("sha256", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -59,12 +72,7 @@ SCHEMA = pa.schema(
         ("key", pa.string()),
         ("task", pa.string()),
         ("language", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("image_format", pa.string()),
-        ("image_uri", pa.string()),
-        ("image_offset", pa.int64()),
-        ("image_size", pa.int64()),
+        ("images", pa.list_(IMAGE)),
         ("image_sha256", pa.string()),
         ("conversations", pa.list_(TURN)),
         ("url", pa.string()),
@@ -75,7 +83,9 @@ SCHEMA = pa.schema(
 # What the mixer reads of every row to plan a mixture; the rest is read only for selected rows.
 PLAN_COLUMNS = ["id", "task", "language", "image_sha256"]
 
-IMAGE_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png"}
+# Formats the shards carry as they are (the trainer and InternVL's loader read each); others are converted.
+IMAGE_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+PLACEHOLDER = "<image>"
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -88,6 +98,21 @@ class ImageRef:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """One image of a sample: where its bytes are, their format and sha256, its pixel size."""
+
+    ref: ImageRef
+    format: str
+    sha256: str
+    width: int
+    height: int
+
+    def to_row(self) -> dict:
+        return {"uri": self.ref.uri, "offset": self.ref.offset, "size": self.ref.size, "format": self.format,
+                "sha256": self.sha256, "width": self.width, "height": self.height}
+
+
 @dataclass(slots=True)
 class TaskSample:
     """One row of the task sample table (see the module docstring for each field)."""
@@ -96,11 +121,7 @@ class TaskSample:
     key: str
     task: str
     language: str
-    width: int
-    height: int
-    image_format: str
-    image: ImageRef
-    image_sha256: str
+    images: list[Picture]
     conversations: list[dict[str, str]]
     url: str = ""
     original_language: str = ""
@@ -169,17 +190,40 @@ def write_task_table(
     return path
 
 
+def conversation_problem(turns: list[dict], images: int) -> str | None:
+    """Why ``turns`` is no valid conversation about ``images`` images (a drop reason), or None."""
+    if len(turns) < 2 or len(turns) % 2:
+        return "bad_conversation"
+    for index, turn in enumerate(turns):
+        if turn.get("from") != ("human", "gpt")[index % 2] or not isinstance(turn.get("value"), str):
+            return "bad_conversation"
+    if sum(turn["value"].count(PLACEHOLDER) for turn in turns) != images:
+        return "image_placeholder_mismatch"
+    if images == 1 and not turns[0]["value"].startswith(PLACEHOLDER + "\n"):
+        return "image_placeholder_mismatch"
+    return None
+
+
+def content_sha256(images: list[Picture], conversations: list[dict]) -> str:
+    """The duplicate-removal key: see ``image_sha256`` in the module docstring."""
+    if len(images) == 1:
+        return images[0].sha256
+    if images:
+        return hashlib.sha256("|".join(image.sha256 for image in images).encode()).hexdigest()
+    text = json.dumps(conversations, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _row(sample: TaskSample) -> dict:
+    for image in sample.images:
+        if image.format not in IMAGE_FORMATS.values():
+            raise ValueError(f"sample {sample.id!r}: image format must be one of jpg, png, webp, got {image.format!r}")
+    problem = conversation_problem(sample.conversations, len(sample.images))
+    if problem:
+        raise ValueError(f"sample {sample.id!r}: {problem} ({len(sample.images)} images, turns {sample.conversations!r:.200})")
     row = asdict(sample)
-    image = row.pop("image")
-    row["image_uri"], row["image_offset"], row["image_size"] = image["uri"], image["offset"], image["size"]
-    if row["image_format"] not in ("jpg", "png"):
-        raise ValueError(
-            f"sample {sample.id!r}: image_format must be jpg or png, got {row['image_format']!r}"
-        )
-    turns = row["conversations"]
-    if len(turns) < 2 or not turns[0]["value"].startswith("<image>\n"):
-        raise ValueError(f"sample {sample.id!r}: a conversation starts with a '<image>\\n' human turn")
+    row["images"] = [image.to_row() for image in sample.images]
+    row["image_sha256"] = content_sha256(sample.images, sample.conversations)
     return row
 
 

@@ -5,13 +5,16 @@ settings, :class:`TranslationColumns`): one row per translated text,
 
 - ``key``: the sample key in the source;
 - ``target_language``: language code of the translation;
-- ``field``: which text of the sample (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``;
-  :mod:`pipelines.tasks.draft`);
+- ``field``: which text of the sample (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``,
+  ``turns.<t>.<p>``; :mod:`pipelines.tasks.draft`);
 - ``text``: the translation;
 - ``error`` (optional): non-empty when the stage flagged the row (empty output, wrong script, ...).
 
-A variant is made only when every text field of the draft has a good translation; otherwise it is
-counted out (``translation_flagged`` / ``translation_missing``), never emitted half-translated.
+The stage writes one part per task unit (``part-<unit>.parquet`` per target), and the builder of a
+unit reads only that unit's parts. A variant is made only when every text field of the draft has a
+good translation; otherwise it is counted out (``translation_flagged`` / ``translation_missing``,
+``markup_changed`` when a conversation piece came back with markup or numbers of its own), never
+emitted half-translated.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import Field
 from pipelines._model import ConfigModel
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
+from pipelines.tasks.markup import piece_problem
 
 TRANSLATE_DIR = "translate"
 
@@ -44,15 +48,19 @@ class TranslationColumns(ConfigModel):
 Translations = dict[tuple[str, str], dict[str, str | None]]
 
 
-def load_translations(storage: Storage, source: str, columns: TranslationColumns) -> Translations:
-    """Every translation row of ``source``, indexed by sample key and target language."""
-    # The translation stage writes <source>/<target>/part-*.parquet (its inputs sit in <source>/_input/).
-    paths = storage.glob(storage.path(TRANSLATE_DIR, source, "*", "part-*.parquet"))
-    if not paths:
+def require_translations(storage: Storage, source: str) -> None:
+    """Fail at once (a data error) if the translation stage wrote nothing for ``source``."""
+    if not storage.glob(storage.path(TRANSLATE_DIR, source, "*", "part-*.parquet")):
         raise FileNotFoundError(
             f"source {source!r} is to be translated but {storage.path(TRANSLATE_DIR, source)} holds no "
             "Parquet output; run the translation stage first"
         )
+
+
+def load_unit_translations(storage: Storage, source: str, unit: str, columns: TranslationColumns) -> Translations:
+    """The translation rows of one unit of ``source`` (every target), indexed by sample key and language."""
+    # The translation stage writes <source>/<target>/part-<unit>.parquet (its inputs sit in <source>/_input/).
+    paths = storage.glob(storage.path(TRANSLATE_DIR, source, "*", f"part-{unit}.parquet"))
     wanted = [columns.key, columns.target_language, columns.field, columns.text]
     if columns.error:
         wanted.append(columns.error)
@@ -83,6 +91,9 @@ def translated_texts(draft: Draft, language: str, translations: Translations, dr
             return None
         if rows[name] is None:
             drops["translation_flagged"] += 1
+            return None
+        if name.startswith("turns.") and piece_problem(draft.texts[name], rows[name]):
+            drops["markup_changed"] += 1
             return None
         texts[name] = rows[name]
     return texts

@@ -103,12 +103,21 @@ def test_fingerprint_changes_with_content(tmp_path):
         ("translation.targets=[de]", "translation.targets: 'de' is not in `languages`"),
         ("sources.1.name=captions", "source names must be unique; repeated: ['captions']"),
         ("sources.0.filters.max_punsafe=0.5", "filter `max_punsafe` needs `columns.punsafe`"),
-        ("sources.1.image_root=null", "sources[1] (boxes): a coco source needs `image_root`"),
-        ("sources.0.locations=[]", "needs `locations`"),
+        ("sources.1.image_root=null", "sources[1] (boxes).image_root: a coco source needs `image_root`"),
+        ("sources.0.locations=[]", "sources[0] (captions).locations: a url_list source needs `locations`"),
+        ("sources.3.locations=[]", "sources[3] (ocr_few).locations: needs `locations`"),
+        # What a kind cannot do fails at validate, naming the source, the field and what would work.
+        ("sources.1.task=captioning", "sources[1] (boxes).task: a coco source feeds detection, not 'captioning'"),
+        ("sources.2.translate_to=[zh]", "sources[2] (ocr_big).translate_to: OCR samples answer with the text"),
+        ("sources.2.task=captioning", "sources[2] (ocr_big).ocr: OCR builds OCR corpora: set task to one of"),
+        ("sources.3.ocr={language: en}", "sources[3] (ocr_few).ocr: OCR runs on downloaded images"),
+        ("sources.3.kind=webdataset", "sources[3] (ocr_few).image_root: a webdataset source carries its images"),
+        ("sources.1.images_from=captions", "sources[1] (boxes).images_from: only url_list sources reuse"),
+        ("sources.1.language=zh & sources.1.translate_to=[zh]", "sources[1] (boxes).translate_to: translation is from English; this source's language is 'zh'"),
     ],
 )
 def test_each_broken_field_is_named(tmp_path, change, expected):
-    found = problems(tmp_path, MINIMAL, overrides=[change])
+    found = problems(tmp_path, MINIMAL, overrides=change.split(" & "))
     assert any(expected in problem for problem in found), found
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from pipelines.mix import REPORT_TASK_SHARES, MixError, MixSettings, largest_remainder, plan_mixture
 from pipelines.storage import Storage
-from pipelines.tasks.table import ImageRef, TaskSample, human_turn, write_task_table
+from pipelines.tasks.table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 
 
 def _tables(
@@ -28,11 +28,7 @@ def _tables(
                     key=str(i),
                     task=task,
                     language=language,
-                    width=8,
-                    height=8,
-                    image_format="jpg",
-                    image=ImageRef(f"images/{name}/{i}.jpg", 0, 1),
-                    image_sha256=sha,
+                    images=[Picture(ImageRef(f"images/{name}/{i}.jpg", 0, 1), "jpg", sha, 8, 8)],
                     conversations=[human_turn("q"), {"from": "gpt", "value": "a"}],
                 )
             )

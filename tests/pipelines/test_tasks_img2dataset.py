@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from pipelines.mix import MixSettings
-from pipelines.tasks import TaskSettings, TaskSource, build_task_samples
+from pipelines.config import Source
+from pipelines.tasks import TaskSettings, build_task_samples
 from shards import ShardSettings, mix_and_write, verify
 from shards.reader import iter_samples
 
@@ -77,7 +78,7 @@ def test_img2dataset_output_to_verified_shards(tmp_path, image_server):
     )
 
     result = build_task_samples(
-        TaskSource(name="demo_caps", kind="url_list", task="captioning", language="en"),
+        Source(name="demo_caps", kind="url_list", task="captioning", language="en", locations=["unused.parquet"]),
         str(root),
         TaskSettings(),
     )

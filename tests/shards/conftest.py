@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipelines.storage import Storage
-from pipelines.tasks.table import ImageRef, TaskSample, human_turn, write_task_table
+from pipelines.tasks.table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 
 # dataset -> (task, language, samples); two datasets share the OCR-large task, one is Chinese.
 DATASETS = {
@@ -56,11 +56,8 @@ def build_task_tables(root: Path, datasets: dict = DATASETS, files_per_dataset: 
                     key=f"{i:06d}",
                     task=task,
                     language=language,
-                    width=width,
-                    height=height,
-                    image_format=image_format,
-                    image=ImageRef(str(path), 0, len(data)),
-                    image_sha256=hashlib.sha256(data).hexdigest(),
+                    images=[Picture(ImageRef(str(path), 0, len(data)), image_format,
+                                    hashlib.sha256(data).hexdigest(), width, height)],
                     conversations=[
                         human_turn(f"{task} prompt {i}"),
                         {"from": "gpt", "value": f"{name} answer {i} 文字"},

@@ -87,7 +87,7 @@ def test_a_tampered_image_is_caught_even_with_the_manifest_resealed(copy):
     shard.write_bytes(bytes(data))
     _reseal(copy, shard)
     problems = verify(copy).problems
-    assert len(problems) == 1 and "image bytes differ from meta.image_sha256" in problems[0]
+    assert len(problems) == 1 and "bytes differ from its sha256" in problems[0]
 
 
 def test_a_schema_violation_is_caught(copy):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.config import Language
-from translate.languages import ScriptProfile, UnknownScript
+from pipelines.languages import ScriptProfile, UnknownScript
 from translate.prompt import PROMPT_VERSION, SYSTEM_TEMPLATE, build_messages
 from translate.settings import TranslateSettings, ValidationSettings
 from translate.validate import Validator

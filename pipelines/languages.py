@@ -76,3 +76,23 @@ class ScriptProfile:
 def profile(scripts: tuple[str, ...]) -> ScriptProfile:
     """A shared :class:`ScriptProfile` for ``scripts`` (its patterns are compiled once)."""
     return ScriptProfile(scripts)
+
+
+def language_of(text: str, languages: dict[str, Iterable[str]]) -> str:
+    """The language (code -> its scripts) whose scripts write most of ``text``; ``'en'`` when none does.
+
+    A tie goes to the language with fewer scripts: Chinese (Han) and Japanese (kana + Han) tie on a
+    text in Han alone, and kana tip a Japanese text to Japanese.
+
+    >>> langs = {"zh": ["Han"], "ja": ["Hiragana", "Katakana", "Han"]}
+    >>> language_of("一只猫", langs), language_of("猫がいる", langs), language_of("a cat", langs)
+    ('zh', 'ja', 'en')
+    """
+    best, best_key = "en", (0, 0)
+    for code, scripts in languages.items():
+        scripts = tuple(scripts)
+        units = profile(scripts).units(text)[0]
+        key = (units, -len(scripts))
+        if units and key > best_key:
+            best, best_key = code, key
+    return best
