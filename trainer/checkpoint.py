@@ -1,29 +1,49 @@
-"""Checkpoints that resume exactly: model, optimizer, scheduler, data position and RNG.
+"""Checkpoints in ``torch.distributed.checkpoint`` (DCP), on any fsspec location, at any world size.
 
-Layout of ``<out>/checkpoints/step_00000100/``: the model and optimizer through
-``torch.distributed.checkpoint`` (each rank writes its own shards, any world size can read
-them back), ``trainer_rank<r>.pt`` per rank (scheduler, step, batches consumed, RNG states) and
-``config.json``. A checkpoint is written under ``step_....tmp`` and renamed when complete, so a
-directory without ``.tmp`` is always whole.
+``<checkpoints>/step_00000100/`` holds one DCP checkpoint with the whole trainer state:
+
+- ``model`` and ``optim``: the (sharded) weights and AdamW state, by parameter name; DCP reshards
+  them, so a run saved on 8 ranks resumes on 2, or on one process without a process group;
+- ``trainer``: one JSON document, the step, the world size and number of data streams it was
+  written with, the scheduler's state and the data position of every stream (``trainer.data``);
+- ``rng.rank<r>``: each rank's RNG states, restored when the world size is the same (drop-path
+  draws then repeat exactly; at another world size they cannot).
+
+The location is a local path or any fsspec URL (``s3://bucket/runs/s1/checkpoints``; the endpoint
+and credentials come from the usual environment, as for the shards). DCP writes its ``.metadata``
+last, once every rank's data is in place, so only a directory with ``.metadata`` counts as a
+checkpoint; ``config.json`` beside it records the run's configuration.
 """
 
 import json
+import pickle
 import random
-import shutil
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 
 from .distributed import Runtime
 
+METADATA = ".metadata"
 
-def _barrier(runtime: Runtime) -> None:
-    if runtime.distributed:
-        dist.barrier()
+
+def _fs(location: str):
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(str(location))
+
+
+def _join(location: str, name: str) -> str:
+    return f"{str(location).rstrip('/')}/{name}"
 
 
 def rng_state() -> dict:
@@ -41,69 +61,79 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def save(
-    directory: Path, step: int, model, optimizer, scheduler, batches_consumed: int, config, runtime: Runtime
-) -> Path:
-    """Write the checkpoint of ``step``; every rank calls this."""
-    final = Path(directory) / f"step_{step:08d}"
-    tmp = final.with_name(final.name + ".tmp")
+def save(location: str, step: int, model, optimizer, trainer_state: dict, config, runtime: Runtime) -> str:
+    """Write the checkpoint of ``step`` under ``location``; every rank calls this.
+
+    ``trainer_state`` (JSON-able: scheduler, data position, ...) must be the same on every rank.
+    """
+    path = _join(location, f"step_{step:08d}")
+    fs, root = _fs(path)
     if runtime.is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        if fs.exists(root):  # a partial attempt at this step: start it over
+            fs.rm(root, recursive=True)
+        fs.makedirs(root, exist_ok=True)
+        with fs.open(_join(root, "config.json"), "w") as out:
+            out.write(config.model_dump_json(indent=2))
     _barrier(runtime)
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save(
-        {"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp), no_dist=not runtime.distributed
-    )
-    trainer_state = {
-        "step": step,
-        "batches_consumed": batches_consumed,
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_state(),
-        "world_size": runtime.world_size,
+    state = {
+        "model": model_state,
+        "optim": optim_state,
+        "trainer": json.dumps({**trainer_state, "step": step, "world_size": runtime.world_size}),
+        f"rng.rank{runtime.rank}": pickle.dumps(rng_state()),
     }
-    torch.save(trainer_state, tmp / f"trainer_rank{runtime.rank}.pt")
-    _barrier(runtime)
-    if runtime.is_main:
-        (tmp / "config.json").write_text(config.model_dump_json(indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-    _barrier(runtime)
-    return final
+    dcp.save(state, storage_writer=FsspecWriter(path, thread_count=2), no_dist=not runtime.distributed)
+    return path
 
 
-def latest(directory: Path) -> Path | None:
-    """The newest complete checkpoint under ``directory``, if any."""
-    done = sorted(p for p in Path(directory).glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
-    return done[-1] if done else None
+def latest(location: str) -> str | None:
+    """The newest complete checkpoint under ``location``, if any."""
+    fs, root = _fs(location)
+    fs.invalidate_cache()
+    if not fs.exists(root):
+        return None
+    steps = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    done = [name for name in steps if name.startswith("step_") and fs.exists(_join(_join(root, name), METADATA))]
+    return _join(location, done[-1]) if done else None
 
 
-def load(path: Path, model, optimizer, scheduler, runtime: Runtime) -> dict:
-    """Restore everything from ``path``; returns this rank's trainer state (step, data position)."""
-    path = Path(path)
-    trainer_file = path / f"trainer_rank{runtime.rank}.pt"
-    if not trainer_file.exists():
-        raise FileNotFoundError(
-            f"{trainer_file} missing: was {path} written with {runtime.world_size} ranks?"
-        )
+def read_trainer_state(path: str) -> dict:
+    """The ``trainer`` document of a checkpoint (step, world size, scheduler, data position)."""
+    state = {"trainer": ""}
+    dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=True)
+    return json.loads(state["trainer"])
+
+
+def load(path: str, model, optimizer, runtime: Runtime) -> dict:
+    """Restore model, optimizer and (at the same world size) RNG from ``path``; returns the trainer state."""
+    trainer_state = read_trainer_state(path)
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, checkpoint_id=str(path), no_dist=not runtime.distributed)
+    rng_key = f"rng.rank{runtime.rank}"
+    same_world = trainer_state["world_size"] == runtime.world_size
+    if same_world:
+        state[rng_key] = b""
+    dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=not runtime.distributed)
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    trainer_state = torch.load(trainer_file, weights_only=False)
-    scheduler.load_state_dict(trainer_state["scheduler"])
-    set_rng_state(trainer_state["rng"])
+    if same_world:
+        set_rng_state(pickle.loads(state[rng_key]))
     return trainer_state
 
 
-def read_config(path: Path) -> dict:
-    return json.loads((Path(path) / "config.json").read_text())
+def read_config(path: str) -> dict:
+    fs, root = _fs(path)
+    with fs.open(_join(root, "config.json")) as source:
+        return json.loads(source.read())
 
 
-def load_model_weights(path: Path, model) -> None:
+def load_model_weights(path: str, model) -> None:
     """Only the model's weights from a checkpoint (for evaluation or export), any world size."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
-
     state = {"model": get_model_state_dict(model)}
-    dcp.load(state, checkpoint_id=str(path), no_dist=not (dist.is_available() and dist.is_initialized()))
+    distributed = dist.is_available() and dist.is_initialized()
+    dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=not distributed)
     set_model_state_dict(model, state["model"])
+
+
+def _barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        dist.barrier()

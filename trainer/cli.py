@@ -41,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--context", type=int, help="context length in tokens (recipe: 4096)")
     parser.add_argument("--num-workers", type=int, help="DataLoader workers per rank")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: only at the end)")
+    parser.add_argument(
+        "--checkpoint-dir", help="where checkpoints go: a path or fsspec URL such as s3://bucket/run (default OUT/checkpoints)"
+    )
+    parser.add_argument(
+        "--no-packing", action="store_true", help="one padded row per sample instead of packed sequences"
+    )
+    parser.add_argument(
+        "--hsdp", action="store_true", help="shard within a node, replicate across nodes (multi-node runs)"
+    )
+    parser.add_argument("--shard-group", type=int, help="--hsdp: ranks per shard group (default: one node's)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto: bf16 on GPU")
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile each model layer (GPU: ~10%% faster after ~20 s)"
@@ -61,10 +71,14 @@ def config_from_args(args: argparse.Namespace):
     from .recipes import RECIPES
 
     overrides: dict = {"out_dir": args.out, "resume": not args.no_resume}
+    if args.hsdp:
+        overrides["hsdp"] = True
     for flag, key in (
         ("steps", "steps"),
         ("global_batch", "global_batch_samples"),
         ("checkpoint_every", "checkpoint_every"),
+        ("checkpoint_dir", "checkpoint_dir"),
+        ("shard_group", "shard_group"),
         ("precision", "precision"),
     ):
         if getattr(args, flag) is not None:
@@ -76,6 +90,7 @@ def config_from_args(args: argparse.Namespace):
             "max_tiles": args.max_tiles,
             "resize": args.resize,
             "num_workers": args.num_workers,
+            "packing": False if args.no_packing else None,
         },
         "tokenize": {"context_length": args.context},
         "model": {"compile": True if args.compile else None},

@@ -1,24 +1,21 @@
 """Training batches from the final WebDataset shards (``<key>.jpg|png`` + ``<key>.json``).
 
-Each reader (one per rank and DataLoader worker) walks an endless, seeded stream:
+The run's data is ``streams`` seeded, endless streams (``trainer.streams``): each walks its share
+of the shards epoch after epoch (shard order reshuffled every epoch), in shuffled windows, and
+turns them into micro-batches, packed (the default, ``trainer.packing``) or padded. A step takes
+rounds of one micro-batch from every stream, so what a step trains on depends on the seed and the
+number of streams, not on the number of ranks: rank ``r`` of ``w`` runs streams ``r, r+w, ...``
+and its DataLoader workers share those out.
 
-1. every epoch, the shard list is shuffled with ``seed + epoch`` and dealt out to readers
-   (shard by shard when there are enough shards, sample by sample when there are fewer shards
-   than readers), so each epoch revisits all the data in a new order;
-2. ``webdataset`` expands the tar files into samples, and a seeded shuffle buffer mixes them;
-3. the conversation is tokenised with the tile count read from the image header (no pixel
-   decoding yet), and samples are grouped into micro-batches under a token budget;
-4. only then are the images of a batch decoded and cut into tiles.
-
-Because everything before step 4 is cheap and deterministic, a resumed run skips the batches
-it has already trained on without decoding them: the data position in a checkpoint is just
-the number of batches each reader has produced.
+Every micro-batch carries its stream's position after it; the newest position of each stream is
+the data state a checkpoint keeps (:class:`DataState`). A stream restored from it re-reads one
+window, so resuming is immediate however long the run was, and works at any world size that
+divides the number of streams.
 """
 
 import glob
 import io
 import json
-import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +25,14 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from pipelines._imports import require
 from pipelines._model import ConfigModel
 
+from .packing import Batch, collate_packed, collate_padded, group_padded, pack
+from .streams import Position, shuffled, windows
 from .tiling import cut_tiles, tile_count
-from .tokenize import IGNORE_INDEX, ChatTokenizer, SampleDropped
+from .tokenize import ChatTokenizer, SampleDropped
+
+__all__ = ["Batch", "DataConfig", "DataState", "ShardStream", "list_shards", "make_loader"]
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -49,11 +49,28 @@ class DataConfig(ConfigModel):
         description="tile resize: 'pil' (Pillow, as the public InternVL code) or 'torch' (about 4x faster, "
         "differs from Pillow by a few levels on ~1% of bytes); see trainer.tiling",
     )
-    tokens_per_batch: int = Field(
-        8192, ge=16, description="token budget of a micro-batch: longest sequence times number of samples"
+    packing: bool = Field(
+        True,
+        description="pack whole samples into one sequence per micro-batch (attention kept within each "
+        "sample); False: one padded row per sample",
     )
+    tokens_per_batch: int = Field(
+        8192,
+        ge=16,
+        description="token budget of a micro-batch: the packed sequence's length, or longest row times rows",
+    )
+    max_tiles_per_batch: int = Field(48, ge=1, description="most image tiles in a micro-batch (InternViT's memory)")
     max_samples_per_batch: int = Field(64, ge=1, description="cap on samples in a micro-batch")
-    shuffle_buffer: int = Field(1000, ge=1, description="samples held in the shuffle buffer of each reader")
+    pad_to_multiple: int = Field(64, ge=1, description="packed sequences are padded to a multiple of this")
+    shuffle_buffer: int = Field(
+        1000, ge=1, description="samples per window: each stream shuffles and packs this many at a time"
+    )
+    streams: int | None = Field(
+        None,
+        ge=1,
+        description="data streams of the run, kept by its checkpoints; None: ranks x max(1, workers) at the "
+        "start. A run resumes at any world size that divides it",
+    )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes per rank")
     seed: int = Field(0, description="seeds shard order and shuffling")
 
@@ -76,31 +93,38 @@ def list_shards(spec: str) -> list[str]:
 
 
 @dataclass
-class Batch:
-    """A padded micro-batch. ``pixel_values`` are uint8 tiles: normalise them on the device."""
+class DataState:
+    """The data position of a run: the number of streams and where each stands."""
 
-    input_ids: torch.Tensor  # (batch, length) int64
-    labels: torch.Tensor  # (batch, length) int64, IGNORE_INDEX where no loss falls
-    attention_mask: torch.Tensor  # (batch, length) int64
-    pixel_values: torch.Tensor | None  # (tiles, 3, 448, 448) uint8, or None for a text-only batch
-    n_samples: int
-    n_tiles: int
-    keys: list[str]  # the samples' WebDataset keys, in batch order
-    dropped: dict[str, int] = field(default_factory=dict)  # samples dropped since the last batch, by reason
+    streams: int
+    positions: dict[int, Position] = field(default_factory=dict)
 
-    @property
-    def n_target_tokens(self) -> int:
-        """Tokens that carry loss (the shift by one for next-token prediction taken into account)."""
-        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+    def advance(self, batch: Batch) -> None:
+        self.positions[batch.stream] = Position(*batch.position)
+
+    def merge(self, others: list["DataState"]) -> "DataState":
+        merged = dict(self.positions)
+        for other in others:
+            merged.update(other.positions)
+        return DataState(self.streams, merged)
+
+    def to_json(self) -> dict:
+        return {"streams": self.streams, "positions": {str(s): p.as_list() for s, p in self.positions.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "DataState":
+        return cls(data["streams"], {int(s): Position(*p) for s, p in data["positions"].items()})
+
+
+def stream_count(config: DataConfig, world_size: int) -> int:
+    return config.streams or world_size * max(1, config.num_workers)
 
 
 class ShardStream(torch.utils.data.IterableDataset):
-    """The endless, seeded stream of micro-batches of one rank (split further by DataLoader worker).
+    """The micro-batches of one rank: a round of one from each of its streams, again and again.
 
-    ``batches_consumed`` is the data position of a checkpoint: the batches this rank had trained
-    on. A DataLoader takes batches from its workers in turn, so worker ``w`` had made every
-    ``w``-th one; each skips its share without decoding images, and the workers' roles are
-    rotated so that the one whose turn was next goes first.
+    With DataLoader workers, worker ``w`` runs every ``w``-th of the rank's streams; the loader
+    takes from the workers in turn, so the rank still sees its streams in order, round by round.
     """
 
     def __init__(
@@ -109,60 +133,66 @@ class ShardStream(torch.utils.data.IterableDataset):
         chat: ChatTokenizer,
         rank: int = 0,
         world_size: int = 1,
-        batches_consumed: int = 0,
+        state: DataState | None = None,
     ):
-        self.config = config
-        self.chat = chat
+        self.config, self.chat = config, chat
         self.rank, self.world_size = rank, world_size
         self.shards = list_shards(config.shards)
-        self.batches_consumed = batches_consumed
+        self.state = state or DataState(stream_count(config, world_size))
+        n, workers = self.state.streams, max(1, config.num_workers)
+        if n % world_size or (n // world_size) % workers:
+            raise ValueError(
+                f"data.streams={n} must be a multiple of the world size ({world_size}) times the "
+                f"DataLoader workers per rank ({workers})"
+            )
+        self.mine = list(range(rank, n, world_size))
+
+    @property
+    def per_round(self) -> int:
+        """Micro-batches this rank takes per round (every rank the same)."""
+        return len(self.mine)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        n_workers = info.num_workers if info else 1
-        worker = ((info.id if info else 0) + self.batches_consumed) % n_workers
-        reader, n_readers = self.rank * n_workers + worker, self.world_size * n_workers
-        dropped: Counter = Counter()
-        groups = self._groups(reader, n_readers, dropped)
-        for _ in range(_share(self.batches_consumed, worker, n_workers)):
-            next(groups)
-        for group in groups:
-            batch = self._collate(group, dropped)
-            if batch is not None:  # None: every image of the group failed to decode
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        streams = [self._batches(s, self.state.positions.get(s, Position())) for s in self.mine[worker::n_workers]]
+        while True:
+            for stream in streams:
+                yield next(stream)
+
+    def _batches(self, stream: int, start: Position):
+        config, dropped, skip = self.config, Counter(), start.taken
+        for window in windows(self.shards, config.seed, stream, self.state.streams, config.shuffle_buffer, start):
+            items = []
+            for sample in shuffled(window, config.seed, stream):
+                try:
+                    items.append((sample, self._tokenize(sample)))
+                except SampleDropped as err:
+                    dropped[err.reason] += 1
+            if skip:
+                dropped.clear()  # counted before the checkpoint, with this window's first batch
+            window_seed = "-".join(map(str, window.start.as_list()[:3]))
+            groups = self._group([tok for _, tok in items], f"{config.seed}-packs-{stream}-{window_seed}")
+            for k, group in enumerate(groups):
+                if k < skip:  # handed out before the checkpoint: not decoded again
+                    continue
+                batch = self._collate([items[i] for i in group], dropped)
+                if batch is None:  # every image of the group failed to decode
+                    continue
+                after = Position(*window.start.as_list()[:4], k + 1) if k + 1 < len(groups) else window.end
+                batch.stream, batch.position = stream, tuple(after.as_list())
                 dropped.clear()
                 yield batch
+            skip = 0
 
-    def _samples(self, reader: int, n_readers: int):
-        """Raw samples of this reader, epoch after epoch, shard order reshuffled each epoch."""
-        wds = require("webdataset", "train")
-        epoch = 0
-        while True:
-            shards = list(self.shards)
-            random.Random(f"{self.config.seed}-shards-{epoch}").shuffle(shards)
-            by_shard = len(shards) >= n_readers
-            mine = shards[reader::n_readers] if by_shard else shards
-            stream = wds.tarfile_samples([{"url": url} for url in mine])
-            yielded = False
-            for i, sample in enumerate(stream):
-                if by_shard or i % n_readers == reader:
-                    yielded = True
-                    yield sample
-            if not yielded:
-                raise RuntimeError(f"reader {reader} of {n_readers} found no samples in {len(mine)} shards")
-            epoch += 1
-
-    def _tokenized(self, reader: int, n_readers: int, dropped: Counter):
-        """(raw sample, tokenized) pairs after the shuffle buffer; bad samples counted and skipped."""
-        wds = require("webdataset", "train")
-        rng = random.Random(f"{self.config.seed}-buffer-{reader}-{n_readers}")
-        initial = min(self.config.shuffle_buffer, 100)
-        shuffle = wds.shuffle(self.config.shuffle_buffer, initial, rng=rng)
-        shuffled = shuffle(self._samples(reader, n_readers))
-        for sample in shuffled:
-            try:
-                yield sample, self._tokenize(sample)
-            except SampleDropped as err:
-                dropped[err.reason] += 1
+    def _group(self, tokenized, seed: str) -> list[list[int]]:
+        config = self.config
+        lengths = [len(t.input_ids) for t in tokenized]
+        tiles = [t.n_tiles for t in tokenized]
+        caps = (config.tokens_per_batch, config.max_tiles_per_batch, config.max_samples_per_batch)
+        if config.packing:
+            return pack(lengths, tiles, *caps, seed=seed)
+        return group_padded(lengths, tiles, *caps)
 
     def _tokenize(self, sample: dict):
         if "json" not in sample:
@@ -184,18 +214,6 @@ class ShardStream(torch.utils.data.IterableDataset):
         n_tiles = tile_count(width, height, config.min_tiles, config.max_tiles, config.use_thumbnail)
         return self.chat(record.get("conversations"), n_tiles)
 
-    def _groups(self, reader: int, n_readers: int, dropped: Counter):
-        """Lists of (sample, tokenized) whose padded size fits the token budget."""
-        group, longest = [], 0
-        for item in self._tokenized(reader, n_readers, dropped):
-            length = len(item[1].input_ids)
-            fits = max(longest, length) * (len(group) + 1) <= self.config.tokens_per_batch
-            if group and (not fits or len(group) >= self.config.max_samples_per_batch):
-                yield group
-                group, longest = [], 0
-            group.append(item)
-            longest = max(longest, length)
-
     def _collate(self, group, dropped: Counter) -> Batch | None:
         kept, keys, tiles = [], [], []
         for sample, tok in group:
@@ -209,18 +227,14 @@ class ShardStream(torch.utils.data.IterableDataset):
             keys.append(sample["__key__"])
         if not kept:
             return None
-        length = max(len(tok.input_ids) for tok in kept)
-        input_ids = torch.full((len(kept), length), self.chat.pad_id, dtype=torch.long)
-        labels = torch.full((len(kept), length), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(kept), length), dtype=torch.long)
-        for i, tok in enumerate(kept):
-            n = len(tok.input_ids)
-            input_ids[i, :n] = torch.tensor(tok.input_ids)
-            labels[i, :n] = torch.tensor(tok.labels)
-            attention_mask[i, :n] = 1
+        if self.config.packing:
+            tensors = collate_packed(kept, self.chat.pad_id, self.config.pad_to_multiple)
+        else:
+            tensors = collate_padded(kept, self.chat.pad_id)
         pixel_values = torch.cat(tiles) if tiles else None
         n_tiles = 0 if pixel_values is None else pixel_values.shape[0]
-        return Batch(input_ids, labels, attention_mask, pixel_values, len(kept), n_tiles, keys, dict(dropped))
+        return Batch(**tensors, pixel_values=pixel_values, n_samples=len(kept), n_tiles=n_tiles, keys=keys,
+                     dropped=dict(dropped))
 
     def _tiles(self, sample: dict) -> torch.Tensor:
         image_key = next(ext for ext in IMAGE_EXTENSIONS if ext in sample)
@@ -232,7 +246,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
 
 def make_loader(stream: ShardStream) -> torch.utils.data.DataLoader:
-    """A DataLoader over the stream; workers take turns, so batch ``i`` came from worker ``i % workers``."""
+    """A DataLoader over the stream; its workers take turns, so the rank's streams keep their order."""
     workers = stream.config.num_workers
     return torch.utils.data.DataLoader(
         stream,
@@ -246,8 +260,3 @@ def make_loader(stream: ShardStream) -> torch.utils.data.DataLoader:
 
 def _identity(batch):
     return batch
-
-
-def _share(batches_consumed: int, worker: int, n_workers: int) -> int:
-    """Batches worker ``worker`` of ``n_workers`` had made when ``batches_consumed`` were taken in turn."""
-    return (batches_consumed - worker + n_workers - 1) // n_workers

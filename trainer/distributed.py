@@ -41,8 +41,15 @@ def setup() -> Runtime:
     return Runtime(0, 1, device)
 
 
-def shard(model: nn.Module, runtime: Runtime, param_dtype: torch.dtype | None) -> nn.Module:
+def shard(
+    model: nn.Module, runtime: Runtime, param_dtype: torch.dtype | None, shard_group: int | None = None
+) -> nn.Module:
     """FSDP2: each InternViT and LLM layer is its own unit, the rest is the root unit.
+
+    ``shard_group`` (HSDP): the weights are sharded over groups of that many consecutive ranks
+    (one node's, typically) and replicated across the groups, so the all-gathers of the forward
+    and backward stay within a node and only the gradients' reduction crosses nodes. None (or
+    the world size): plain FSDP over all ranks.
 
     With ``param_dtype`` (bf16 on GPUs) the gathered weights are in that type while the sharded
     master weights, the gradient reduction and the optimizer stay in float32.
@@ -50,7 +57,14 @@ def shard(model: nn.Module, runtime: Runtime, param_dtype: torch.dtype | None) -
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
+    world = runtime.world_size
+    group = shard_group or world
+    if group < 1 or world % group:
+        raise ValueError(f"shard_group={shard_group} must divide the world size {world}")
+    if group == world:
+        mesh = init_device_mesh(runtime.device.type, (world,))
+    else:
+        mesh = init_device_mesh(runtime.device.type, (world // group, group), mesh_dim_names=("replicate", "shard"))
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
     for layer in [*vision_layers(model), *language_layers(model)]:
         fully_shard(layer, mesh=mesh, mp_policy=policy)
@@ -58,11 +72,18 @@ def shard(model: nn.Module, runtime: Runtime, param_dtype: torch.dtype | None) -
     return model
 
 
-def all_reduce_sum(value: float | int, runtime: Runtime) -> float:
-    """The sum of ``value`` over all ranks (the value itself when alone)."""
-    if not runtime.distributed:
-        return value
-    backend_device = runtime.device if dist.get_backend() == "nccl" else torch.device("cpu")
-    tensor = torch.tensor(float(value), dtype=torch.float64, device=backend_device)
-    dist.all_reduce(tensor)
-    return tensor.item()
+def local_world_size() -> int | None:
+    """Processes on this node, as torchrun and Ray Train announce them."""
+    value = os.environ.get("LOCAL_WORLD_SIZE")
+    return int(value) if value else None
+
+
+def all_reduce_sum(values, runtime: Runtime) -> list[float]:
+    """The sums of ``values`` (numbers or 0-d tensors) over all ranks, in one collective and one copy."""
+    parts = [v.detach().reshape(()).double() if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64)
+             for v in values]
+    device = runtime.device if runtime.distributed and dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.stack([p.to(device) for p in parts])
+    if runtime.distributed:
+        dist.all_reduce(tensor)
+    return tensor.tolist()

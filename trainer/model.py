@@ -35,7 +35,11 @@ class ModelConfig(ConfigModel):
     gradient_checkpointing: bool = Field(
         False, description="recompute layer activations in the backward pass"
     )
-    attn_implementation: str = Field("sdpa", description="'sdpa', 'eager' or 'flash_attention_2'")
+    attn_implementation: str = Field(
+        "auto",
+        description="'auto' (flash_attention_2 on a GPU where flash-attn is installed, else sdpa), 'sdpa', "
+        "'eager', 'flex_attention' or 'flash_attention_2'",
+    )
     compile: bool = Field(
         False,
         description="torch.compile each InternViT and LLM layer (regional: one layer's compile time; "
@@ -148,7 +152,7 @@ PRESETS: dict[str, Callable] = {
 }
 
 
-def build_config(preset: str, vocab_size: int, image_token_id: int, attn_implementation: str = "sdpa"):
+def build_config(preset: str, vocab_size: int, image_token_id: int, attn_implementation: str = "auto"):
     """The ``InternVLConfig`` of a preset, for a tokenizer with ``vocab_size`` tokens."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -167,8 +171,23 @@ def build_config(preset: str, vocab_size: int, image_token_id: int, attn_impleme
         tie_word_embeddings=False,
     )
     config.image_seq_length = visual_tokens_per_tile(config)
-    config._attn_implementation = attn_implementation
+    config._attn_implementation = resolve_attention(attn_implementation)
     return config
+
+
+def resolve_attention(name: str) -> str:
+    """``auto``: varlen flash attention where it can run (a GPU, ``flash-attn`` installed), else sdpa.
+
+    Packed sequences are exact with every choice; flash attention skips the work across samples,
+    sdpa computes the whole sequence under a block mask.
+    """
+    if name != "auto":
+        return name
+    import importlib.util
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def visual_tokens_per_tile(config) -> int:

@@ -1,4 +1,4 @@
-"""Batches from WebDataset shards: token budget, split by rank and worker, exact skipping, drop counts."""
+"""Batches from WebDataset shards: token budget, split by stream, rank and worker, restored positions, drop counts."""
 
 import io
 import json
@@ -8,7 +8,7 @@ import webdataset
 from PIL import Image
 from trainer_testdata import write_shards
 
-from trainer.data import DataConfig, ShardStream, make_loader
+from trainer.data import DataConfig, DataState, ShardStream, make_loader
 from trainer.model import build_config, visual_tokens_per_tile
 from trainer.tokenize import ChatTokenizer, load_tokenizer
 
@@ -30,12 +30,18 @@ def take(stream_or_loader, n):
     return [next(it) for _ in range(n)]
 
 
-def test_batches_respect_the_token_budget(shard_dir, chat):
-    config = DataConfig(shards=str(shard_dir), max_tiles=4, tokens_per_batch=1500, shuffle_buffer=8)
+@pytest.mark.parametrize("packing", [False, True])
+def test_batches_respect_the_token_budget(shard_dir, chat, packing):
+    config = DataConfig(
+        shards=str(shard_dir), max_tiles=4, tokens_per_batch=1500, shuffle_buffer=8, packing=packing
+    )
     for batch in take(ShardStream(config, chat), 10):
         rows, length = batch.input_ids.shape
-        assert rows == batch.n_samples == len(batch.keys)
-        assert rows * length <= 1500 or rows == 1
+        assert batch.n_samples == len(batch.keys)
+        if packing:
+            assert rows == 1 and (batch.n_tokens <= 1500 or batch.n_samples == 1)
+        else:
+            assert rows == batch.n_samples and (rows * length <= 1500 or rows == 1)
         assert batch.pixel_values.dtype.is_floating_point is False
         assert batch.pixel_values.shape[0] == batch.n_tiles
         image_tokens = int((batch.input_ids == chat.img_context).sum())
@@ -44,7 +50,7 @@ def test_batches_respect_the_token_budget(shard_dir, chat):
 
 def _epoch_keys(config, chat, rank, world, per_epoch):
     keys = []
-    for batch in ShardStream(config, chat, rank=rank, world_size=world):
+    for batch in ShardStream(config, chat, rank=rank, world_size=world, state=DataState(world)):
         keys += batch.keys
         if len(keys) >= per_epoch:
             return keys[:per_epoch]
@@ -67,15 +73,32 @@ def test_epochs_are_reshuffled_and_streams_are_reproducible(four_shards, chat):
     assert sorted(keys[:24]) != keys[:24] and keys[24:48] != keys[:24]
 
 
-def test_resume_skips_exactly_the_consumed_batches_with_workers(four_shards, chat):
+@pytest.mark.parametrize("packing", [False, True])
+def test_restored_positions_continue_exactly_with_workers(four_shards, chat, packing):
+    """Two streams on two workers; a state taken after whole rounds (as a step ends) resumes there."""
     config = DataConfig(
-        shards=str(four_shards), max_tiles=1, tokens_per_batch=400, shuffle_buffer=4, num_workers=2
+        shards=str(four_shards), max_tiles=1, tokens_per_batch=400, shuffle_buffer=5, num_workers=2,
+        packing=packing,
     )
-    full = [b.keys for b in take(make_loader(ShardStream(config, chat)), 10)]
-    for consumed in (5, 6):  # the next batch due from the second worker, then from the first
-        resumed = make_loader(ShardStream(config, chat, batches_consumed=consumed))
-        assert [b.keys for b in take(resumed, 10 - consumed)] == full[consumed:]
-    assert len({k for keys in full for k in keys}) > 4  # the two workers read different samples
+    full = take(make_loader(ShardStream(config, chat)), 12)
+    assert [b.stream for b in full] == [0, 1] * 6
+    for consumed in (2, 6, 8):  # mid-window and at window ends
+        state = DataState(2)
+        for batch in full[:consumed]:
+            state.advance(batch)
+        resumed = make_loader(ShardStream(config, chat, state=state))
+        assert [b.keys for b in take(resumed, 12 - consumed)] == [b.keys for b in full[consumed:]]
+    assert len({k for b in full for k in b.keys}) > 4  # the two streams read different samples
+
+
+def test_one_rank_takes_the_rounds_two_ranks_share(four_shards, chat):
+    """The data of a step does not depend on the world size: one rank runs both streams."""
+    config = DataConfig(shards=str(four_shards), max_tiles=1, tokens_per_batch=400, shuffle_buffer=5)
+    alone = take(ShardStream(config, chat, state=DataState(2)), 8)
+    ranks = [take(ShardStream(config, chat, rank=r, world_size=2, state=DataState(2)), 4) for r in (0, 1)]
+    assert [b.keys for b in alone] == [b.keys for pair in zip(*ranks, strict=True) for b in pair]
+    with pytest.raises(ValueError, match="data.streams=2 must be a multiple"):
+        ShardStream(config, chat, rank=0, world_size=4, state=DataState(2))
 
 
 def test_bad_samples_are_counted_by_reason(tmp_path, chat):
@@ -102,9 +125,10 @@ def test_bad_samples_are_counted_by_reason(tmp_path, chat):
         for reason, count in batch.dropped.items():
             dropped[reason] = dropped.get(reason, 0) + count
     assert seen == ["good"] * 3
-    # Counts travel with the next batch out: two whole epochs (five drops each) and the third
-    # epoch's unreadable image, read before its good sample's batch was complete.
-    assert dropped == {"bad_image": 5, "bad_json": 2, "no_image": 2, "image_placeholder_mismatch": 2}
+    # Windows of one sample keep the file order; drops travel with the next batch out, so the
+    # three good batches carry the five drops after "good" of two whole epochs (the truncated
+    # image's failure is found when its own batch is decoded).
+    assert dropped == {"bad_image": 4, "bad_json": 2, "no_image": 2, "image_placeholder_mismatch": 2}
 
 
 def test_no_shards_is_a_clear_error(tmp_path, chat):
