@@ -18,6 +18,8 @@ checkpoint; ``config.json`` beside it records the run's configuration.
 import json
 import pickle
 import random
+import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -82,7 +84,8 @@ def save(location: str, step: int, model, optimizer, trainer_state: dict, config
         "trainer": json.dumps({**trainer_state, "step": step, "world_size": runtime.world_size}),
         f"rng.rank{runtime.rank}": pickle.dumps(rng_state()),
     }
-    dcp.save(state, storage_writer=FsspecWriter(path, thread_count=2), no_dist=not runtime.distributed)
+    with _quiet():
+        dcp.save(state, storage_writer=FsspecWriter(path, thread_count=2), no_dist=not runtime.distributed)
     return path
 
 
@@ -100,7 +103,8 @@ def latest(location: str) -> str | None:
 def read_trainer_state(path: str) -> dict:
     """The ``trainer`` document of a checkpoint (step, world size, scheduler, data position)."""
     state = {"trainer": ""}
-    dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=True)
+    with _quiet():
+        dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=True)
     return json.loads(state["trainer"])
 
 
@@ -113,7 +117,8 @@ def load(path: str, model, optimizer, runtime: Runtime) -> dict:
     same_world = trainer_state["world_size"] == runtime.world_size
     if same_world:
         state[rng_key] = b""
-    dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=not runtime.distributed)
+    with _quiet():
+        dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=not runtime.distributed)
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     if same_world:
         set_rng_state(pickle.loads(state[rng_key]))
@@ -130,8 +135,17 @@ def load_model_weights(path: str, model) -> None:
     """Only the model's weights from a checkpoint (for evaluation or export), any world size."""
     state = {"model": get_model_state_dict(model)}
     distributed = dist.is_available() and dist.is_initialized()
-    dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=not distributed)
+    with _quiet():
+        dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=not distributed)
     set_model_state_dict(model, state["model"])
+
+
+@contextmanager
+def _quiet():
+    """DCP warns that it runs in one process whenever asked to (``no_dist``): that is the intent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def _barrier(runtime: Runtime) -> None:
