@@ -4,72 +4,43 @@ img2dataset reads a whole HTTP body into memory whatever its size, decodes with 
 checks the pixel count, and accepts truncated JPEGs (OpenCV fills the missing rows with grey).
 vlmix adds three guards around it, each failing the row with a message the stats can classify:
 
-- the body is read in chunks and refused past ``max_body_bytes`` or past a total deadline;
+- the body is fetched within a wall-clock budget per URL, decoded per its Content-Encoding and
+  refused past ``max_body_bytes`` (:mod:`pipelines.download.fetch`);
 - the header is parsed with Pillow (no decode) and images over ``max_pixels`` are refused;
 - a JPEG without its end-of-image marker, a PNG without IEND, is refused as truncated.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-import time
-import urllib.request
 
-from img2dataset.downloader import is_disallowed
 from img2dataset.resizer import Resizer
 from PIL import Image, UnidentifiedImageError
 
-_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) vlmix (+img2dataset)"
-_CHUNK = 256 * 1024
-
-# Failure messages written by the guards; `classify_error` keys on them.
-BODY_TOO_LARGE = "vlmix: body too large"
-NOT_AN_IMAGE = "vlmix: not an image"
-DECOMPRESSION_BOMB = "vlmix: decompression bomb"
-TRUNCATED = "vlmix: truncated image"
-DEADLINE = "vlmix: timed out (total download time)"
-
-
-def bounded_download_image(row, timeout, user_agent_token, disallowed_header_directives, *, max_bytes, deadline_s):
-    """img2dataset's ``download_image`` contract, with a size cap and a total-time cap on the body."""
-    key, url = row
-    agent = _USER_AGENT if not user_agent_token else f"{_USER_AGENT} ({user_agent_token})"
-    started = time.monotonic()
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": agent})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            if disallowed_header_directives and is_disallowed(
-                response.headers, user_agent_token, disallowed_header_directives
-            ):
-                return key, None, "Use of image disallowed by X-Robots-Tag directive"
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                return key, None, f"{BODY_TOO_LARGE} ({declared} bytes declared > {max_bytes})"
-            body = bytearray()
-            while chunk := response.read(_CHUNK):
-                body += chunk
-                if len(body) > max_bytes:
-                    return key, None, f"{BODY_TOO_LARGE} (> {max_bytes} bytes)"
-                if time.monotonic() - started > deadline_s:
-                    return key, None, DEADLINE
-        return key, io.BytesIO(bytes(body)), None
-    except Exception as err:  # noqa: BLE001 - every failure becomes a counted row, as in img2dataset
-        return key, None, str(err) or type(err).__name__
+from pipelines.download.messages import (
+    BAD_ENCODING,
+    BODY_TOO_LARGE,
+    DECOMPRESSION_BOMB,
+    NOT_AN_IMAGE,
+    TOO_MANY_REDIRECTS,
+    TOO_SLOW,
+    TRUNCATED,
+    UNSUPPORTED_ENCODING,
+)
 
 
-def install_bounded_download(max_bytes: int, deadline_s: float) -> None:
-    """Route img2dataset's downloads in this process through :func:`bounded_download_image`.
+def install_bounded_download(policy) -> None:
+    """Route img2dataset's downloads in this process through :func:`pipelines.download.fetch.download_image`.
 
     img2dataset has no hook for this; its ``download_image`` is looked up as a module global at
     call time, so replacing that one name is enough. Called inside each Ray task, in the worker.
     """
-    import functools
-
     import img2dataset.downloader as downloader_module
 
-    downloader_module.download_image = functools.partial(
-        bounded_download_image, max_bytes=max_bytes, deadline_s=deadline_s
-    )
+    from pipelines.download.fetch import download_image
+
+    downloader_module.download_image = functools.partial(download_image, policy=policy)
 
 
 def _looks_truncated(image_format: str | None, data: bytes) -> bool:
@@ -121,7 +92,10 @@ _REASONS = (
     (NOT_AN_IMAGE, "not_an_image", False),
     (DECOMPRESSION_BOMB, "decompression_bomb", False),
     (TRUNCATED, "truncated_image", False),
-    (DEADLINE, "timeout", True),
+    (TOO_SLOW, "too_slow", True),  # retried once at most: see stage._retry_list
+    (TOO_MANY_REDIRECTS, "too_many_redirects", False),
+    (UNSUPPORTED_ENCODING, "unsupported_encoding", False),
+    (BAD_ENCODING, "bad_encoding", False),
     ("timed out", "timeout", True),
     ("timeout", "timeout", True),
     ("Connection refused", "connection_error", True),

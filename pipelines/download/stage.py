@@ -28,19 +28,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines._imports import require
 from pipelines.config import Config, Download, Source, SourceKind
 from pipelines.download import filters as url_filters
+from pipelines.download import retry
+from pipelines.download.fetch import FetchPolicy
 from pipelines.download.guards import GuardedResizer, classify_error, install_bounded_download
+from pipelines.download.retry import ORIGIN_KEY
 from pipelines.storage import Storage
 from pipelines.tasks.raw import finished_shard_ids
 
 log = logging.getLogger(__name__)
 
-ORIGIN_KEY = "vlmix_origin_key"  # column carrying a retried row's first-pass key
 STATS_FILE = "_vlmix_download.json"
 _OOM_SHARD_COUNT = 5  # digits of a shard id, as img2dataset names them
 _SHARD_ATTEMPTS = 3  # tries of a shard whose whole task failed (not single URLs: those are counted)
@@ -116,7 +117,8 @@ def download_source(config: Config, source: Source, storage: Storage, progress: 
     _run_pass(settings, source, storage, out, url_dir, 0, progress, label=f"{source.name}", nodes=stats.nodes)
     previous_start, next_start = 0, first_pass_shards
     for round_number in range(1, settings.retry_rounds + 1):
-        retry_list = _retry_list(storage, out, previous_start, next_start, round_number)
+        retry_list = retry.retry_list(storage, out, previous_start, next_start, round_number,
+                                      settings.max_retry_after_s)
         if retry_list is None:
             break
         retry_shards = math.ceil(retry_list[1] / settings.samples_per_shard)
@@ -253,7 +255,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     storage.makedirs(staging)
     done = {int(shard) for shard in finished_shard_ids(storage, out)}
     sample = pq.read_schema(_first_parquet(storage, url_list), filesystem=storage.fs)
-    carried = [c for c in sample.names if c not in ("url", "caption", "expected_sha256")]
+    carried = [c for c in sample.names if c not in ("url", "caption", "expected_sha256", retry.NOT_BEFORE)]
     reader = Reader(
         storage.uri(url_list),
         "parquet", "url", "caption" if "caption" in sample.names else None,
@@ -280,18 +282,22 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     limit = settings.max_workers or max(1, int(ray.available_resources().get("CPU", 1) // settings.cpus_per_worker))
     shards = iter(reader)
     in_flight: dict = {}  # task -> (shard, attempt)
-    retry: list = []
+    resubmit: list = []
     failed: list[int] = []
     bar = tqdm(desc=f"download {label}", unit="shard", disable=not progress)
-    guard = (settings.max_body_bytes, settings.timeout_s * 6)
+    policy = FetchPolicy(
+        max_bytes=settings.max_body_bytes, budget_s=settings.url_budget_s, max_redirects=settings.max_redirects,
+        per_host=settings.max_connections_per_host, max_wait_s=settings.max_retry_after_s,
+        not_before=retry.not_before(storage, url_list),
+    )
 
     def submit(shard, attempt: int) -> None:
-        in_flight[task.remote(downloader, shard, storage.uri(out), guard, storage.options)] = (shard, attempt)
+        in_flight[task.remote(downloader, shard, storage.uri(out), policy, storage.options)] = (shard, attempt)
 
     with bar:
         while True:
-            while len(in_flight) < limit and (retry or (shard := _quietly(next, shards, None)) is not None):
-                submit(*(retry.pop() if retry else (shard, 1)))
+            while len(in_flight) < limit and (resubmit or (shard := _quietly(next, shards, None)) is not None):
+                submit(*(resubmit.pop() if resubmit else (shard, 1)))
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
@@ -302,7 +308,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
                 bar.update(1)  # done (possibly by a worker of an earlier, killed run: same inputs, same shard)
             elif attempt < _SHARD_ATTEMPTS:  # a whole shard failing is rare and worth one more try
                 log.warning("%s: shard %d failed (attempt %d), trying again", label, shard_id, attempt)
-                retry.append((shard, attempt + 1))
+                resubmit.append((shard, attempt + 1))
             else:
                 failed.append(shard_id)
                 bar.update(1)
@@ -327,7 +333,7 @@ def _use_storage_options(protocol: str, options: dict) -> None:
         fsspec.config.conf.setdefault(protocol, {}).update(options)
 
 
-def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float], storage_options: dict):
+def _download_shard(downloader, shard, out_uri: str, policy: FetchPolicy, storage_options: dict):
     """Ray task: download one shard into a private folder, then move it into place, stats last."""
     import fsspec
     import ray
@@ -335,7 +341,7 @@ def _download_shard(downloader, shard, out_uri: str, guard: tuple[int, float], s
     if "://" in out_uri:
         _use_storage_options(out_uri.split("://", 1)[0], storage_options)
 
-    install_bounded_download(*guard)
+    install_bounded_download(policy)
     shard_id = shard[0]
     private = f"{out_uri}/_inflight/{shard_id:0{_OOM_SHARD_COUNT}d}-{uuid.uuid4().hex[:8]}"
     worker = copy.copy(downloader)
@@ -362,43 +368,11 @@ def _first_parquet(storage: Storage, url_list: str) -> str:
     return files[0]
 
 
-def _shard_tables(storage: Storage, out: str, first: int, stop: int | None) -> list[pa.Table]:
-    tables = []
-    for path in storage.glob(posixpath.join(out, "[0-9]*.parquet")):
-        shard_id = int(posixpath.basename(path).split(".")[0])
-        if shard_id >= first and (stop is None or shard_id < stop):
-            tables.append(storage.read_parquet(path))
-    return tables
-
-
-def _retry_list(storage: Storage, out: str, first: int, stop: int, round_number: int):
-    """Write the retryable failures of shards [first, stop) as a URL list; None if there are none."""
-    target = posixpath.join(out, f"_retry{round_number}", "urls.parquet")
-    if storage.exists(target):
-        return target, len(storage.read_parquet(target, columns=["url"]))
-    rows = []
-    for table in _shard_tables(storage, out, first, stop):
-        failed = table.filter(pc.not_equal(table["status"], "success"))
-        for row in failed.to_pylist():
-            if classify_error(row["error_message"])[1]:
-                rows.append(row)
-    if not rows:
-        return None
-    rows.sort(key=lambda row: row.get(ORIGIN_KEY) or row["key"])
-    drop = {"key", "status", "error_message", "width", "height", "original_width", "original_height",
-            "sha256", "exif"}
-    records = [{k: v for k, v in row.items() if k not in drop} for row in rows]
-    for record, row in zip(records, rows, strict=True):
-        record[ORIGIN_KEY] = row.get(ORIGIN_KEY) or row["key"]
-    storage.write_parquet(target, pa.Table.from_pylist(records))
-    return target, len(records)
-
-
 def _count_outcomes(storage: Storage, out: str, stats: DownloadStats) -> None:
     """Final outcome per URL row: the last attempt wins; a success in a retry pass is 'recovered'."""
     outcome: dict[str, tuple[str, str | None]] = {}
     recovered = 0
-    for table in _shard_tables(storage, out, 0, None):
+    for table in retry.shard_tables(storage, out, 0, None):
         origin = table[ORIGIN_KEY].to_pylist() if ORIGIN_KEY in table.column_names else None
         keys, statuses, errors = table["key"].to_pylist(), table["status"].to_pylist(), table["error_message"].to_pylist()
         for i, key in enumerate(keys):
