@@ -118,6 +118,11 @@ class Source(ConfigModel):
     image_root: str | None = Field(
         None, description="folder the annotation files' image paths are relative to (coco, *_jsonl kinds)"
     )
+    image_path_strip: int = Field(
+        0, ge=0, description="leading parts of each annotated image path to drop before joining it to "
+        "image_root (like tar's --strip-components): Objects365 v2 names 'images/v1/patch8/x.jpg' what its "
+        "archives unpack as 'patch8/x.jpg', so 2 there",
+    )
     images_from: str | None = Field(None, description="reuse another source's downloaded images")
     columns: Columns = Field(default_factory=Columns)
     filters: UrlFilters = Field(default_factory=UrlFilters)

@@ -101,7 +101,7 @@ def _language(turns: list[dict], language: str, detect: Callable[[str], str] | N
 
 def internvl_drafts(
     storage: Storage, image_root: str | None, records: Iterable[tuple[int, dict]], language: str,
-    images: UnitImages, drops: Counter, detect: Callable[[str], str] | None = None,
+    images: UnitImages, drops: Counter, detect: Callable[[str], str] | None = None, strip: int = 0,
 ) -> Iterator[Draft]:
     """Drafts from InternVL JSONL records (``(byte offset, record)``), every image read below ``image_root``."""
     seen: set[str] = set()
@@ -114,7 +114,7 @@ def internvl_drafts(
         if names and image_root is None:
             drops["image_root_missing"] += 1
             continue
-        pictures = [local_image(storage, image_root, name, images, drops) for name in names]
+        pictures = [local_image(storage, image_root, name, images, drops, strip) for name in names]
         if any(picture is None for picture in pictures):
             continue
         turns = normalised_turns(record.get("conversations"), len(pictures), drops)

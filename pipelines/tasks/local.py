@@ -23,13 +23,15 @@ from pipelines.tasks.draft import Draft
 from pipelines.tasks.table import ImageRef, Picture
 
 
-def local_image(storage: Storage, image_root: str, name: str, images, drops: Counter) -> Picture | None:
+def local_image(storage: Storage, image_root: str, name: str, images, drops: Counter, strip: int = 0) -> Picture | None:
     """Read one image file below ``image_root`` as a :class:`Picture` (``images`` converts rare
-    formats, :class:`pipelines.tasks.images.UnitImages`); a missing or undecodable file is counted out."""
-    if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
+    formats, :class:`pipelines.tasks.images.UnitImages`); a missing or undecodable file is counted out.
+    ``strip`` leading parts of ``name`` are dropped first (the source's ``image_path_strip``)."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if not parts or name.startswith("/") or ".." in parts or len(parts) <= strip:
         drops["image_path_invalid"] += 1
         return None
-    path = posixpath.join(image_root, name)
+    path = posixpath.join(image_root, *parts[strip:])
     try:
         with storage.fs.open(path, "rb") as f:
             data = f.read()
@@ -40,10 +42,11 @@ def local_image(storage: Storage, image_root: str, name: str, images, drops: Cou
 
 
 def coco_drafts(
-    storage: Storage, image_root: str, records: Iterable[dict], max_objects: int, images, drops: Counter
+    storage: Storage, image_root: str, records: Iterable[dict], max_objects: int, images, drops: Counter,
+    strip: int = 0,
 ) -> Iterator[Draft]:
     for record in records:
-        picture = local_image(storage, image_root, record["file_name"], images, drops)
+        picture = local_image(storage, image_root, record["file_name"], images, drops, strip)
         if picture is None:
             continue
         # Boxes are in the annotated size, which is the file's unless the annotation says otherwise.
@@ -57,12 +60,13 @@ def coco_drafts(
 
 
 def grit_drafts(
-    storage: Storage, image_root: str, records: Iterable[tuple[int, dict]], max_refs: int, images, drops: Counter
+    storage: Storage, image_root: str, records: Iterable[tuple[int, dict]], max_refs: int, images, drops: Counter,
+    strip: int = 0,
 ) -> Iterator[Draft]:
     """GRIT-style records (``image``, ``caption``, ``ref_exps``), keyed by ``key`` or their byte offset."""
     for offset, record in records:
         key = str(record.get("key") or record.get("id") or offset)
-        picture = local_image(storage, image_root, record.get("image") or f"{key}.jpg", images, drops)
+        picture = local_image(storage, image_root, record.get("image") or f"{key}.jpg", images, drops, strip)
         if picture is None:
             continue
         texts, boxes = refs_texts_and_boxes(record.get("caption") or "", record.get("ref_exps") or [],

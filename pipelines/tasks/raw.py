@@ -117,11 +117,8 @@ def read_image(storage: Storage, image: ImageRef) -> bytes:
 
 
 def raw_picture(storage: Storage, sample: RawSample, images, drops: Counter) -> Picture | None:
-    """The sample's image as a :class:`Picture`: from img2dataset's metadata when it is complete and the
-    format is one the shards carry, else read, checked and (for GIF, BMP, ...) converted by ``images``
-    (a :class:`pipelines.tasks.images.UnitImages`); None, counted, if it does not decode."""
-    sha = sample.meta.get("sha256")
-    width, height = sample.meta.get("width"), sample.meta.get("height")
-    if sha and width and height and sample.image_format in ("jpg", "png", "webp"):
-        return Picture(sample.image, sample.image_format, str(sha), int(width), int(height))
+    """The sample's image as a :class:`Picture`, from the bytes the shard holds (img2dataset's recorded
+    sha256 is of the bytes as served, which differ when its resizer re-encoded them): read, hashed,
+    sized, and for GIF, BMP, ... converted by ``images`` (a :class:`pipelines.tasks.images.UnitImages`);
+    None, counted, if it does not decode."""
     return images.picture(sample.image, read_image(storage, sample.image), drops)

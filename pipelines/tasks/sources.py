@@ -101,18 +101,28 @@ class Coco(Kind):
 
     def items(self, source, unit, ctx, images, drops):
         records = coco.unit_records(ctx.storage, source.name, unit.spec[0], unit.name)
-        return coco_drafts(ctx.storage, source.image_root, records, ctx.settings.max_objects, images, drops)
+        return coco_drafts(ctx.storage, source.image_root, records, ctx.settings.max_objects, images, drops,
+                           source.image_path_strip)
 
 
 class _JsonLines(Kind):
+    """JSON Lines files cut into units of ``images_per_unit`` records; with several files, each
+    record's key is prefixed with its file's stem, so keys stay unique across the source."""
+
     def units(self, source, ctx):
-        for location in expand_locations(ctx.storage, source):
+        files = expand_locations(ctx.storage, source)
+        for location in files:
+            prefix = units.unit_name(location, 0)[:-5] if len(files) > 1 else ""
             ranges = units.line_ranges(ctx.storage, source.name, location, ctx.settings.images_per_unit)
             for index, (start, end) in enumerate(ranges):
-                yield Unit(units.unit_name(location, index), (location, start, end))
+                yield Unit(units.unit_name(location, index), (location, start, end, prefix))
 
     def records(self, unit, ctx, drops):
-        return units.read_records(ctx.storage, *unit.spec, drops)
+        location, start, end, prefix = unit.spec
+        for offset, record in units.read_records(ctx.storage, location, start, end, drops):
+            if prefix:
+                record = {**record, "id": f"{prefix}{record.get('id', f'o{offset}')}"}
+            yield offset, record
 
 
 @register
@@ -127,7 +137,8 @@ class GritJsonl(_JsonLines):
 
     def items(self, source, unit, ctx, images, drops):
         records = self.records(unit, ctx, drops)
-        return grit_drafts(ctx.storage, source.image_root, records, ctx.settings.max_objects, images, drops)
+        return grit_drafts(ctx.storage, source.image_root, records, ctx.settings.max_objects, images, drops,
+                           source.image_path_strip)
 
 
 @register
@@ -137,7 +148,8 @@ class InternvlJsonl(_JsonLines):
 
     def items(self, source, unit, ctx, images, drops):
         records = self.records(unit, ctx, drops)
-        return internvl_drafts(ctx.storage, source.image_root, records, source.language, images, drops, ctx.detect)
+        return internvl_drafts(ctx.storage, source.image_root, records, source.language, images, drops, ctx.detect,
+                               source.image_path_strip)
 
 
 @register
