@@ -28,7 +28,6 @@ from pipelines.tasks.raw import download_drops, read_image
 from pipelines.tasks.table import ImageRef, read_counters
 
 
-
 def config_source(**fields) -> Source:
     """A source as the mixture config holds it; a url_list source reads its raw shards (its list is unused here)."""
     if fields["kind"] == "url_list":
