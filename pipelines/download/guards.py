@@ -12,6 +12,7 @@ vlmix adds three guards around it, each failing the row with a message the stats
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 
@@ -30,17 +31,25 @@ from pipelines.download.messages import (
 )
 
 
-def install_bounded_download(policy) -> None:
-    """Route img2dataset's downloads in this process through :func:`pipelines.download.fetch.download_image`.
+@contextlib.contextmanager
+def bounded_download(policy):
+    """Within the block, img2dataset's downloads in this process go through :func:`pipelines.download.fetch.download_image`.
 
     img2dataset has no hook for this; its ``download_image`` is looked up as a module global at
-    call time, so replacing that one name is enough. Called inside each Ray task, in the worker.
+    call time, so replacing that one name is enough. Used around each Ray task, in the worker,
+    and undone after it: Ray reuses worker processes, and a plain img2dataset run that gets one
+    later must not inherit vlmix's download.
     """
     import img2dataset.downloader as downloader_module
 
     from pipelines.download.fetch import download_image
 
+    original = downloader_module.download_image
     downloader_module.download_image = functools.partial(download_image, policy=policy)
+    try:
+        yield
+    finally:
+        downloader_module.download_image = original
 
 
 def _looks_truncated(image_format: str | None, data: bytes) -> bool:

@@ -7,7 +7,9 @@ Layout under ``<root>/raw/<source>/``:
   ``_stats.json`` exists: each shard is written in a private folder and moved into place, stats
   last, so a killed run leaves no half shard under a final name;
 - ``_retry<r>/urls.parquet``: the retryable failures of the previous pass (timeouts, 5xx,
-  connection resets; never 404), downloaded again into shards numbered after the first pass;
+  connection resets; never 404; a too_slow URL once at most; a 429/503 with the time its
+  ``Retry-After`` allows), downloaded again into shards numbered after the first pass
+  (:mod:`pipelines.download.retry`);
 - ``_vlmix_download.json``: the stage's counters, written last: the source's completion marker.
 
 A rerun skips complete shards and redoes the rest; shard contents (and so sample keys) depend only
@@ -35,7 +37,7 @@ from pipelines.config import Config, Download, Source, SourceKind
 from pipelines.download import filters as url_filters
 from pipelines.download import retry
 from pipelines.download.fetch import FetchPolicy
-from pipelines.download.guards import GuardedResizer, classify_error, install_bounded_download
+from pipelines.download.guards import GuardedResizer, bounded_download, classify_error
 from pipelines.download.retry import ORIGIN_KEY
 from pipelines.storage import Storage
 from pipelines.tasks.raw import finished_shard_ids
@@ -341,14 +343,14 @@ def _download_shard(downloader, shard, out_uri: str, policy: FetchPolicy, storag
     if "://" in out_uri:
         _use_storage_options(out_uri.split("://", 1)[0], storage_options)
 
-    install_bounded_download(policy)
     shard_id = shard[0]
     private = f"{out_uri}/_inflight/{shard_id:0{_OOM_SHARD_COUNT}d}-{uuid.uuid4().hex[:8]}"
     worker = copy.copy(downloader)
     worker.output_folder = private
     fs, private_path = fsspec.core.url_to_fs(private)
     fs.makedirs(private_path, exist_ok=True)
-    ok, _ = worker(shard)
+    with bounded_download(policy):  # undone after: Ray reuses this process for other tasks
+        ok, _ = worker(shard)
     if ok:
         _, out_path = fsspec.core.url_to_fs(out_uri)
         name = f"{shard_id:0{_OOM_SHARD_COUNT}d}"

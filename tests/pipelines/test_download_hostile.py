@@ -326,6 +326,19 @@ def test_connections_per_host_are_limited(hostile_run):
     assert 1 < servers["polite"].max_in_flight <= limit  # one shard task, 16 threads, 12 slow URLs
 
 
+def test_ray_workers_give_img2dataset_its_own_download_back(hostile_run):
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def patched() -> bool:
+        import img2dataset.downloader
+
+        return isinstance(img2dataset.downloader.download_image, functools.partial)
+
+    # Ray reuses the stage's worker processes: a plain img2dataset run there must not get vlmix's download.
+    assert not any(ray.get([patched.remote() for _ in range(8)]))
+
+
 # The fetch on its own, without Ray: what each bound costs.
 
 
