@@ -95,24 +95,17 @@ def translate_stage(config: Config) -> dict[str, Any]:
     tasks, so each translation names the exact field (``caption``, ``objects.<i>.name``,
     ``ref_exps.<i>``, ``turns.<t>.<p>``) the builder of that unit reads back.
     """
-    from pipelines.runtime import ensure_ray, run_tasks
-    from pipelines.tasks import iter_units
+    from pipelines.runtime import ensure_ray
+    from pipelines.stage import execute
+    from pipelines.tasks.stage import TranslationInputs
     from translate.run import run_translation, source_targets
 
     storage = Storage(config.storage.root, config.storage.options)
-    settings = task_settings(config)
     chosen = [s for s in task_sources(config) if source_targets(config, s)]
     if not chosen:
         return {}
     ensure_ray(config.ray.address, config.ray.num_cpus)
-    calls = []
-    for source in chosen:
-        for unit in iter_units(source, storage, settings):
-            target = storage.path("translate", source.name, "_input", f"{unit.name}.parquet")
-            if not storage.exists(target):
-                calls.append((source, unit, storage.root_uri(), storage.options, settings, target))
-    for _ in run_tasks(_extract_texts, calls):
-        pass
+    execute(TranslationInputs(chosen), task_context(config))
     if config.demo is not None:
         _prepare_demo_translation(config, storage, chosen)
     reports = run_translation(config, config.translation.stage, sources=[s.name for s in chosen])
@@ -121,19 +114,6 @@ def translate_stage(config: Config) -> dict[str, Any]:
         raise RuntimeError(f"translation parts failed (rerun to resume; finished parts are kept): {failed}")
     return {source: {target: report.stats.to_json() for target, report in by_target.items()}
             for source, by_target in reports.items()}
-
-
-def _extract_texts(source, unit, root: str, options: dict, settings, target: str) -> int:
-    """One unit's English texts into the translation stage's input part ``target`` (a Ray task)."""
-    import pyarrow as pa
-
-    from pipelines.tasks import unit_texts
-
-    rows = unit_texts(source, unit, root, options, settings)
-    table = pa.table({"key": [r[0] for r in rows], "field": [r[1] for r in rows], "text": [r[2] for r in rows]},
-                     schema=pa.schema([("key", pa.string()), ("field", pa.string()), ("text", pa.string())]))
-    Storage(root, options).write_parquet(target, table)
-    return len(rows)
 
 
 def _prepare_demo_translation(config: Config, storage: Storage, sources: list[Source]) -> None:
@@ -178,19 +158,31 @@ def task_settings(config: Config):
                         scripts={code: list(language.scripts) for code, language in config.languages.items()})
 
 
+def task_context(config: Config):
+    """The task stage's context: the storage root as a URI every worker opens, and the stage's settings."""
+    from pipelines.tasks.stage import TaskStageContext
+
+    storage = Storage(config.storage.root, config.storage.options)
+    return TaskStageContext(storage.root_uri(), config.storage.options, task_settings(config))
+
+
 def build_tasks_stage(config: Config) -> dict[str, Any]:
     """Task-sample tables for every source the task stage builds; returns samples and drops per source."""
     from pipelines.runtime import ensure_ray
-    from pipelines.tasks import build_task_samples
+    from pipelines.stage import execute
+    from pipelines.tasks.build import output_datasets
+    from pipelines.tasks.stage import TaskTables
 
-    storage = Storage(config.storage.root, config.storage.options)
-    settings = task_settings(config)
     ensure_ray(config.ray.address, config.ray.num_cpus)
+    sources = task_sources(config)
+    report = execute(TaskTables(sources), task_context(config))
     summary = {}
-    for source in task_sources(config):
-        result = build_task_samples(source, storage, settings)
-        summary[source.name] = {"datasets": result.datasets, "samples": result.samples, "drops": dict(result.drops)}
-        log.info("tasks %s: %d samples (%s)", source.name, result.samples, ", ".join(result.datasets))
+    for source in sources:
+        counters = report.groups.get(source.name)
+        summary[source.name] = {"datasets": output_datasets(source), "samples": counters.samples if counters else 0,
+                                "drops": dict(sorted(counters.drops.items())) if counters else {}}
+        log.info("tasks %s: %d samples written (%s)", source.name, summary[source.name]["samples"],
+                 ", ".join(summary[source.name]["datasets"]))
     return summary
 
 

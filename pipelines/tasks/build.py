@@ -15,7 +15,6 @@ BuildResult(datasets=['demo_coco'], units_written=3, units_skipped=0, samples=29
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -23,19 +22,14 @@ from pydantic import Field
 
 from pipelines._model import ConfigModel
 from pipelines.languages import language_of
-from pipelines.runtime import run_tasks
+from pipelines.stage import Unit
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
 from pipelines.tasks.images import UnitImages
-from pipelines.tasks.kinds import TaskContext, Unit, kind_of
+from pipelines.tasks.kinds import TaskContext, kind_of
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.table import TaskSample, table_path, write_task_table
-from pipelines.tasks.translated import (
-    TranslationColumns,
-    load_unit_translations,
-    require_translations,
-    translated_texts,
-)
+from pipelines.tasks.table import TaskSample, write_task_table
+from pipelines.tasks.translated import TranslationColumns, load_unit_translations, translated_texts
 
 
 class TaskSettings(ConfigModel):
@@ -83,37 +77,14 @@ def context(storage: Storage, settings: TaskSettings) -> TaskContext:
 
 def build_task_samples(source, root: str | Storage, settings: TaskSettings) -> BuildResult:
     """Write the task sample tables of ``source`` (a config source) under ``<root>/tasks/``; skip finished units."""
+    from pipelines.stage import execute
+    from pipelines.tasks.stage import TaskStageContext, TaskTables
+
     storage = root if isinstance(root, Storage) else Storage(root)
-    kind = kind_of(source)
-    prompts = PromptPools(settings.prompts, seed=settings.seed)
-    for purpose in kind.purposes(source):
-        for language in [source.language, *source.translate_to]:
-            if language != "auto":
-                prompts.require(purpose, language)
-    if source.translate_to:
-        require_translations(storage, source.name)
-    ctx = context(storage, settings)
-    outputs = output_datasets(source)
-    result = BuildResult(datasets=outputs)
-    todo = []
-    for unit in kind.units(source, ctx):
-        if all(storage.exists(table_path(storage, dataset, unit.name)) for dataset in outputs):
-            result.units_skipped += 1
-        else:
-            todo.append(unit)
-    drops_total: Counter[str] = Counter()
-    for samples, drops in _map(source, todo, storage, settings):
-        result.units_written += 1
-        result.samples += samples
-        drops_total.update(drops)
-    result.drops = dict(sorted(drops_total.items()))
-    return result
-
-
-def _map(source, todo: list[Unit], storage: Storage, settings: TaskSettings) -> Iterator[tuple[int, dict]]:
-    """Each unit's (samples, drops): as Ray tasks when Ray is up, else here, one after the other."""
-    calls = [(source, unit, storage.root_uri(), storage.options, settings) for unit in todo]
-    return run_tasks(build_unit, calls)
+    report = execute(TaskTables([source]), TaskStageContext(storage.root_uri(), storage.options, settings))
+    return BuildResult(datasets=output_datasets(source), units_written=report.units - report.skipped,
+                       units_skipped=report.skipped, samples=report.counters.samples,
+                       drops=dict(sorted(report.counters.drops.items())))
 
 
 def build_unit(source, unit: Unit, root: str | Storage, options: dict, settings: TaskSettings) -> tuple[int, dict]:

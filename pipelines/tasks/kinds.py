@@ -27,17 +27,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pipelines.stage import Unit
 from pipelines.storage import Storage
 
 OCR_TASKS = ("ocr_large", "ocr_small")
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One resume point of a source: its task tables are ``<unit name>.parquet``; ``spec`` says what to read."""
-
-    name: str
-    spec: tuple = ()
 
 
 @dataclass
