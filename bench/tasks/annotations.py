@@ -133,6 +133,7 @@ def measure(kind: str, path: str, root: str) -> dict:
         start = time.perf_counter()
         index = coco.partition(storage, "bench", path, UNIT)
         extra["partition_s"] = round(time.perf_counter() - start, 1)
+        extra["partition_peak_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         extra["units"] = len(index["units"])
         extra["spill_files"] = len(storage.glob(storage.path("tasks", "_units", "bench", "*", "*", "*")))
         for unit in index["units"]:
