@@ -6,6 +6,12 @@ the config's ``ray.address`` otherwise), skips itself when its inputs and config
 
 Run it through a deployment (``prefect deployment run build-pretrain-mix/local``), or with no
 Prefect server at all: ``vlmix run --config configs/demo.yaml``.
+
+A task is retried only when its failure is transient (:mod:`flows.retry`): a configuration or
+data error fails it at once with its message. Recording an artifact is best effort: a Prefect
+server that cannot take it never fails a stage whose work is done (the stage's marker and outputs
+are written before). Each stage's start and end also go to ``$VLMIX_PROGRESS_FILE`` when set
+(:mod:`pipelines.progress`), which is how the local launcher follows a run.
 """
 
 from __future__ import annotations
@@ -15,15 +21,27 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows import STAGES
+from flows.retry import transient
 from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage, train_stage, translate_stage
 from pipelines.config import Config, load_config
 from pipelines.download import run_download_stage
+from pipelines.progress import stage_event
 from pipelines.stages import run_stage
 
-STAGES = ("download", "ocr", "translate", "tasks", "mix", "train")
+__all__ = ["STAGES", "build_pretrain_mix"]
 
 
-@task(name="download", retries=2, retry_delay_seconds=10)
+def _artifact(create, **kwargs) -> None:
+    """Record an artifact; a failure to (the server busy or gone) is a warning, never a failed stage."""
+    try:
+        create(**kwargs)
+    except Exception as err:  # noqa: BLE001 - the stage's work is done and on disk whatever happens here
+        get_run_logger().warning("could not record the %s artifact (%s: %s); the stage's results are "
+                                 "on disk all the same", kwargs.get("key"), type(err).__name__, err)
+
+
+@task(name="download", retries=2, retry_delay_seconds=10, retry_condition_fn=transient)
 def download(config: Config) -> dict[str, Any]:
     """img2dataset over every URL-list source; resumes where a failed attempt stopped."""
     record = run_stage(config, "download", lambda: run_download_stage(config))
@@ -33,54 +51,56 @@ def download(config: Config) -> dict[str, Any]:
          "recovered_by_retry": s["recovered_by_retry"]}
         for name, s in record["summary"].items()
     ]
-    create_table_artifact(key="download-stats", table=rows, description="URLs per source: what became of each")
+    _artifact(create_table_artifact, key="download-stats", table=rows,
+              description="URLs per source: what became of each")
     return record
 
 
-@task(name="ocr", retries=1, retry_delay_seconds=10)
+@task(name="ocr", retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
 def ocr(config: Config) -> dict[str, Any]:
     """PP-OCR over the OCR sources' images (Ray actors), then their OCR task samples."""
     record = run_stage(config, "ocr", lambda: ocr_stage(config), upstream=_upstream(config, "ocr"))
     rows = [{"source": name, "kept": v.get("kept"), "dropped": sum((v.get("dropped") or {}).values())}
             for name, v in record["summary"].items()]
-    create_table_artifact(key="ocr-stats", table=rows, description="images with text kept per OCR source")
+    _artifact(create_table_artifact, key="ocr-stats", table=rows, description="images with text kept per OCR source")
     return record
 
 
-@task(name="translate", retries=2, retry_delay_seconds=30)
+@task(name="translate", retries=2, retry_delay_seconds=30, retry_condition_fn=transient)
 def translate(config: Config) -> dict[str, Any]:
     """English annotations into the target languages (Figure-5 prompt, vLLM); resumes per part."""
     record = run_stage(config, "translate", lambda: translate_stage(config), upstream=_upstream(config, "translate"))
     rows = [{"source": source, "target": target, "rows": v["rows"], "translated": v["translated"],
              "flagged": sum(v["flagged"].values()), "requests": v["requests"], "from_cache": v["from_cache"]}
             for source, by_target in record["summary"].items() for target, v in by_target.items()]
-    create_table_artifact(key="translation-stats", table=rows, description="translated texts per source and target")
+    _artifact(create_table_artifact, key="translation-stats", table=rows,
+              description="translated texts per source and target: requests to the model, answers from the cache")
     return record
 
 
-@task(name="tasks", retries=1, retry_delay_seconds=5)
+@task(name="tasks", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
 def tasks(config: Config) -> dict[str, Any]:
     """Task-sample tables (captioning, detection, translated variants) for every source."""
     return run_stage(config, "tasks", lambda: build_tasks_stage(config), upstream=_upstream(config, "tasks"))
 
 
-@task(name="mix")
+@task(name="mix", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
 def mix(config: Config) -> dict[str, Any]:
     """Draw the mixture to the task shares, write and verify the shards and manifest."""
     record = run_stage(config, "mix", lambda: mix_stage(config), upstream=_upstream(config, "mix"))
     summary = record["summary"]
     rows = [{"task": task, "target": f"{v['target_share']:.1%}", "achieved": f"{v['achieved_share']:.1%}",
              "samples": v["samples"]} for task, v in summary["tasks"].items()]
-    create_table_artifact(key="mixture-shares", table=rows, description=f"shards in {summary['directory']}")
+    _artifact(create_table_artifact, key="mixture-shares", table=rows, description=f"shards in {summary['directory']}")
     return record
 
 
-@task(name="train")
+@task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
 def train(config: Config) -> dict[str, Any]:
     """Train the configured model for the configured steps from the shards (the config's `train`)."""
     record = run_stage(config, "train", lambda: train_stage(config), upstream=_upstream(config, "train"))
     summary = record["summary"]
-    create_table_artifact(key="training", table=[summary], description="first and last loss of the run")
+    _artifact(create_table_artifact, key="training", table=[summary], description="first and last loss of the run")
     return record
 
 
@@ -117,11 +137,31 @@ def build_pretrain_mix(
     logger.info("config %s (hash %s), stages %s", config, loaded.fingerprint()[:12], chosen)
     records = {}
     for stage in chosen:
-        records[stage] = _TASKS[stage](loaded)
-        state = "skipped (unchanged)" if records[stage]["skipped"] else f"done in {records[stage]['seconds']} s"
-        logger.info("stage %s: %s", stage, state)
+        stage_event(stage, "started")
+        try:
+            records[stage] = _TASKS[stage](loaded)
+        except Exception as err:
+            stage_event(stage, "failed", error=f"{type(err).__name__}: {err}")
+            raise
+        skipped = records[stage]["skipped"]
+        stage_event(stage, "skipped" if skipped else "completed", seconds=records[stage].get("seconds"))
+        logger.info("stage %s: %s", stage, "skipped (unchanged)" if skipped else f"done in {records[stage]['seconds']} s")
+    _artifact(create_markdown_artifact, key="mixture-report", markdown="\n".join(_report(config, loaded, records)),
+              description="the run's summary")
+    return records
+
+
+def _report(config: str, loaded: Config, records: dict[str, Any]) -> list[str]:
     lines = [f"# build-pretrain-mix: `{config}`", "", f"config hash `{loaded.fingerprint()[:16]}`, "
              f"storage root `{loaded.storage.root}`", "", "| stage | result |", "| --- | --- |"]
     lines += [f"| {stage} | {'skipped' if r['skipped'] else 'ran'} |" for stage, r in records.items()]
-    create_markdown_artifact(key="mixture-report", markdown="\n".join(lines), description="the run's summary")
-    return records
+    translated = records.get("translate", {}).get("summary") or {}
+    if translated:
+        lines += ["", "| source | target | texts | translated | requests | from cache | flagged |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for source, by_target in translated.items():
+            for target, v in by_target.items():
+                flagged = ", ".join(f"{k} {n}" for k, n in v["flagged"].items()) or "none"
+                lines.append(f"| {source} | {target} | {v['rows']} | {v['translated']} | {v['requests']} | "
+                             f"{v['from_cache']} | {flagged} |")
+    return lines

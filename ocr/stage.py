@@ -231,6 +231,7 @@ def _wait_message(ray, source: str, settings: OcrSettings) -> None:
 def _run(storage, root, options, source, language, settings, pending, ray_address) -> Counter:
     """OCR the pending shards on Ray, writing each as it completes; returns images per Ray node."""
     from pipelines._imports import require
+    from pipelines.progress import Progress
     from pipelines.runtime import ensure_ray
 
     ray = require("ray", "download")
@@ -259,6 +260,7 @@ def _run(storage, root, options, source, language, settings, pending, ray_addres
     received: dict[str, int] = defaultdict(int)
     expected: dict[str, int] = {}
     nodes: Counter = Counter()
+    progress = Progress("ocr", total=len(pending), unit="shards", label=source)
     for block in ocr_rows.iter_batches(batch_format="pyarrow", batch_size=None):
         counts = block.column(_COUNT).to_pylist()
         shard_ids = block.column("shard").to_pylist()
@@ -271,9 +273,13 @@ def _run(storage, root, options, source, language, settings, pending, ray_addres
             for s, c in zip(shard_ids, counts, strict=True):
                 if s == shard and c >= 0:
                     expected[shard] = c
-            if expected.get(shard) == received[shard]:
+            finished = expected.get(shard) == received[shard]
+            if finished:
                 corpus.write_shard(storage, source, shard, pa.concat_tables(parts.pop(shard)))
                 log.info("OCR %s: shard %s done (%d images)", source, shard, received[shard])
+            progress.advance(units=int(finished), samples=rows.num_rows,
+                             drops=rows.num_rows - rows.column("drop_reason").null_count)
+    progress.done()
     unfinished = sorted(set(pending) - {s for s in expected if expected[s] == received[s]})
     if unfinished:
         raise RuntimeError(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from pipelines.config import Language
+from pipelines.progress import Progress
 from pipelines.storage import Storage
 from translate.cache import CachedAnswer, TranslationCache, text_hash
 from translate.client import ChatClient, Rejected, Reply
@@ -139,12 +140,14 @@ class Translator:
             raise KeyError(f"targets {unknown} are not in the language registry {sorted(self.languages)}")
         reports = {t: TargetReport(source, t) for t in targets}
         slots = asyncio.Semaphore(self.settings.parts_in_flight)
+        progress = Progress("translate", total=len(parts) * len(targets), unit="parts", label=source)
 
         async def one_part(path: str) -> None:
             part = part_name(path)
             todo = [t for t in targets if not self.storage.exists(output_path(self.storage, source, t, part))]
             for target in set(targets) - set(todo):
                 reports[target].parts_skipped += 1
+            progress.skip(len(targets) - len(todo))
             if not todo:
                 return
             async with slots:
@@ -158,10 +161,14 @@ class Translator:
                         raise outcome
                     log.error("%s/%s part %s failed: %s", source, target, part, outcome)
                     reports[target].failed[part] = f"{type(outcome).__name__}: {outcome}"
+                    progress.advance(failed=1)
                 else:
                     reports[target].parts_written += 1
+                    progress.advance(samples=outcome.rows, drops=sum(outcome.flagged.values()),
+                                     requests=outcome.requests)
 
         await asyncio.gather(*(one_part(path) for path in parts))
+        progress.done()
         for target, report in reports.items():
             report.stats = await asyncio.to_thread(self._summarise, source, target)
         return reports

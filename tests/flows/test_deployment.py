@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows import local
+from flows.server import healthy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,10 +37,10 @@ def test_deployment_run_through_a_worker(tmp_path, monkeypatch):
                       "demo.scale=0.02", "download.timeout_s=1"],
     }
     try:
-        assert local.run("local", parameters, port) == 0
-        assert local.healthy(port)  # the server stays up for the UI
+        assert local.run("local", parameters, port, keep_server=True) == 0
+        assert healthy(port)  # --keep-server: the server stays up for the UI
     finally:
         local.main(["stop", "--port", str(port)])
     marker = json.loads((tmp_path / "root" / "_stages" / "download.json").read_text())
     assert sum(s["downloaded"] for s in marker["summary"].values()) > 0
-    assert not local.healthy(port)
+    assert not healthy(port)

@@ -1,0 +1,113 @@
+"""The processes one launcher run started, found and stopped, whatever became of their parents.
+
+The launcher gives the worker it starts a tag in its environment (``VLMIX_RUN_TAG=<id>``). Every
+process started below it inherits that environment: the flow run the worker starts in a session
+of its own, the local Ray it starts (GCS, raylet, workers, OCR actors), the vLLM servers those
+start in sessions of their own. When a run ends or fails, :func:`stop_tagged` stops every process
+whose environment carries the tag, so none of them is left behind even after its parent died.
+Linux (``/proc``) only, like the demo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+TAG_ENV = "VLMIX_RUN_TAG"
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours to read
+        return b""
+
+
+def state(pid: int) -> str | None:
+    """The process's state letter (``R``, ``S``, ``Z`` ...), None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    return state(pid) not in (None, "Z")
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def environment_value(pid: int, name: str) -> str | None:
+    prefix = name.encode() + b"="
+    for item in _environ(pid).split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix):].decode(errors="replace")
+    return None
+
+
+def tagged(name: str, value: str) -> list[int]:
+    """Pids of live processes whose environment has ``name=value`` (never this process)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        if needle in _environ(pid).split(b"\0") and alive(pid):
+            found.append(pid)
+    return found
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def stop_tagged(value: str, grace_s: float = 15.0, name: str = TAG_ENV) -> list[str]:
+    """SIGTERM every process tagged ``name=value``, SIGKILL those left after ``grace_s``.
+
+    Returns the command lines of the processes that were still running (for the launcher's log).
+    """
+    pids = tagged(name, value)
+    if not pids:
+        return []
+    stopped = [f"{pid} {command_line(pid)[:120]}" for pid in pids]
+    _signal(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        pids = [pid for pid in pids if alive(pid)]
+        if not pids:
+            break
+        time.sleep(0.25)
+    # Also what the dying ones started meanwhile.
+    _signal(sorted(set(pids) | set(tagged(name, value))), signal.SIGKILL)
+    return stopped
+
+
+def stop_group(pid: int, grace_s: float = 20.0, first: int = signal.SIGTERM) -> None:
+    """Signal the process group led by ``pid`` (``first``, then SIGKILL after ``grace_s``); the
+    process alone when it leads no group."""
+    try:
+        leader = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
+    send = os.killpg if leader else os.kill
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        send(pid, first)
+    deadline = time.monotonic() + grace_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if leader or alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            send(pid, signal.SIGKILL)  # for a group, also what its leader left behind

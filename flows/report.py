@@ -1,0 +1,72 @@
+"""What the launcher says before and after a run: the config checked, the products that exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def deployment_config(deployment: str) -> str:
+    """The config a deployment of ``prefect.yaml`` runs by default."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    for entry in spec.get("deployments", []):
+        if entry.get("name") == deployment:
+            return str(REPO / entry.get("parameters", {}).get("config", "configs/demo.yaml"))
+    return str(REPO / "configs" / "demo.yaml")
+
+
+def check_config(parameters: dict[str, Any], deployment: str = "local"):
+    """The loaded config, or None after printing why it is invalid (before anything starts)."""
+    from flows import STAGES
+    from pipelines.config import ConfigError, load_config
+
+    path = parameters.get("config") or deployment_config(deployment)
+    unknown = sorted(set(parameters.get("stages") or []) - set(STAGES))
+    if unknown:
+        print(f"error: unknown stages {unknown}; the stages are {list(STAGES)}", flush=True)
+        return None
+    try:
+        return load_config(path, overrides=parameters.get("overrides", []))
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", flush=True)
+        return None
+
+
+def print_products(config) -> None:
+    """Where the shards, manifest, report and training run are: only those that exist."""
+    from pipelines.assemble import shard_directory
+    from pipelines.storage import Storage
+    from shards.location import options_for
+
+    storage = Storage(config.storage.root, config.storage.options)
+    directory = shard_directory(config)
+    out = Storage(directory, options_for(directory, storage))
+    found = [(label, name) for label, name in (("manifest", "manifest.json"), ("report", "report.md"),
+                                               ("report", "report.png")) if out.exists(out.path(name))]
+    if found:
+        print(f"shards:       {directory}")
+    for label, name in found:
+        print(f"{label + ':':13s} {directory.rstrip('/')}/{name}")
+    if config.train is not None and (Path(config.train.out) / "metrics.jsonl").exists():
+        print(f"training run: {config.train.out} (tensorboard --logdir {config.train.out}/tensorboard)")
+    marker = storage.path("_stages", "translate.json")
+    if storage.exists(marker):
+        for line in translation_lines(storage.read_json(marker).get("summary") or {}):
+            print(line)
+    print(flush=True)
+
+
+def translation_lines(summary: dict[str, dict[str, dict]]) -> list[str]:
+    """One line per source and target: texts, requests to the model, cache answers, flags."""
+    lines = []
+    for source, by_target in summary.items():
+        for target, v in by_target.items():
+            flagged = ", ".join(f"{k} {n}" for k, n in sorted(v.get("flagged", {}).items())) or "none"
+            lines.append(f"translation:  {source} -> {target}: {v['translated']}/{v['rows']} texts translated, "
+                         f"{v['requests']} requests to the model, {v['from_cache']} from the cache; "
+                         f"flagged: {flagged}")
+    return lines
