@@ -4,7 +4,8 @@ The file is never loaded whole. One pass per top-level array with ``ijson`` (its
 
 1. ``categories``: id -> name (a few hundred entries);
 2. ``images``: written in runs of ``images_per_unit`` to one spill table per unit, and the image ids
-   kept as two sorted integer arrays (id -> unit): 12 bytes per image, not per annotation;
+   kept as two sorted integer arrays (id -> unit): 12 bytes per image, not per annotation
+   (``bench/tasks/annotations.py`` measures it);
 3. ``annotations``: looked up in batches and appended to their unit's spill parts.
 
 The spill lives under ``<root>/tasks/_units/<source>/<file>-<hash>/``; its ``index.json`` is written
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from array import array
 from collections.abc import Iterator
 
 import numpy as np
@@ -24,7 +26,7 @@ import pyarrow as pa
 from pipelines.storage import Storage
 from pipelines.tasks.units import spill_folder, unit_name
 
-_BATCH = 100_000  # annotations looked up and spilled together
+_BATCH = 20_000  # annotations looked up and spilled together (a few MB of parsed dicts)
 _IMAGE_FIELDS = ("id", "file_name", "width", "height")
 
 
@@ -50,7 +52,7 @@ def partition(storage: Storage, source: str, location: str, images_per_unit: int
             return index
     with storage.fs.open(location, "rb") as f:
         categories = {str(c["id"]): str(c.get("name") or "") for c in ijson.items(f, "categories.item")}
-    ids: list[int] = []
+    ids = array("q")  # 8 bytes an image, not a Python int object each
     units: list[str] = []
     batch: list[dict] = []
 
@@ -74,10 +76,11 @@ def partition(storage: Storage, source: str, location: str, images_per_unit: int
                 flush_images()
     if batch:
         flush_images()
-    order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
-    sorted_ids = np.asarray(ids, dtype=np.int64)[order]
+    as_numpy = np.frombuffer(ids, dtype=np.int64) if len(ids) else np.zeros(0, dtype=np.int64)
+    order = np.argsort(as_numpy, kind="stable")
+    sorted_ids = as_numpy[order]
     unit_of = (order // images_per_unit).astype(np.int32)
-    del ids
+    del as_numpy, ids, order  # what is held through the annotation pass: 12 bytes an image
     parts = 0
     with storage.fs.open(location, "rb") as f:
         pending: list[dict] = []
