@@ -1,6 +1,6 @@
 """From the mixture config to the task-sample and shard stages' own settings, and running them.
 
-The stages (``pipelines.tasks``, ``pipelines.mix``, ``shards``) take small settings objects of
+The stages (``pipelines.tasks``, ``shards.mix``, ``shards``) take small settings objects of
 their own; this module derives them from a :class:`~pipelines.config.Config`, so a user writes one
 config and the flow calls one function per stage.
 """
@@ -196,7 +196,7 @@ def shard_directory(config: Config) -> str:
 
 
 def mix_settings(config: Config):
-    from pipelines.mix import MixSettings
+    from shards.mix import MixSettings
 
     weights = {source.name: source.weight for source in config.sources if source.weight != 1.0}
     return MixSettings(

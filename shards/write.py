@@ -1,6 +1,6 @@
 """From task tables to finished shards: plan the mixture, stream it into tars, write the manifest.
 
->>> from pipelines.mix import MixSettings
+>>> from shards.mix import MixSettings
 >>> from shards import ShardSettings, mix_and_write
 >>> mix_and_write("/data/mix", "/data/mix/shards", MixSettings(total_samples=50_000), ShardSettings())  # doctest: +SKIP
 
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from pipelines._model import ConfigModel
-from pipelines.mix import MixPlan, MixSettings, plan_mixture
+from shards.mix import MixPlan, MixSettings, plan_mixture
 from pipelines.storage import Storage
 from pipelines.tasks.raw import RAW_DIR, download_drops, resolve_uri
 from shards.location import open_directory, options_for

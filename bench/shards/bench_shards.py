@@ -94,7 +94,7 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 _MIX_RSS = """
 import sys
 sys.path.insert(0, {repo!r})
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from shards import ShardSettings, mix_and_write
 mix_and_write({root!r}, {out!r}, MixSettings(total_samples={count}, shares={{"captioning": 1.0}}), ShardSettings(report=False))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.

@@ -2,7 +2,7 @@
 
 Each source becomes task sample tables under ``<root>/tasks/<dataset>/`` (the contract is in
 :mod:`pipelines.tasks.table`), built unit by unit through the source's kind
-(:mod:`pipelines.tasks.kinds`); the mixer (:mod:`pipelines.mix`) reads them all.
+(:mod:`pipelines.tasks.kinds`); the mixer (:mod:`shards.mix`) reads them all.
 """
 
 from pipelines.tasks.build import (

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from pipelines.config import Source
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from pipelines.tasks import TaskSettings, build_task_samples
 from shards import ShardSettings, mix_and_write, verify
 from shards.reader import iter_samples

@@ -283,14 +283,14 @@ def test_webdataset_reads_every_sample_through_shard_urls(s3_run):
 
 _WRITER = """
 import sys
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from shards import ShardSettings, mix_and_write
 mix_and_write(sys.argv[1], sys.argv[2], MixSettings(total_samples=800, seed=9), ShardSettings(max_samples=8, report=False))
 """
 
 
 def test_killed_writer_on_s3_resumes_to_the_same_bytes(s3_run):
-    from pipelines.mix import MixSettings
+    from shards.mix import MixSettings
     from shards import ShardSettings, mix_and_write, verify
     from shards.reader import shard_urls
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from shards import ShardSettings, export_internvl, mix_and_write
 from shards.cli import export_main
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from shards import ShardSettings, mix_and_write
 from shards.reader import iter_samples
 

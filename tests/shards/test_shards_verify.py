@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from shards import ShardSettings, mix_and_write, verify
 from shards.cli import verify_main
 

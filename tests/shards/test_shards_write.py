@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from shards import ShardSettings, ShardWriteError, mix_and_write, read_manifest
 from shards.reader import iter_samples
 
@@ -85,7 +85,7 @@ def test_same_seed_same_bytes_other_seed_other_selection(task_root, tmp_path):
 
 _WRITER = """
 import sys
-from pipelines.mix import MixSettings
+from shards.mix import MixSettings
 from shards import ShardSettings, mix_and_write
 mix_and_write(sys.argv[1], sys.argv[2], MixSettings(total_samples=6000, seed=2), ShardSettings(max_samples=25, report=False))
 """

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from pipelines.mix import REPORT_TASK_SHARES, MixError, MixSettings, largest_remainder, plan_mixture
+from shards.mix import REPORT_TASK_SHARES, MixError, MixSettings, largest_remainder, plan_mixture
 from pipelines.storage import Storage
 from pipelines.tasks.table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 
