@@ -22,7 +22,7 @@ from pipelines.storage import Storage
 from translate.client import ChatClient
 from translate.launch import launched_servers
 from translate.settings import TranslateSettings
-from translate.stage import TargetReport, Translator
+from translate.stage import TargetReport, Translator, summarise
 from translate.table import TRANSLATE_DIR
 
 log = logging.getLogger(__name__)
@@ -105,15 +105,62 @@ def run_translation(
                 launched_servers(config.translation.model, settings.vllm, config.ray.address)
             )
             endpoints = fleet.urls
+        if _ray_is_up():
+            return _translate_on_workers(config, settings, storage, endpoints, plan, text_columns)
         return asyncio.run(_translate(config, settings, storage, endpoints, plan, text_columns))
 
 
-async def _translate(config, settings, storage, endpoints, plan, text_columns):
+def _ray_is_up() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return False
+    import ray
+
+    return ray.is_initialized()
+
+
+def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns):
+    """The requests go out from ``settings.workers`` Ray tasks, each with its own client over a share of
+    every source's parts; the endpoints' total concurrency stays ``translation.concurrency``. Within a
+    worker, identical texts are asked once; between workers the persistent cache carries answers."""
+    import math
+
+    import ray
+
+    workers = max(1, min(settings.workers, max(len(parts) for parts, _ in plan.values())))
+    share = max(1, math.ceil(config.translation.concurrency / workers))
+    groups = [{name: (parts[w::workers], targets) for name, (parts, targets) in plan.items() if parts[w::workers]}
+              for w in range(workers)]
+    remote = ray.remote(num_cpus=settings.cpus_per_worker, max_retries=0)(_translate_group)
+    futures = [remote.remote(config, settings, storage.root_uri(), storage.options, endpoints, group, text_columns,
+                             share) for group in groups]
+    reports: dict[str, dict[str, TargetReport]] = {}
+    for result in ray.get(futures):
+        for name, by_target in result.items():
+            for target, part in by_target.items():
+                merged = reports.setdefault(name, {}).setdefault(target, TargetReport(name, target))
+                merged.parts_written += part.parts_written
+                merged.parts_skipped += part.parts_skipped
+                merged.failed.update(part.failed)
+    for name, by_target in reports.items():  # over every finished part, whichever worker wrote it
+        for target, report in by_target.items():
+            report.stats = summarise(storage, name, target)
+    return reports
+
+
+def _translate_group(config, settings, root, options, endpoints, plan, text_columns, concurrency):
+    """One worker's share of the parts (a Ray task): its own client, cache handle and run memory."""
+    storage = Storage(root, options)
+    return asyncio.run(_translate(config, settings, storage, endpoints, plan, text_columns, concurrency))
+
+
+async def _translate(config, settings, storage, endpoints, plan, text_columns, concurrency=None):
     t = config.translation
     client = ChatClient(
         endpoints,
         model=t.model,
-        concurrency=t.concurrency,
+        concurrency=concurrency or t.concurrency,
         timeout_s=t.timeout_s,
         max_retries=t.max_retries,
         temperature=t.temperature,

@@ -83,6 +83,12 @@ class TranslateSettings(ConfigModel):
     retry_backoff_s: float = Field(0.5, gt=0, description="seconds before the first retry; doubles each time")
     max_backoff_s: float = Field(20.0, gt=0, description="seconds; the longest wait between two retries")
     parts_in_flight: int = Field(2, ge=1, description="input parts translated at once (keeps servers busy)")
+    workers: int = Field(
+        1, ge=1, description="Ray tasks that send the requests when Ray is up, each over a share of the parts "
+        "with translation.concurrency / workers requests in flight per endpoint; identical texts are asked "
+        "once per worker, and the persistent cache carries answers between workers",
+    )
+    cpus_per_worker: float = Field(0.5, ge=0, description="Ray CPUs one request-sending worker reserves")
     cache: bool = Field(True, description="reuse translations from earlier runs (and write new ones)")
     cache_root: str | None = Field(
         None, description="where the cache lives; None = <storage root>/translate/_cache (local or s3://)"

@@ -282,15 +282,19 @@ class Translator:
                 del self._memory[key]
 
     def _summarise(self, source: str, target: str) -> PartStats:
-        """Stats over every finished part of (source, target), written as ``stats.json`` beside them."""
-        folder = self.storage.path(TRANSLATE_DIR, source, target)
-        total = PartStats()
-        for path in self.storage.glob(posixpath.join(folder, "part-*.parquet")):
-            stats_file = _stats_path(path)
-            if self.storage.exists(stats_file):
-                total.add(PartStats.from_json(self.storage.read_json(stats_file)))
-        self.storage.write_json(posixpath.join(folder, "stats.json"), total.to_json())
-        return total
+        return summarise(self.storage, source, target)
+
+
+def summarise(storage: Storage, source: str, target: str) -> PartStats:
+    """Stats over every finished part of (source, target), written as ``stats.json`` beside them."""
+    folder = storage.path(TRANSLATE_DIR, source, target)
+    total = PartStats()
+    for path in storage.glob(posixpath.join(folder, "part-*.parquet")):
+        stats_file = _stats_path(path)
+        if storage.exists(stats_file):
+            total.add(PartStats.from_json(storage.read_json(stats_file)))
+    storage.write_json(posixpath.join(folder, "stats.json"), total.to_json())
+    return total
 
 
 def _stats_path(parquet_path: str) -> str:

@@ -267,3 +267,21 @@ def test_killing_the_server_mid_run_loses_and_doubles_nothing(tmp_path, vllm_fle
 
 
 pytestmark = pytest.mark.slow
+
+
+def test_requests_go_out_from_ray_workers_each_over_a_share_of_the_parts(tmp_path, vllm_url, local_ray):
+    import ray
+
+    parts = [captions(12, offset=12 * i) for i in range(4)]
+    storage = write_inputs(tmp_path, "coyo", parts)
+    config = make_config(tmp_path, vllm_url)
+    settings = SETTINGS.model_copy(update={"workers": 2, "cache": False})
+    assert ray.is_initialized()
+    report = run_translation(config, settings)["coyo"]["zh"]
+    rows = assert_rows_preserved(storage, "zh", parts)  # every input row back once, whichever worker wrote it
+    assert (report.parts_written, report.parts_skipped, report.failed) == (4, 0, {})
+    assert report.stats.rows == len(rows) == sum(len(p) for p in parts)
+    # Two workers, each asking its own parts' distinct texts once: at least the run's distinct texts,
+    # at most one request per distinct text of each worker's share.
+    shares = [{t for p in parts[w::2] for t in p} for w in range(2)]
+    assert len({t for p in parts for t in p}) <= report.stats.requests <= sum(len(s) for s in shares)
