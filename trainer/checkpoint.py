@@ -102,9 +102,15 @@ def latest(location: str) -> str | None:
 
 def read_trainer_state(path: str) -> dict:
     """The ``trainer`` document of a checkpoint (step, world size, scheduler, data position)."""
+    reader = FsspecReader(str(path))
+    if "trainer" not in reader.read_metadata().state_dict_metadata:
+        raise ValueError(
+            f"{path} has no trainer state: it was written by the older trainer (per-rank trainer_rank files); "
+            "start over with --no-resume or another checkpoint location"
+        )
     state = {"trainer": ""}
     with _quiet():
-        dcp.load(state, storage_reader=FsspecReader(str(path)), no_dist=True)
+        dcp.load(state, storage_reader=reader, no_dist=True)
     return json.loads(state["trainer"])
 
 

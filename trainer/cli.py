@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-packing", action="store_true", help="one padded row per sample instead of packed sequences"
     )
     parser.add_argument(
+        "--streams", type=int, help="data streams of the run (default: ranks x workers); resume at sizes dividing it"
+    )
+    parser.add_argument(
+        "--attn",
+        choices=["auto", "sdpa_packed", "sdpa", "eager", "flex_attention", "flash_attention_2"],
+        help="attention kernel (auto: varlen flash attention on a GPU with flash-attn, else sdpa_packed)",
+    )
+    parser.add_argument(
         "--hsdp", action="store_true", help="shard within a node, replicate across nodes (multi-node runs)"
     )
     parser.add_argument("--shard-group", type=int, help="--hsdp: ranks per shard group (default: one node's)")
@@ -91,9 +99,10 @@ def config_from_args(args: argparse.Namespace):
             "resize": args.resize,
             "num_workers": args.num_workers,
             "packing": False if args.no_packing else None,
+            "streams": args.streams,
         },
         "tokenize": {"context_length": args.context},
-        "model": {"compile": True if args.compile else None},
+        "model": {"compile": True if args.compile else None, "attn_implementation": args.attn},
     }
     for section, values in sections.items():
         given = {k: v for k, v in values.items() if v is not None}

@@ -59,7 +59,7 @@ class DataConfig(ConfigModel):
         ge=16,
         description="token budget of a micro-batch: the packed sequence's length, or longest row times rows",
     )
-    max_tiles_per_batch: int = Field(48, ge=1, description="most image tiles in a micro-batch (InternViT's memory)")
+    max_tiles_per_batch: int = Field(64, ge=1, description="most image tiles in a micro-batch (InternViT's memory)")
     max_samples_per_batch: int = Field(64, ge=1, description="cap on samples in a micro-batch")
     pad_to_multiple: int = Field(64, ge=1, description="packed sequences are padded to a multiple of this")
     shuffle_buffer: int = Field(

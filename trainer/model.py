@@ -37,8 +37,9 @@ class ModelConfig(ConfigModel):
     )
     attn_implementation: str = Field(
         "auto",
-        description="'auto' (flash_attention_2 on a GPU where flash-attn is installed, else sdpa), 'sdpa', "
-        "'eager', 'flex_attention' or 'flash_attention_2'",
+        description="'auto' (flash_attention_2 on a GPU where flash-attn is installed, else sdpa_packed), "
+        "'sdpa_packed' (trainer.attention: one sdpa call per packed sample), 'sdpa', 'eager', 'flex_attention' "
+        "or 'flash_attention_2'",
     )
     compile: bool = Field(
         False,
@@ -176,18 +177,22 @@ def build_config(preset: str, vocab_size: int, image_token_id: int, attn_impleme
 
 
 def resolve_attention(name: str) -> str:
-    """``auto``: varlen flash attention where it can run (a GPU, ``flash-attn`` installed), else sdpa.
+    """``auto``: varlen flash attention where it can run (a GPU, ``flash-attn`` installed), else
+    ``sdpa_packed`` (``trainer.attention``).
 
-    Packed sequences are exact with every choice; flash attention skips the work across samples,
-    sdpa computes the whole sequence under a block mask.
+    Packed sequences are exact with every choice; both of these skip the work across samples,
+    while ``sdpa``, ``eager`` and ``flex_attention`` take a mask over the whole pack.
     """
+    from . import attention
+
+    attention.register()
     if name != "auto":
         return name
     import importlib.util
 
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
-    return "sdpa"
+    return attention.NAME
 
 
 def visual_tokens_per_tile(config) -> int:

@@ -9,7 +9,8 @@ leaves only the last few packs of a window part-empty.
 Attention stays within each sample through the position ids, which restart at 0 for every sample:
 ``transformers`` turns restarting position ids (with no 2D attention mask) into a block-causal
 mask for ``sdpa``, ``eager`` and ``flex_attention``, and into varlen kernels for
-``flash_attention_2`` (fed the cumulative lengths directly, :func:`flash_kwargs`). The first label
+``flash_attention_2`` (fed the cumulative lengths directly, :func:`flash_kwargs`); ``sdpa_packed``
+(``trainer.attention``) runs one causal sdpa per sample, with no mask at all. The first label
 of every sample is ignored, so the last token of one sample never learns to predict the next
 sample: a pack gives the same loss and gradients as its samples in padded rows.
 """
@@ -158,6 +159,8 @@ def model_inputs(batch: Batch, device: torch.device, attn_implementation: str) -
     inputs["use_cache"] = False
     if attn_implementation.startswith("flash"):
         inputs.update(flash_kwargs(batch.seq_lengths, device))
+    elif attn_implementation == "sdpa_packed":
+        inputs["segment_lengths"] = tuple(batch.seq_lengths)  # trainer.attention
     return inputs
 
 
@@ -165,4 +168,9 @@ def flash_kwargs(seq_lengths: list[int], device: torch.device) -> dict:
     """Varlen flash attention's cumulative lengths, so no layer has to find them in the position ids."""
     cumulative = torch.tensor([0, *seq_lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32).to(device)
     longest = max(seq_lengths)
-    return {"cu_seq_lens_q": cumulative, "cu_seq_lens_k": cumulative, "max_length_q": longest, "max_length_k": longest}
+    return {
+        "cu_seq_lens_q": cumulative,
+        "cu_seq_lens_k": cumulative,
+        "max_length_q": longest,
+        "max_length_k": longest,
+    }

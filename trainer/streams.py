@@ -49,7 +49,9 @@ class Window:
     samples: list[dict]
 
 
-def epoch_shards(shards: list[str], seed: int, epoch: int, stream: int, n_streams: int) -> tuple[list[str], bool]:
+def epoch_shards(
+    shards: list[str], seed: int, epoch: int, stream: int, n_streams: int
+) -> tuple[list[str], bool]:
     """This stream's shards in the epoch's order, and whether it has them whole (else every n-th sample)."""
     order = list(shards)
     random.Random(f"{seed}-shards-{epoch}").shuffle(order)
@@ -95,4 +97,3 @@ def shuffled(window: Window, seed: int, stream: int) -> list[dict]:
     order = list(window.samples)
     random.Random(f"{seed}-window-{stream}-{w.epoch}-{w.shard}-{w.sample}").shuffle(order)
     return order
-

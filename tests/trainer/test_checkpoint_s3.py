@@ -16,7 +16,11 @@ pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 
 BUCKET = "vlmix-train-test"
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,9 @@ def test_a_checkpoint_on_s3_round_trips(s3, shard_dir, tokenizer_dir, tmp_path):
     assert checkpoint.read_config(f"{location}/step_00000002")["checkpoint_dir"] == location
     # The weights read back from the bucket are the ones trained.
     tokenizer = load_tokenizer(tokenizer_dir)
-    weights = [build_model("tiny", len(tokenizer), tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")) for _ in "ab"]
+    weights = [
+        build_model("tiny", len(tokenizer), tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")) for _ in "ab"
+    ]
     checkpoint.load_model_weights(f"{location}/step_00000002", weights[0])
     checkpoint.load_model_weights(f"{location}/step_00000003", weights[1])
     assert not torch.equal(weights[0].lm_head.weight, weights[1].lm_head.weight)

@@ -54,10 +54,12 @@ def _loss_and_grads(model, batch: Batch, target_tokens: int):
     return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa_packed", "sdpa", "eager"])
 def test_a_pack_gives_the_loss_and_gradients_of_its_samples_padded(shard_dir, setup, attn):
     tokenizer, image_token_id, chat = setup
-    config = DataConfig(shards=str(shard_dir), max_tiles=4, tokens_per_batch=4096, shuffle_buffer=8, packing=False)
+    config = DataConfig(
+        shards=str(shard_dir), max_tiles=4, tokens_per_batch=4096, shuffle_buffer=8, packing=False
+    )
     padded = next(iter(ShardStream(config, chat)))
     assert padded.n_samples >= 3 and len(set(padded.attention_mask.sum(1).tolist())) > 1  # uneven rows
     packed = Batch(
@@ -99,7 +101,10 @@ def test_stream_packs_hold_whole_samples_under_the_caps(shard_dir, setup):
         assert batch.n_tiles <= 9 or batch.n_samples == 1
         positions = batch.position_ids[0].tolist()
         starts = [i for i, p in enumerate(positions) if p == 0]
-        assert len(starts) == len(batch.seq_lengths) and len(batch.seq_lengths) in (batch.n_samples, batch.n_samples + 1)
+        assert len(starts) == len(batch.seq_lengths) and len(batch.seq_lengths) in (
+            batch.n_samples,
+            batch.n_samples + 1,
+        )
         ids = batch.input_ids[0].tolist()
         for start, length in zip(starts, batch.seq_lengths, strict=True):
             segment = ids[start : start + length]
@@ -107,4 +112,7 @@ def test_stream_packs_hold_whole_samples_under_the_caps(shard_dir, setup):
             assert segment.count(chat.img_start) == segment.count(chat.img_end)
             assert batch.labels[0, start] == IGNORE_INDEX
         image_tokens = ids.count(chat.img_context)
-        assert image_tokens == batch.n_tiles * chat.tokens_per_tile and batch.pixel_values.shape[0] == batch.n_tiles
+        assert (
+            image_tokens == batch.n_tiles * chat.tokens_per_tile
+            and batch.pixel_values.shape[0] == batch.n_tiles
+        )

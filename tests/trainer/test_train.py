@@ -87,11 +87,12 @@ def test_cli_trains_the_tiny_model_offline(shard_dir, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--recipe", "stage2", "--shards", str(shard_dir), "--model", "tiny", "--out", str(out)]
     argv += ["--steps", "2", "--global-batch", "4", "--max-tiles", "2", "--context", "512", "--lr", "1e-3"]
-    argv += ["--resize", "torch"]
+    argv += ["--resize", "torch", "--attn", "sdpa", "--streams", "2", "--no-packing"]
     assert main(argv + ["--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["recipe"] == "stage2" and printed["optim"]["lr"] == 1e-3 and printed["steps"] == 2
-    assert printed["data"]["resize"] == "torch"
+    assert printed["data"]["resize"] == "torch" and printed["model"]["attn_implementation"] == "sdpa"
+    assert printed["data"]["streams"] == 2 and printed["data"]["packing"] is False
     assert main(argv) == 0
     assert (out / "tokenizer" / "tokenizer.json").exists()  # trained from the shards' text
     assert checkpoint.latest(out / "checkpoints").endswith("/step_00000002")
@@ -104,7 +105,7 @@ def test_cli_surface_is_frozen():
     assert options == sorted(
         "-h --help --recipe --shards --model --tokenizer --out --steps --lr --global-batch --tokens-per-batch "
         "--max-tiles --resize --context --num-workers --checkpoint-every --checkpoint-dir --no-packing --hsdp "
-        "--shard-group --precision --compile --no-resume --launcher --nproc "
+        "--shard-group --streams --attn --precision --compile --no-resume --launcher --nproc "
         "--workers --gpu --ray-address --print-config".split()
     )
 

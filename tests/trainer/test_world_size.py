@@ -42,7 +42,9 @@ def _two_ranks(config, tmp_path) -> list[dict]:
     return json.loads(result.read_text())
 
 
-def test_a_checkpoint_of_two_ranks_resumes_on_one_with_the_same_next_losses(shard_dir, tokenizer_dir, tmp_path):
+def test_a_checkpoint_of_two_ranks_resumes_on_one_with_the_same_next_losses(
+    shard_dir, tokenizer_dir, tmp_path
+):
     two = _two_ranks(_config(shard_dir, tokenizer_dir, tmp_path / "two"), tmp_path)
     assert [m["step"] for m in two] == [1, 2, 3, 4]
     saved = checkpoint.read_trainer_state(tmp_path / "two" / "checkpoints" / "step_00000002")
