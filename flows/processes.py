@@ -90,8 +90,13 @@ def stop_tagged(value: str, grace_s: float = 15.0, name: str = TAG_ENV) -> list[
         if not pids:
             break
         time.sleep(0.25)
-    # Also what the dying ones started meanwhile.
-    _signal(sorted(set(pids) | set(tagged(name, value))), signal.SIGKILL)
+    for _ in range(20):  # SIGKILL what is left, also what the dying ones started meanwhile
+        pids = sorted(set(pids) | set(tagged(name, value)))
+        pids = [pid for pid in pids if alive(pid)]
+        if not pids:
+            break
+        _signal(pids, signal.SIGKILL)
+        time.sleep(0.25)
     return stopped
 
 

@@ -97,7 +97,7 @@ class Progress:
         self.drops = 0
         self.counters: Counter[str] = Counter()
         self._started = time.monotonic()
-        self._last_line = 0.0
+        self._last_line: float | None = None  # the first advance always writes a line
         self._lock = threading.Lock()
         self._finished = False
 
@@ -109,7 +109,8 @@ class Progress:
             self.drops += drops
             self.counters.update({k: v for k, v in counters.items() if v})
             now = time.monotonic()
-            due = now - self._last_line >= self.every_s or (self.total is not None and self.units >= self.total)
+            due = (self._last_line is None or now - self._last_line >= self.every_s
+                   or (self.total is not None and self.units >= self.total))
             if due:
                 self._last_line = now
                 self._emit(now)
@@ -123,7 +124,9 @@ class Progress:
     def done(self) -> None:
         """The last line (unless ``advance`` just wrote it for the final unit)."""
         with self._lock:
-            if not self._finished and (self.total is None or self.units < self.total or not self._last_line):
+            nothing = self.total == 0 and not self.units  # all done by earlier runs: no line
+            if not (self._finished or nothing) and (self.total is None or self.units < self.total
+                                                     or self._last_line is None):
                 self._emit(time.monotonic())
             self._finished = True
 
