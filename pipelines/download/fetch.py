@@ -4,10 +4,10 @@ img2dataset's ``download_image`` gives each socket operation ``timeout`` seconds
 sends one byte a second (or its headers a line a minute) holds a thread for as long as it likes,
 and one such host keeps a shard, and so the stage, from finishing. Here each URL gets a budget
 (``Download.url_budget_s``; :mod:`pipelines.download.limits`) for everything: waiting for a slot
-to its host, connecting, redirects, headers and body. It is enforced twice: before each read the socket's timeout is set to
-what is left (and ``read1`` returns whatever has arrived, where ``read(n)`` waits for n bytes), and
-a watchdog thread shuts down the sockets of a URL whose budget has passed, which also ends a read
-blocked inside http.client (trickled headers, a redirect's body). Name resolution is the one
+to its host, connecting, redirects, headers and body. It is enforced twice: before each read the
+socket's timeout is set to what is left (and ``read1`` returns whatever has arrived, where
+``read(n)`` waits for n bytes), and a watchdog thread shuts down the sockets of a URL whose budget
+has passed, which also ends a read blocked inside http.client (trickled headers, a redirect's body). Name resolution is the one
 step it cannot interrupt: that is bounded by the resolver's own timeouts.
 
 Also: at most ``max_redirects`` hops; bodies decoded per their Content-Encoding with the size cap
