@@ -38,7 +38,7 @@ _OUT_SCHEMA = corpus.SCHEMA.append(pa.field(_COUNT, pa.int64())).append(pa.field
 
 def read_raw_shard(root: str, options: dict, source: str, shard: str) -> list[dict]:
     """All samples of one raw shard, with their image bytes, then the end-of-shard marker row."""
-    from pipelines.tasks.raw import iter_raw_shard, resolve_uri
+    from pipelines.layout.raw import iter_raw_shard, resolve_uri
 
     storage = Storage(root, options)
     rows = []
@@ -161,7 +161,7 @@ class OcrActor:
 
 def pending_shards(storage: Storage, source: str) -> tuple[list[str], list[str]]:
     """(complete raw shards, those of them without a finished corpus file)."""
-    from pipelines.tasks.raw import complete_shards
+    from pipelines.layout.raw import complete_shards
 
     shards = complete_shards(storage, source)
     done = corpus.finished_shards(storage, source)

@@ -8,7 +8,7 @@ Two variants, chosen per sample with a generator seeded by (seed, dataset, key):
   ``<quad>[[x1, y1, ..., x4, y4]]</quad>``), coordinates scaled to 0..1000 of the image size.
 
 The record (see ocr/README.md) is what the mixer consumes; :func:`write_ocr_task_tables` hands
-the conversations to :func:`pipelines.tasks.write_conversation_table`, which joins them with the
+the conversations to :func:`pipelines.layout.conversations.write_conversation_table`, which joins them with the
 images of the raw shard and writes the task table.
 """
 
@@ -131,8 +131,8 @@ def write_ocr_task_tables(
 
     The OCR drop counters of each shard travel into its task table's metadata.
     """
+    from pipelines.layout.conversations import ConversationRecord, write_conversation_table
     from pipelines.storage import Storage
-    from pipelines.tasks import ConversationRecord, write_conversation_table
 
     storage = Storage(root, storage_options)
     settings = settings or OcrTaskSettings()

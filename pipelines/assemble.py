@@ -51,8 +51,8 @@ def _transcriptions_from_captions(config: Config, storage: Storage, source: Sour
     """OCR samples whose answer is the caption itself: the exact text of a rendered image."""
     import random
 
-    from pipelines.tasks import ConversationRecord, write_conversation_table
-    from pipelines.tasks.raw import complete_shards, iter_raw_shard
+    from pipelines.layout.conversations import ConversationRecord, write_conversation_table
+    from pipelines.layout.raw import complete_shards, iter_raw_shard
 
     kept, dropped = 0, 0
     for shard in complete_shards(storage, raw_source):

@@ -39,8 +39,8 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
 from pipelines._model import ConfigModel
+from pipelines.layout.task_table import PLAN_COLUMNS, list_task_tables, read_counters
 from pipelines.storage import Storage
-from pipelines.tasks.table import PLAN_COLUMNS, list_task_tables, read_counters
 
 REPORT_TASK_SHARES = {"captioning": 0.539, "detection": 0.052, "ocr_large": 0.320, "ocr_small": 0.089}
 

@@ -30,11 +30,11 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from pipelines._model import ConfigModel
-from shards.mix import MixPlan, MixSettings, plan_mixture
+from pipelines.layout.raw import RAW_DIR, download_drops, resolve_uri
 from pipelines.storage import Storage
-from pipelines.tasks.raw import RAW_DIR, download_drops, resolve_uri
 from shards.location import open_directory, options_for
 from shards.manifest import FORMAT, write_manifest
+from shards.mix import MixPlan, MixSettings, plan_mixture
 from shards.reader import ShardReader
 from shards.schema import encode_sample, image_member
 from shards.writer import ShardInfo, ShardWriter, shard_name

@@ -110,8 +110,8 @@ def peak_rss_mib(script: str) -> float:
 def task_tables(root: Path, rows: int, image_kb: int) -> None:
     import hashlib
 
+    from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
     from pipelines.storage import Storage
-    from pipelines.tasks.table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 
     storage = Storage(str(root))
     (root / "images").mkdir(parents=True)

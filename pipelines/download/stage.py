@@ -39,8 +39,8 @@ from pipelines.download import retry
 from pipelines.download.fetch import FetchPolicy
 from pipelines.download.guards import GuardedResizer, bounded_download, classify_error
 from pipelines.download.retry import ORIGIN_KEY
+from pipelines.layout.raw import finished_shard_ids
 from pipelines.storage import Storage
-from pipelines.tasks.raw import finished_shard_ids
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Task samples: captioning, detection, conversations and (via the OCR stage) OCR, as InternVL conversations.
 
 Each source becomes task sample tables under ``<root>/tasks/<dataset>/`` (the contract is in
-:mod:`pipelines.tasks.table`), built unit by unit through the source's kind
+:mod:`pipelines.layout.task_table`), built unit by unit through the source's kind
 (:mod:`pipelines.tasks.kinds`); the mixer (:mod:`shards.mix`) reads them all.
 """
 
@@ -14,18 +14,11 @@ from pipelines.tasks.build import (
     translated_dataset,
     unit_texts,
 )
-from pipelines.tasks.conversations import ConversationRecord, write_conversation_table
 from pipelines.tasks.kinds import Kind, Unit, kind_names, kind_of
-from pipelines.tasks.table import SCHEMA, ImageRef, Picture, TaskSample, list_task_tables, write_task_table
 
 __all__ = [
-    "SCHEMA",
     "BuildResult",
-    "ConversationRecord",
-    "ImageRef",
     "Kind",
-    "Picture",
-    "TaskSample",
     "TaskSettings",
     "Unit",
     "build_task_samples",
@@ -33,9 +26,6 @@ __all__ = [
     "iter_units",
     "kind_names",
     "kind_of",
-    "list_task_tables",
     "translated_dataset",
     "unit_texts",
-    "write_conversation_table",
-    "write_task_table",
 ]

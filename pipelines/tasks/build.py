@@ -22,13 +22,13 @@ from pydantic import Field
 
 from pipelines._model import ConfigModel
 from pipelines.languages import language_of
+from pipelines.layout.images import UnitImages
+from pipelines.layout.task_table import TaskSample, write_task_table
 from pipelines.stage import Unit
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
-from pipelines.tasks.images import UnitImages
 from pipelines.tasks.kinds import TaskContext, kind_of
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.table import TaskSample, write_task_table
 from pipelines.tasks.translated import TranslationColumns, load_unit_translations, translated_texts
 
 

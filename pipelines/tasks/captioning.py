@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+from pipelines.layout.raw import iter_raw_shard, raw_picture
+from pipelines.layout.task_table import human_turn
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.raw import iter_raw_shard, raw_picture
-from pipelines.tasks.table import human_turn
 
 
 def render_caption(texts: dict[str, str], language: str, prompts: PromptPools, identity: tuple[str, ...]):

@@ -8,11 +8,7 @@ not match the images is counted out (``image_placeholder_mismatch``). Each recor
 :class:`~pipelines.tasks.draft.Draft` whose texts are the natural-language pieces of its turns
 (:mod:`pipelines.tasks.markup`), so a translated variant changes the words and nothing else.
 
-**The OCR hook.** The OCR task builder (in ``ocr/``) makes the conversations; this module joins
-them with the images of the raw shard they were read from and writes a task table:
-
->>> records = {"000012": ConversationRecord("000012", "zh", turns)}  # doctest: +SKIP
->>> write_conversation_table(storage, "wukong_ocr", "ocr_large", "wukong", "00000", records, drops)  # doctest: +SKIP
+(The OCR stage's conversations are joined with their raw images by :mod:`pipelines.layout.conversations`.)
 """
 
 from __future__ import annotations
@@ -22,36 +18,18 @@ import posixpath
 import re
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
+from pipelines.layout.images import UnitImages
+from pipelines.layout.raw import OTHER_IMAGE_EXTENSIONS
+from pipelines.layout.task_table import IMAGE_FORMATS, PLACEHOLDER, ImageRef, Picture, conversation_problem
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
-from pipelines.tasks.images import UnitImages
 from pipelines.tasks.local import local_image
 from pipelines.tasks.markup import join_turn, split_turn
-from pipelines.tasks.raw import OTHER_IMAGE_EXTENSIONS, iter_raw_shard, raw_picture
-from pipelines.tasks.table import (
-    IMAGE_FORMATS,
-    PLACEHOLDER,
-    ImageRef,
-    Picture,
-    TaskSample,
-    conversation_problem,
-    write_task_table,
-)
 
 _IMAGE_MEMBER = re.compile(r"^(?:(\d+)\.)?([a-z0-9]+)$")
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationRecord:
-    """A finished conversation about the image of sample ``key``."""
-
-    key: str
-    language: str
-    conversations: list[dict[str, str]]
 
 
 def normalised_turns(turns, images: int, drops: Counter) -> list[dict[str, str]] | None:
@@ -173,52 +151,3 @@ def webdataset_drafts(
                 parts["images"].append((order, ref, tar.extractfile(member).read()))
         if key is not None:
             yield from finish(key, parts)
-
-
-def samples_from_raw_shard(
-    storage: Storage,
-    dataset: str,
-    task: str,
-    raw_source: str,
-    shard: str,
-    records: Mapping[str, ConversationRecord],
-    drops: Counter,
-) -> list[TaskSample]:
-    """Attach each record to its image in raw shard ``shard`` of ``raw_source``."""
-    samples = []
-    seen = set()
-    images = UnitImages(storage, dataset, shard)
-    for raw in iter_raw_shard(storage, raw_source, shard):
-        record = records.get(raw.key)
-        if record is None:
-            continue
-        seen.add(raw.key)
-        picture = raw_picture(storage, raw, images, drops)
-        if picture is None:
-            continue
-        samples.append(TaskSample(source=dataset, key=raw.key, task=task, language=record.language,
-                                  images=[picture], conversations=record.conversations,
-                                  url=str(raw.meta.get("url") or "")))
-    drops["image_missing"] += len(set(records) - seen)
-    images.commit()
-    return samples
-
-
-def write_conversation_table(
-    storage: Storage,
-    dataset: str,
-    task: str,
-    raw_source: str,
-    shard: str,
-    records: Mapping[str, ConversationRecord],
-    drops: Counter | None = None,
-) -> str:
-    """Write the task table ``<root>/tasks/<dataset>/<shard>.parquet`` for conversations on one raw shard.
-
-    ``drops`` carries the caller's own counters (OCR filters) into the table's metadata.
-    """
-    drops = Counter(drops or {})
-    samples = samples_from_raw_shard(storage, dataset, task, raw_source, shard, records, drops)
-    return write_task_table(
-        storage, dataset, shard, samples, drops, inputs=len(records) + sum(drops.values())
-    )

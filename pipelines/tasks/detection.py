@@ -23,11 +23,11 @@ from collections import Counter
 from collections.abc import Iterator
 from functools import partial
 
+from pipelines.layout.raw import RawSample, iter_raw_shard, raw_picture
+from pipelines.layout.task_table import human_turn
 from pipelines.storage import Storage
 from pipelines.tasks.draft import Draft
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.raw import RawSample, iter_raw_shard, raw_picture
-from pipelines.tasks.table import human_turn
 
 SCALE = 1000
 _ASPECT_TOLERANCE = 0.02  # relative; img2dataset's rounding of a resized side stays well inside it

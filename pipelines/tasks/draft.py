@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipelines.layout.task_table import Picture, TaskSample
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.table import Picture, TaskSample
 
 # (texts, language, prompts, identity) -> conversation turns
 Renderer = Callable[[dict[str, str], str, PromptPools, tuple[str, ...]], list[dict[str, str]]]

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import partial
 
+from pipelines.layout.task_table import ImageRef, Picture
 from pipelines.storage import Storage
 from pipelines.tasks.detection import (
     objects_texts_and_boxes,
@@ -20,12 +21,11 @@ from pipelines.tasks.detection import (
     render_refs,
 )
 from pipelines.tasks.draft import Draft
-from pipelines.tasks.table import ImageRef, Picture
 
 
 def local_image(storage: Storage, image_root: str, name: str, images, drops: Counter, strip: int = 0) -> Picture | None:
     """Read one image file below ``image_root`` as a :class:`Picture` (``images`` converts rare
-    formats, :class:`pipelines.tasks.images.UnitImages`); a missing or undecodable file is counted out.
+    formats, :class:`pipelines.layout.images.UnitImages`); a missing or undecodable file is counted out.
     ``strip`` leading parts of ``name`` are dropped first (the source's ``image_path_strip``)."""
     parts = name.split("/") if isinstance(name, str) else []
     if not parts or name.startswith("/") or ".." in parts or len(parts) <= strip:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from braceexpand import braceexpand
 
+from pipelines.layout.raw import RAW_DIR, complete_shards
 from pipelines.storage import Storage
 from pipelines.tasks import coco, units
 from pipelines.tasks.captioning import caption_drafts
@@ -15,7 +16,6 @@ from pipelines.tasks.conversations import internvl_drafts, webdataset_drafts
 from pipelines.tasks.detection import detection_drafts
 from pipelines.tasks.kinds import OCR_TASKS, Kind, TaskContext, Unit, register
 from pipelines.tasks.local import coco_drafts, grit_drafts
-from pipelines.tasks.raw import RAW_DIR, complete_shards
 
 _WILDCARDS = set("*?[")
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from pipelines.layout.task_table import table_path
 from pipelines.stage import Counters, Stage, Unit
 from pipelines.storage import Storage
 from pipelines.tasks.build import TaskSettings, build_unit, context, output_datasets, unit_texts
 from pipelines.tasks.kinds import kind_of
 from pipelines.tasks.prompts import PromptPools
-from pipelines.tasks.table import table_path
 from pipelines.tasks.translated import require_translations
 
 _TEXTS = pa.schema([("key", pa.string()), ("field", pa.string()), ("text", pa.string())])

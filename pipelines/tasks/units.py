@@ -17,8 +17,8 @@ import posixpath
 from collections import Counter
 from collections.abc import Iterator
 
+from pipelines.layout.task_table import TASKS_DIR
 from pipelines.storage import Storage
-from pipelines.tasks.table import TASKS_DIR
 
 UNITS_DIR = "_units"
 _BLOCK = 1 << 16

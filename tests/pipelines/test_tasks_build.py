@@ -16,16 +16,12 @@ import webdataset
 from PIL import Image
 
 from pipelines.config import Source
+from pipelines.layout.conversations import ConversationRecord, write_conversation_table
+from pipelines.layout.raw import download_drops, read_image
+from pipelines.layout.task_table import ImageRef, read_counters
 from pipelines.storage import Storage
-from pipelines.tasks import (
-    ConversationRecord,
-    TaskSettings,
-    build_task_samples,
-    write_conversation_table,
-)
+from pipelines.tasks import TaskSettings, build_task_samples
 from pipelines.tasks.prompts import PROMPTS
-from pipelines.tasks.raw import download_drops, read_image
-from pipelines.tasks.table import ImageRef, read_counters
 
 
 def config_source(**fields) -> Source:

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pipelines.config import Source
+from pipelines.layout.raw import read_image
+from pipelines.layout.task_table import ImageRef
 from pipelines.storage import Storage
 from pipelines.tasks import TaskSettings, build_task_samples, iter_units, unit_texts
 from pipelines.tasks.markup import markup_of
-from pipelines.tasks.raw import read_image
-from pipelines.tasks.table import ImageRef
 
 
 def image_bytes(fmt: str, size=(48, 32), mode="RGB") -> bytes:

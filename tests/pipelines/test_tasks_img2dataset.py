@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from pipelines.config import Source
-from shards.mix import MixSettings
 from pipelines.tasks import TaskSettings, build_task_samples
 from shards import ShardSettings, mix_and_write, verify
+from shards.mix import MixSettings
 from shards.reader import iter_samples
 
 _DOWNLOAD = """

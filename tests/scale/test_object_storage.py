@@ -290,8 +290,8 @@ mix_and_write(sys.argv[1], sys.argv[2], MixSettings(total_samples=800, seed=9), 
 
 
 def test_killed_writer_on_s3_resumes_to_the_same_bytes(s3_run):
-    from shards.mix import MixSettings
     from shards import ShardSettings, mix_and_write, verify
+    from shards.mix import MixSettings
     from shards.reader import shard_urls
 
     root = f"s3://{BUCKET}/run"

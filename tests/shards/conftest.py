@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 from pipelines.storage import Storage
-from pipelines.tasks.table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 
 # dataset -> (task, language, samples); two datasets share the OCR-large task, one is Chinese.
 DATASETS = {

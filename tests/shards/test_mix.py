@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from shards.mix import REPORT_TASK_SHARES, MixError, MixSettings, largest_remainder, plan_mixture
+from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 from pipelines.storage import Storage
-from pipelines.tasks.table import ImageRef, Picture, TaskSample, human_turn, write_task_table
+from shards.mix import REPORT_TASK_SHARES, MixError, MixSettings, largest_remainder, plan_mixture
 
 
 def _tables(

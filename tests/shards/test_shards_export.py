@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from shards.mix import MixSettings
 from shards import ShardSettings, export_internvl, mix_and_write
 from shards.cli import export_main
+from shards.mix import MixSettings
 
 
 def test_internvl_export_matches_the_mixture(task_root, tmp_path):

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from shards.mix import MixSettings
 from shards import ShardSettings, mix_and_write
+from shards.mix import MixSettings
 from shards.reader import iter_samples
 
 

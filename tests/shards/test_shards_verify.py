@@ -9,9 +9,9 @@ import tarfile
 
 import pytest
 
-from shards.mix import MixSettings
 from shards import ShardSettings, mix_and_write, verify
 from shards.cli import verify_main
+from shards.mix import MixSettings
 
 
 @pytest.fixture(scope="module")

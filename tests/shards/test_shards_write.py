@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shards.mix import MixSettings
 from shards import ShardSettings, ShardWriteError, mix_and_write, read_manifest
+from shards.mix import MixSettings
 from shards.reader import iter_samples
 
 

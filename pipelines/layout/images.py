@@ -1,4 +1,4 @@
-"""Every image a source holds becomes a :class:`~pipelines.tasks.table.Picture`, in a format the shards carry.
+"""Every image a source holds becomes a :class:`~pipelines.layout.task_table.Picture`, in a format the shards carry.
 
 JPEG, PNG and WebP are kept byte for byte (the trainer and InternVL's own loader read all three,
 CMYK and progressive JPEGs and RGBA PNGs included). Any other format Pillow decodes (GIF, BMP,
@@ -21,8 +21,8 @@ from collections import Counter
 
 from PIL import Image
 
+from pipelines.layout.task_table import TASKS_DIR, ImageRef, Picture
 from pipelines.storage import Storage
-from pipelines.tasks.table import TASKS_DIR, ImageRef, Picture
 
 KEPT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 IMAGES_DIR = "_images"

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from pipelines.layout.task_table import IMAGE_FORMATS, ImageRef, Picture
 from pipelines.storage import Storage
-from pipelines.tasks.table import IMAGE_FORMATS, ImageRef, Picture
 
 RAW_DIR = "raw"
 # Image members img2dataset may write besides jpg/png/webp; the task builder converts them (images.py).
@@ -119,6 +119,6 @@ def read_image(storage: Storage, image: ImageRef) -> bytes:
 def raw_picture(storage: Storage, sample: RawSample, images, drops: Counter) -> Picture | None:
     """The sample's image as a :class:`Picture`, from the bytes the shard holds (img2dataset's recorded
     sha256 is of the bytes as served, which differ when its resizer re-encoded them): read, hashed,
-    sized, and for GIF, BMP, ... converted by ``images`` (a :class:`pipelines.tasks.images.UnitImages`);
+    sized, and for GIF, BMP, ... converted by ``images`` (a :class:`pipelines.layout.images.UnitImages`);
     None, counted, if it does not decode."""
     return images.picture(sample.image, read_image(storage, sample.image), drops)
