@@ -2,7 +2,7 @@
 
 No stage logic lives here. Each stage runs its work on Ray (local by default, the cluster named by
 the config's ``ray.address`` otherwise), skips itself when its inputs and config are unchanged
-(:mod:`pipelines.stages`), and resumes at shard level when it was interrupted.
+(:mod:`flows.stages`), and resumes at shard level when it was interrupted.
 
 Run it through a deployment (``prefect deployment run build-pretrain-mix/local``), or with no
 Prefect server at all: ``vlmix run --config configs/demo.yaml``.
@@ -22,12 +22,18 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows import STAGES
+from flows.assemble import (
+    build_tasks_stage,
+    download_stage,
+    mix_stage,
+    ocr_stage,
+    train_stage,
+    translate_stage,
+)
+from flows.config import Config, load_config
 from flows.retry import transient
-from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage, train_stage, translate_stage
-from pipelines.config import Config, load_config
-from pipelines.download import run_download_stage
+from flows.stages import run_stage
 from pipelines.progress import stage_event
-from pipelines.stages import run_stage
 
 __all__ = ["STAGES", "build_pretrain_mix"]
 
@@ -44,7 +50,7 @@ def _artifact(create, **kwargs) -> None:
 @task(name="download", retries=2, retry_delay_seconds=10, retry_condition_fn=transient)
 def download(config: Config) -> dict[str, Any]:
     """img2dataset over every URL-list source; resumes where a failed attempt stopped."""
-    record = run_stage(config, "download", lambda: run_download_stage(config))
+    record = run_stage(config, "download", lambda: download_stage(config))
     rows = [
         {"source": name, "urls": s["urls"], "downloaded": s["downloaded"],
          "filtered": sum(s["filtered"].values()), "failed": sum(s["failed"].values()),
@@ -106,7 +112,7 @@ def train(config: Config) -> dict[str, Any]:
 
 def _upstream(config: Config, stage: str) -> list[str]:
     """Fingerprints of the stages before ``stage``, so a changed upstream reruns it."""
-    from pipelines.stages import completed_fingerprint
+    from flows.stages import completed_fingerprint
 
     before = STAGES[: STAGES.index(stage)]
     return [completed_fingerprint(config, name) or "" for name in before]

@@ -22,7 +22,7 @@ def deployment_config(deployment: str) -> str:
 def check_config(parameters: dict[str, Any], deployment: str = "local"):
     """The loaded config, or None after printing why it is invalid (before anything starts)."""
     from flows import STAGES
-    from pipelines.config import ConfigError, load_config
+    from flows.config import ConfigError, load_config
 
     path = parameters.get("config") or deployment_config(deployment)
     unknown = sorted(set(parameters.get("stages") or []) - set(STAGES))
@@ -38,7 +38,7 @@ def check_config(parameters: dict[str, Any], deployment: str = "local"):
 
 def print_products(config) -> None:
     """Where the shards, manifest, report and training run are: only those that exist."""
-    from pipelines.assemble import shard_directory
+    from flows.assemble import shard_directory
     from pipelines.storage import Storage
     from shards.location import options_for
 

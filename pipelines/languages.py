@@ -1,7 +1,7 @@
 """Recognising a language by its script: the check that a translation is written in the target's script.
 
 A target language is configured by its English name (for the prompt) and its Unicode scripts
-(``pipelines.config.Language``); any script name the Unicode database knows works (``Han``,
+(``flows.config.Language``); any script name the Unicode database knows works (``Han``,
 ``Hiragana``, ``Katakana``, ``Hangul``, ``Latin``, ``Cyrillic``, ``Arabic``, ``Devanagari``, ``Thai``...),
 so adding a language needs no code.
 
@@ -20,6 +20,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import regex
+from pydantic import Field
+
+from pipelines._model import ConfigModel
 
 # Scripts whose every character carries a morpheme or syllable: counted one unit per character.
 _PER_CHARACTER = ("Han", "Hiragana", "Katakana", "Bopomofo", "Yi")
@@ -96,3 +99,16 @@ def language_of(text: str, languages: dict[str, Iterable[str]]) -> str:
         if units and key > best_key:
             best, best_key = code, key
     return best
+
+
+class Language(ConfigModel):
+    """A target language: the name that goes into the Figure-5 prompt and how to recognise its script."""
+
+    name: str = Field(description="English name used in the prompt, e.g. 'Chinese'")
+    scripts: list[str] = Field(min_length=1, description="Unicode scripts of its text, e.g. ['Han']")
+    prompts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="instructions written in this language, per purpose (caption, detect, refer, and "
+        "for OCR samples transcribe, grounded); "
+        "without them (and no built-in pool: en, zh) the English ones ask for an answer in it",
+    )

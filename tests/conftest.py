@@ -27,6 +27,6 @@ def local_ray():
 @pytest.fixture(scope="session")
 def demo_directory(tmp_path_factory) -> Path:
     """Small demo collections (about 300 rows), generated once per session."""
-    from pipelines.demo import generate
+    from flows.demo import generate
 
     return generate(tmp_path_factory.mktemp("demo-sources"), seed=7, scale=0.1, bad_url_share=0.25)

@@ -3,11 +3,11 @@
 Public face:
 
 - :func:`build_messages`, :data:`PROMPT_VERSION`: the prompt as chat messages;
-- :func:`run_translation`: the stage over a mixture config (``vlmix translate``);
 - :class:`Translator`, :class:`ChatClient`: the same in pieces, for an existing event loop;
 - :class:`TranslateSettings`: the stage's settings; :func:`launched_servers`: vLLM on Ray.
 
-Output contract: translate/README.md.
+Output contract: translate/README.md. Running it over a mixture config (``vlmix translate``,
+``flows.translation.run_translation``) is the application's part, in ``flows/``.
 """
 
 from importlib import import_module
@@ -15,12 +15,11 @@ from importlib import import_module
 from translate.prompt import PROMPT_VERSION, build_messages
 from translate.settings import TranslateSettings, ValidationSettings, VllmServers
 
-# Everything else loads on first use: the stage imports the mixture config, which imports the
-# settings above, and importing `translate` stays cheap (no aiohttp, no Ray) for config loading.
+# Everything else loads on first use: importing `translate` stays cheap (no aiohttp, no Ray) for
+# config loading, which needs only the settings above.
 _LAZY = {
     "ChatClient": "translate.client", "ServerUnavailable": "translate.client",
     "ServerStartError": "translate.launch", "VllmProcess": "translate.launch", "launched_servers": "translate.launch",
-    "NothingToTranslate": "translate.run", "run_translation": "translate.run",
     "PartStats": "translate.stage", "TargetReport": "translate.stage", "Translator": "translate.stage",
     "OUTPUT_SCHEMA": "translate.table",
 }
@@ -36,7 +35,6 @@ __all__ = [
     "OUTPUT_SCHEMA",
     "PROMPT_VERSION",
     "ChatClient",
-    "NothingToTranslate",
     "PartStats",
     "ServerStartError",
     "ServerUnavailable",
@@ -48,5 +46,4 @@ __all__ = [
     "VllmServers",
     "build_messages",
     "launched_servers",
-    "run_translation",
 ]

@@ -1,4 +1,4 @@
-"""Settings of the translation stage beyond ``pipelines.config.Translation`` (endpoints, model, concurrency,
+"""Settings of the translation stage beyond ``flows.config.Translation`` (endpoints, model, concurrency,
 timeout, retries, temperature): the token budget, backoff, cache, validation, and launching vLLM."""
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pipelines.config import Language
+from pipelines.languages import Language
 from pipelines.progress import Progress
 from pipelines.storage import Storage
 from translate.cache import CachedAnswer, TranslationCache, text_hash

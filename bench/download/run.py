@@ -144,7 +144,7 @@ def run_img2dataset(url_list: Path, out: Path, args) -> tuple[int, float]:
 
 
 def run_vlmix(url_list: Path, root: Path, args) -> tuple[int, float, dict]:
-    from pipelines.config import validate_config
+    from flows.config import validate_config
     from pipelines.download import download_source
     from pipelines.storage import Storage
 
@@ -157,7 +157,7 @@ def run_vlmix(url_list: Path, root: Path, args) -> tuple[int, float, dict]:
                      "locations": [str(url_list)]}],
     })
     started = time.perf_counter()
-    stats = download_source(config, config.sources[0], Storage(config.storage.root), progress=False)
+    stats = download_source(config.download, config.sources[0], Storage(config.storage.root), progress=False)
     return stats.downloaded, time.perf_counter() - started, dict(stats.failed)
 
 
@@ -181,7 +181,7 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.demo import generate, write_url_lists
+    from flows.demo import generate, write_url_lists
     from pipelines.runtime import ensure_ray
 
     work = Path(tempfile.mkdtemp(prefix="vlmix-bench-download-"))

@@ -43,9 +43,8 @@ UNITS = {"download": "images", "ocr": "images", "tasks": "samples", "mix": "samp
 
 def measure(config_path: str, overrides: list[str]) -> dict:
     """Run the stages against the cluster named in ``overrides``; seconds, counts and nodes per stage."""
-    from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage
-    from pipelines.config import load_config
-    from pipelines.download import download_all
+    from flows.assemble import build_tasks_stage, download_all, mix_stage, ocr_stage
+    from flows.config import load_config
     from pipelines.runtime import ensure_ray
     from pipelines.storage import Storage
 
@@ -153,7 +152,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from object_storage import CONFIG  # the same demo mixture as the storage benchmark
 
-    from pipelines.demo import DemoServer, generate, write_url_lists
+    from flows.demo import DemoServer, generate, write_url_lists
 
     tmp = Path(tempfile.mkdtemp(prefix="vlmix-bench-cluster-"))
     demo = generate(tmp / "demo", seed=7, scale=args.scale, bad_url_share=0.06)

@@ -88,9 +88,8 @@ def run(tmp: Path, demo: Path, root: str, scale: float, samples: int) -> tuple[d
     """Seconds per stage, and what the run made (counts to compare between the two storages)."""
     import webdataset
 
-    from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage
-    from pipelines.config import load_config
-    from pipelines.download import download_all
+    from flows.assemble import build_tasks_stage, download_all, mix_stage, ocr_stage
+    from flows.config import load_config
     from shards.reader import shard_urls
 
     path = tmp / f"config-{abs(hash(root))}.yaml"
@@ -187,7 +186,7 @@ def main() -> None:
         writer_memory([args.memory_samples, 10 * args.memory_samples])
         return
 
-    from pipelines.demo import DemoServer, generate, write_url_lists
+    from flows.demo import DemoServer, generate, write_url_lists
     from pipelines.runtime import ensure_ray
 
     server = start_s3()

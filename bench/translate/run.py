@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.config import Language
+from pipelines.languages import Language
 from pipelines.storage import Storage
 from translate.client import ChatClient
 from translate.launch import VllmProcess

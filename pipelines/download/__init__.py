@@ -9,7 +9,7 @@ import os
 # albumentations, imported by img2dataset, asks PyPI for a newer version unless told not to.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-_STAGE_NAMES = ("ORIGIN_KEY", "DownloadStats", "download_all", "download_source", "run_download_stage", "sample_id")
+_STAGE_NAMES = ("ORIGIN_KEY", "DownloadStats", "download_source", "download_sources", "sample_id")
 
 __all__ = ["classify_error", *_STAGE_NAMES]
 

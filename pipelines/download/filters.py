@@ -11,7 +11,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.config import Columns, UrlFilters
+from pipelines.source import Columns, UrlFilters
 
 REASONS = (
     "missing_url",

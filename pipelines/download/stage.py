@@ -33,13 +33,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines._imports import require
-from pipelines.config import Config, Download, Source, SourceKind
 from pipelines.download import filters as url_filters
 from pipelines.download import retry
 from pipelines.download.fetch import FetchPolicy
 from pipelines.download.guards import GuardedResizer, bounded_download, classify_error
 from pipelines.download.retry import ORIGIN_KEY
+from pipelines.download.settings import Download
 from pipelines.layout.raw import finished_shard_ids
+from pipelines.source import Source
 from pipelines.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,10 @@ class DownloadStats:
             raise RuntimeError(f"{self.source}: {self.urls} URLs but {accounted} accounted for: {self.to_json()}")
 
 
-def download_source(config: Config, source: Source, storage: Storage, progress: bool = True) -> DownloadStats:
+def download_source(settings: Download, source: Source, storage: Storage, progress: bool = True) -> DownloadStats:
     """Download one URL-list source into ``<root>/raw/<source>/`` and return its stats (resumable)."""
-    if source.kind is not SourceKind.URL_LIST or source.images_from is not None:
-        raise ValueError(f"source {source.name!r} is not a URL list to download")
+    if source.images_from is not None:
+        raise ValueError(f"source {source.name!r} reuses {source.images_from!r}'s images: nothing to download")
     out = storage.path("raw", source.name)
     if storage.exists(posixpath.join(out, STATS_FILE)):
         log.info("%s: already downloaded, skipping", source.name)
@@ -113,7 +114,6 @@ def download_source(config: Config, source: Source, storage: Storage, progress: 
     stats = DownloadStats(source=source.name)
     url_dir = posixpath.join(out, "_urls")
     rows_per_file = _filter_url_lists(source, storage, url_dir, stats)
-    settings = config.download
     # img2dataset numbers shards across input files consecutively, ceil(rows / per_shard) per file.
     first_pass_shards = sum(math.ceil(rows / settings.samples_per_shard) for rows in rows_per_file)
     _run_pass(settings, source, storage, out, url_dir, 0, progress, label=f"{source.name}", nodes=stats.nodes)
@@ -137,30 +137,10 @@ def download_source(config: Config, source: Source, storage: Storage, progress: 
     return stats
 
 
-def download_all(config: Config, names: list[str] | None = None, progress: bool = True) -> dict[str, DownloadStats]:
-    """Download every URL-list source of ``config`` (or the named ones) on Ray."""
-    from pipelines.runtime import ensure_ray
-
-    storage = Storage(config.storage.root, config.storage.options)
-    chosen = [
-        s for s in config.sources
-        if s.kind is SourceKind.URL_LIST and s.images_from is None and (names is None or s.name in names)
-    ]
-    if names:
-        unknown = set(names) - {s.name for s in chosen}
-        if unknown:
-            raise ValueError(f"no URL-list source named {sorted(unknown)}")
-    ensure_ray(config.ray.address, config.ray.num_cpus)
-    return {source.name: download_source(config, source, storage, progress) for source in chosen}
-
-
-def run_download_stage(config: Config, progress: bool = False) -> dict[str, dict]:
-    """The stage as the flow runs it: demo sources served when configured, every URL list downloaded."""
-    from pipelines.demo.serve import serve_for_config
-
-    with serve_for_config(config):
-        stats = download_all(config, progress=progress)
-    return {name: s.to_json() for name, s in stats.items()}
+def download_sources(sources: list[Source], settings: Download, storage: Storage,
+                     progress: bool = True) -> dict[str, DownloadStats]:
+    """Download each URL-list source in turn (its shards as Ray tasks; Ray must be up: ``ensure_ray``)."""
+    return {source.name: download_source(settings, source, storage, progress) for source in sources}
 
 
 def _filter_url_lists(source: Source, storage: Storage, url_dir: str, stats: DownloadStats) -> list[int]:

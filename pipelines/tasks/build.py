@@ -6,7 +6,7 @@ skipped, so a rerun after a kill redoes only what was not finished. Units run as
 is up (the flow starts it), in this process otherwise; each reads only its own inputs and its own
 translation parts, so the driver holds a few numbers per unit, never a row per sample.
 
->>> from pipelines.config import load_config
+>>> from flows.config import load_config
 >>> config = load_config("configs/demo.yaml")  # doctest: +SKIP
 >>> build_task_samples(config.source("demo_coco"), "/data/mix", TaskSettings(seed=0))  # doctest: +SKIP
 BuildResult(datasets=['demo_coco'], units_written=3, units_skipped=0, samples=2913, drops={...})

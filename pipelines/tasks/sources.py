@@ -55,6 +55,9 @@ class UrlList(Kind):
             found.append(("locations", "a url_list source needs `locations` (its URL lists), or `images_from`"))
         if source.ocr is not None and source.task not in OCR_TASKS:
             found.append(("ocr", f"OCR builds OCR corpora: set task to one of {list(OCR_TASKS)}, or remove `ocr`"))
+        for filter_name, column in source.filters.required_columns().items():
+            if getattr(source.columns, column) is None:
+                found.append(("filters", f"filter `{filter_name}` needs `columns.{column}` to be set"))
         return found
 
     def translatable_for(self, source) -> bool:

@@ -27,7 +27,7 @@ def prefect_ephemeral(tmp_path_factory):
 def test_which_errors_are_transient():
     from pydantic import BaseModel
 
-    from pipelines.config import ConfigError
+    from flows.config import ConfigError
     from translate.client import ServerUnavailable
 
     class Model(BaseModel):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.cli import build_parser, main
+from flows.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,10 +50,10 @@ def test_validate_exit_codes(tmp_path, capsys):
     bad.write_text("storage: {root: x}\nsources: [{name: a, kind: url_list, task: captioning, language: en}]\n")
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "sources[0] (a): needs `locations`" in err
+    assert "sources[0] (a).locations: a url_list source needs `locations`" in err
 
 
 def test_console_script_runs():
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True,
                             cwd=REPO, check=True)
     assert "validate" in result.stdout and "download" in result.stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import REPORT_TASK_SHARES, ConfigError, load_config
+from flows.config import REPORT_TASK_SHARES, ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

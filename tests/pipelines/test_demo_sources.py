@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.demo import BAD_KINDS, DemoServer, generate, write_url_lists
+from flows.demo import BAD_KINDS, DemoServer, generate, write_url_lists
 
 
 def digest(directory: Path) -> str:

@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipelines.config import load_config
-from pipelines.demo import DemoServer, write_url_lists
-from pipelines.download import download_all, sample_id
+from flows.assemble import download_all
+from flows.config import load_config
+from flows.demo import DemoServer, write_url_lists
+from pipelines.download import sample_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,7 +156,7 @@ def test_killed_run_resumes_to_the_same_samples(tmp_path, demo_directory, served
     config_path = write_config(tmp_path, demo_directory, root, per_shard=16)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "download", "--config", str(config_path), "--source", "scenes",
+        [sys.executable, "-m", "flows.cli", "download", "--config", str(config_path), "--source", "scenes",
          "--no-progress"],
         cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

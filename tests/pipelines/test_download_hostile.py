@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.config import validate_config
+from flows.config import validate_config
 
 TRICKLE_INTERVAL_S = 0.5  # one byte per interval: under timeout_s, so only a wall-clock bound stops it
 RETRY_AFTER_S = 10  # longer than the first pass, so the retry pass has to wait for it
@@ -250,7 +250,7 @@ def url_plan(main: str, trickle: str, polite: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory, local_ray):
-    from pipelines.download import download_all
+    from flows.assemble import download_all
 
     tmp = tmp_path_factory.mktemp("hostile")
     with Server() as main, Server() as trickle, Server() as polite:

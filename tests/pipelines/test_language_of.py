@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.assemble import language_of
-from pipelines.config import Language
+from flows.assemble import language_of
+from flows.config import Language
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,10 +41,10 @@ def test_a_configured_language_is_recognised_without_code():
 def test_ocr_prompts_follow_the_language_registry():
     """A configured language gets OCR instructions without code: its own, else the English ones
     asking for an answer in it; the built-in en and zh pools stay as they are."""
+    from flows.config import load_config
     from ocr.corpus import SCHEMA
     from ocr.prompts import GROUNDED, TRANSCRIBE
     from ocr.tasks import OcrTaskSettings, ocr_task_record
-    from pipelines.config import load_config
 
     config = load_config(REPO / "configs" / "demo.yaml")
     assert config.prompt_pool("transcribe", "zh") == TRANSCRIBE["zh"]

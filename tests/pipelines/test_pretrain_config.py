@@ -51,7 +51,7 @@ def _fill_translation_cache(config, memory: dict[str, dict[str, str]]) -> None:
 def test_the_shipped_pretrain_config_runs_on_every_dataset_in_its_published_format(tmp_path, prefect_ephemeral,
                                                                                      local_ray):
     from flows.build_pretrain_mix import build_pretrain_mix
-    from pipelines.config import load_config
+    from flows.config import load_config
     from shards import verify
     from translate.tiny_model import build_tiny_model
 

@@ -15,7 +15,7 @@ import pytest
 import webdataset
 from PIL import Image
 
-from pipelines.config import Source
+from flows.config import Source
 from pipelines.layout.conversations import ConversationRecord, write_conversation_table
 from pipelines.layout.raw import download_drops, read_image
 from pipelines.layout.task_table import ImageRef, read_counters

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pipelines.config import Source
+from flows.config import Source
 from pipelines.layout.raw import read_image
 from pipelines.layout.task_table import ImageRef
 from pipelines.storage import Storage

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.config import Source
+from flows.config import Source
 from pipelines.tasks import TaskSettings, build_task_samples
 from shards import ShardSettings, mix_and_write, verify
 from shards.mix import MixSettings

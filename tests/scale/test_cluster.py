@@ -160,7 +160,7 @@ sources:
 
 def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
+        [sys.executable, "-m", "flows.cli", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -172,7 +172,7 @@ def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def downloaded(cluster, tmp_path_factory, demo_directory):
     """The demo's URL lists downloaded by the cluster; returns (config path, storage root)."""
-    from pipelines.demo import DemoServer, write_url_lists
+    from flows.demo import DemoServer, write_url_lists
 
     tmp = tmp_path_factory.mktemp("cluster-run")
     config = tmp / "cluster.yaml"
@@ -212,7 +212,7 @@ def test_ocr_survives_losing_a_worker_node(cluster, downloaded):
         [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "flows.cli",
             "ocr",
             "--root",
             str(root),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_config
+from flows.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +128,7 @@ def ray_with_s3_env(s3, local_ray):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    from pipelines.demo import generate
+    from flows.demo import generate
 
     return generate(tmp_path_factory.mktemp("demo"), seed=7, scale=0.03, bad_url_share=0.1)
 
@@ -136,7 +136,7 @@ def demo(tmp_path_factory) -> Path:
 @contextlib.contextmanager
 def served(demo: Path):
     """A fresh demo server per run: its flaky URLs fail once per server, so each run sees the same."""
-    from pipelines.demo import DemoServer, write_url_lists
+    from flows.demo import DemoServer, write_url_lists
 
     with DemoServer(demo, hang_s=5, oversized_mib=4) as server:
         write_url_lists(demo, server.base_url)
@@ -145,8 +145,7 @@ def served(demo: Path):
 
 def run_pipeline(tmp: Path, demo: Path, root: str):
     """Every stage of the demo flow that exists (translation aside), with ``root`` as storage root."""
-    from pipelines.assemble import build_tasks_stage, mix_stage, ocr_stage
-    from pipelines.download import download_all
+    from flows.assemble import build_tasks_stage, download_all, mix_stage, ocr_stage
 
     path = tmp / "config.yaml"
     path.write_text(CONFIG.format(root=root, demo=demo))
@@ -227,7 +226,7 @@ def test_vlmix_verify_reads_the_shards_from_s3(s3_run, s3, monkeypatch):
 
     uri = s3_run[1]["mix"]["directory"]
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "verify", uri], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "flows.cli", "verify", uri], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert "OK: 5 shards, 300 samples match the manifest" in done.stdout
@@ -246,7 +245,7 @@ def test_verify_catches_a_truncated_shard_on_s3(s3_run):
     data = fs.cat_file(f"{copy}/mix-000002.tar")
     fs.pipe_file(f"{copy}/mix-000002.tar", data[: len(data) // 2])
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "verify", f"s3://{copy}"],
+        [sys.executable, "-m", "flows.cli", "verify", f"s3://{copy}"],
         capture_output=True,
         text=True,
         timeout=120,

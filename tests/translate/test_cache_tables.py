@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from flows.translate_cli import build_parser
 from pipelines.storage import Storage
 from translate.cache import CachedAnswer, TranslationCache, text_hash
-from translate.cli import build_parser
 from translate.table import InputError, read_input
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import Language
-from pipelines.languages import ScriptProfile, UnknownScript
+from pipelines.languages import Language, ScriptProfile, UnknownScript
 from translate.prompt import PROMPT_VERSION, SYSTEM_TEMPLATE, build_messages
 from translate.settings import TranslateSettings, ValidationSettings
 from translate.validate import Validator

@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.config import validate_config
+from flows.config import validate_config
+from flows.translation import run_translation
 from pipelines.storage import Storage
 from translate import cli
 from translate.cache import CachedAnswer, TranslationCache, text_hash
 from translate.client import ChatClient
 from translate.launch import free_port
 from translate.prompt import PROMPT_VERSION, build_messages
-from translate.run import run_translation
 from translate.settings import TranslateSettings
 from translate.stage import Translator
 

@@ -10,9 +10,9 @@ import contextlib
 import logging
 import sys
 
+from flows.config import Config, ConfigError, load_config
+from flows.demo.serve import serve_for_config
 from pipelines._imports import MissingDependency
-from pipelines.config import Config, ConfigError, load_config
-from pipelines.demo.serve import serve_for_config
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 log = logging.getLogger("vlmix")
@@ -36,12 +36,12 @@ def cmd_validate(args) -> int:
     for source in config.sources:
         extra = f" -> {', '.join(source.translate_to)}" if source.translate_to else ""
         ocr = f", OCR ({source.ocr.language})" if source.ocr else ""
-        print(f"  {source.name:24s} {source.kind.value:15s} {source.task:11s} {source.language}{extra}{ocr}")
+        print(f"  {source.name:24s} {source.kind:15s} {source.task:11s} {source.language}{extra}{ocr}")
     return 0
 
 
 def cmd_demo_sources(args) -> int:
-    from pipelines.demo import DemoServer, generate, write_url_lists
+    from flows.demo import DemoServer, generate, write_url_lists
 
     directory = generate(args.out, seed=args.seed, scale=args.scale, bad_url_share=args.bad_url_share)
     print(f"demo sources in {directory}")
@@ -66,7 +66,7 @@ def _print_download_stats(all_stats) -> None:
 
 
 def cmd_download(args) -> int:
-    from pipelines.download import download_all
+    from flows.assemble import download_all
 
     config = _load(args)
     with serve_for_config(config):
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands owned by other packages: (name, module, function, extra, help).
 DELEGATED: list[tuple[str, str, str, str, str]] = [
     ("ocr", "ocr.cli", "main", "ocr", "OCR one source's raw shards into an OCR corpus (PP-OCR on Ray)"),
-    ("translate", "translate.cli", "main", "translate", "translate sources' English texts (Figure-5 prompt, vLLM)"),
+    ("translate", "flows.translate_cli", "main", "translate", "translate sources' English texts (Figure-5 prompt, vLLM)"),
     ("train", "trainer.cli", "main", "train", "train InternVL from the shards (stage 1 or 2 recipe)"),
     ("verify", "shards.cli", "verify_main", "mix", "check every shard against its schema and the manifest"),
     ("export-internvl", "shards.cli", "export_main", "mix", "export shards to InternVL's meta JSON + JSONL"),

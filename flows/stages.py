@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipelines.config import Config
+from flows.config import Config
 from pipelines.storage import Storage
 
 log = logging.getLogger(__name__)

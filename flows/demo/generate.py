@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from pipelines.demo import fonts
+from flows.demo import fonts
 
 # What a broken URL does, and the failure reason the download stage must report for it.
 BAD_KINDS = {

@@ -4,7 +4,7 @@ A config is one YAML file validated by the typed models below. Loading never ret
 object: a bad file raises :class:`ConfigError` listing every problem as ``path: got VALUE,
 expected WHAT``, before any stage runs.
 
->>> from pipelines.config import load_config
+>>> from flows.config import load_config
 >>> config = load_config("configs/demo.yaml", overrides=["translation.targets=[zh, ja]"])  # doctest: +SKIP
 >>> config.task_shares()  # doctest: +SKIP
 {'captioning': 0.539, 'detection': 0.052, 'ocr_large': 0.32, 'ocr_small': 0.089}
@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import re
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +26,8 @@ from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskSettings
 from pipelines._model import ConfigModel
 from pipelines.download.settings import Download
+from pipelines.languages import Language
+from pipelines.source import Columns, OcrSource, Source, UrlFilters
 from pipelines.tasks.kinds import kind_names, kind_of
 from translate.settings import TranslateSettings
 
@@ -45,118 +46,8 @@ class ConfigError(ValueError):
         super().__init__(f"invalid configuration {source}:\n{listing}")
 
 
-# The kinds of source vlmix reads, from the registry (pipelines.tasks.kinds documents each).
-SourceKind = StrEnum("SourceKind", {name.upper(): name for name in kind_names()})
-
-
-class Columns(ConfigModel):
-    """Column names in a URL list. Only ``url`` is required; a filter needs the column it reads."""
-
-    url: str = "url"
-    caption: str | None = "caption"
-    punsafe: str | None = Field(None, description="LAION's NSFW probability column (0..1)")
-    pwatermark: str | None = Field(None, description="LAION's watermark probability column (0..1)")
-    width: str | None = Field(None, description="image width in pixels, as listed (before download)")
-    height: str | None = Field(None, description="image height in pixels, as listed")
-    language: str | None = Field(None, description="language tag of the caption (e.g. LAION-multi's LANGUAGE)")
-    sha256: str | None = Field(None, description="expected sha256 of the image bytes; mismatches are dropped")
-    extra: list[str] = Field(
-        default_factory=list, description="further columns carried into the raw shards' JSON (e.g. boxes)"
-    )
-
-
-class UrlFilters(ConfigModel):
-    """Filters on a URL list's own columns, applied before any download. ``None`` disables one."""
-
-    max_punsafe: float | None = Field(None, ge=0, le=1, description="drop rows whose punsafe is above this")
-    max_pwatermark: float | None = Field(None, ge=0, le=1, description="drop rows whose pwatermark is above")
-    min_width: int | None = Field(None, ge=0, description="pixels, from the listed width")
-    min_height: int | None = Field(None, ge=0, description="pixels, from the listed height")
-    min_caption_chars: int | None = Field(None, ge=0, description="characters, after stripping whitespace")
-    max_caption_chars: int | None = Field(None, ge=1, description="characters, after stripping whitespace")
-    languages: list[str] | None = Field(None, description="keep rows whose language tag is one of these")
-
-    @model_validator(mode="after")
-    def _caption_bounds(self) -> UrlFilters:
-        lo, hi = self.min_caption_chars, self.max_caption_chars
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"min_caption_chars ({lo}) is larger than max_caption_chars ({hi})")
-        return self
-
-    def required_columns(self) -> dict[str, str]:
-        """Which ``Columns`` attribute each enabled filter reads."""
-        needs = {
-            "max_punsafe": "punsafe",
-            "max_pwatermark": "pwatermark",
-            "min_width": "width",
-            "min_height": "height",
-            "min_caption_chars": "caption",
-            "max_caption_chars": "caption",
-            "languages": "language",
-        }
-        return {name: column for name, column in needs.items() if getattr(self, name) is not None}
-
-
-class OcrSource(ConfigModel):
-    """Run OCR on this source's images to build an OCR corpus (Wukong-OCR, LaionCOCO-OCR)."""
-
-    language: str = Field(description="language code of the text to read, e.g. 'zh' or 'en'")
-
-
-class Source(ConfigModel):
-    """One dataset of the mixture."""
-
-    name: str = Field(description="unique id; also the folder name under <root>/<stage>/")
-    kind: SourceKind
-    task: str = Field(description="the task its samples serve; a key of `tasks`")
-    language: str = Field(
-        description="language code of its annotations ('en', 'zh'); 'auto' = per sample, from its script"
-    )
-    locations: list[str] = Field(
-        default_factory=list, description="files, globs or URIs (local or s3://...) holding the source"
-    )
-    image_root: str | None = Field(
-        None, description="folder the annotation files' image paths are relative to (coco, *_jsonl kinds)"
-    )
-    image_path_strip: int = Field(
-        0, ge=0, description="leading parts of each annotated image path to drop before joining it to "
-        "image_root (like tar's --strip-components): Objects365 v2 names 'images/v1/patch8/x.jpg' what its "
-        "archives unpack as 'patch8/x.jpg', so 2 there",
-    )
-    images_from: str | None = Field(None, description="reuse another source's downloaded images")
-    columns: Columns = Field(default_factory=Columns)
-    filters: UrlFilters = Field(default_factory=UrlFilters)
-    weight: float = Field(1.0, description="relative weight among the sources of the same task")
-    translate_to: list[str] = Field(
-        default_factory=list, description="language codes its English annotations are translated into"
-    )
-    keep_original: bool = Field(True, description="also put the untranslated samples into the mixture")
-    ocr: OcrSource | None = None
-    obtain: str | None = Field(None, description="where a user gets the files named in `locations`")
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("must be lower-case letters, digits, '_' or '-' (it names folders)")
-        return value
-
-    @field_validator("weight")
-    @classmethod
-    def _positive_weight(cls, value: float) -> float:
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError("must be a finite number above 0")
-        return value
-
-    @model_validator(mode="after")
-    def _kind_needs(self) -> Source:
-        if kind_of(self).downloads:
-            for filter_name, column_attr in self.filters.required_columns().items():
-                if getattr(self.columns, column_attr) is None:
-                    raise ValueError(f"filter `{filter_name}` needs `columns.{column_attr}` to be set")
-        if not self.keep_original and not self.translate_to:
-            raise ValueError("keep_original is false but translate_to is empty: the source would add nothing")
-        return self
+__all__ = ["Columns", "Config", "ConfigError", "Language", "OcrSource", "Source", "UrlFilters", "load_config",
+           "validate_config"]
 
 
 class TaskSpec(ConfigModel):
@@ -168,19 +59,6 @@ class TaskSpec(ConfigModel):
         if not math.isfinite(value) or not 0 <= value <= 1:
             raise ValueError("must be a fraction between 0 and 1")
         return value
-
-
-class Language(ConfigModel):
-    """A target language: the name that goes into the Figure-5 prompt and how to recognise its script."""
-
-    name: str = Field(description="English name used in the prompt, e.g. 'Chinese'")
-    scripts: list[str] = Field(min_length=1, description="Unicode scripts of its text, e.g. ['Han']")
-    prompts: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="instructions written in this language, per purpose (caption, detect, refer, and "
-        "for OCR samples transcribe, grounded); "
-        "without them (and no built-in pool: en, zh) the English ones ask for an answer in it",
-    )
 
 
 class Translation(ConfigModel):
@@ -303,11 +181,14 @@ class Config(ConfigModel):
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"source names must be unique; repeated: {duplicated}")
-        problems = [
-            f"sources[{index}] ({source.name}).{name}: {message}"
-            for index, source in enumerate(self.sources)
-            for name, message in kind_of(source).problems(source, list(self.tasks))
-        ]
+        kinds = kind_names()
+        problems = []
+        for index, source in enumerate(self.sources):
+            where = f"sources[{index}] ({source.name})"
+            if source.kind not in kinds:
+                problems.append(f"{where}.kind: got {source.kind!r}, expected one of {kinds}")
+                continue
+            problems += [f"{where}.{name}: {message}" for name, message in kind_of(source).problems(source, list(self.tasks))]
         if problems:
             raise ValueError("\n  - ".join(problems))
         for source in self.sources:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from flows.config import ConfigError, load_config
+from flows.translation import NothingToTranslate, report_lines, run_translation
 from pipelines._imports import MissingDependency
-from pipelines.config import ConfigError, load_config
 from translate.client import ServerUnavailable
 from translate.launch import ServerStartError
-from translate.run import NothingToTranslate, report_lines, run_translation
 from translate.settings import TranslateSettings
 
 

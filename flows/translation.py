@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 
-from pipelines.config import Config, Source
+from flows.config import Config, Source
 from pipelines.storage import Storage
 from translate.client import ChatClient
 from translate.launch import launched_servers

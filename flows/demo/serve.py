@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from pipelines.config import Config
+from flows.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def serve_for_config(config: Config) -> Iterator[str | None]:
     if config.demo is None:
         yield None
         return
-    from pipelines.demo.server import serving
+    from flows.demo.server import serving
 
     demo = config.demo
     with serving(demo.directory, seed=config.seed, scale=demo.scale, bad_url_share=demo.bad_url_share) as server:

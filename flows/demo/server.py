@@ -1,6 +1,6 @@
 """Serve the demo collections over loopback HTTP, broken URLs included, and write their URL lists.
 
->>> from pipelines.demo import DemoServer, generate, write_url_lists
+>>> from flows.demo import DemoServer, generate, write_url_lists
 >>> directory = generate("/tmp/demo", seed=0, scale=0.05)  # doctest: +SKIP
 >>> with DemoServer(directory) as server:  # doctest: +SKIP
 ...     write_url_lists(directory, server.base_url)
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.demo.generate import BAD_KINDS
+from flows.demo.generate import BAD_KINDS
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -181,7 +181,7 @@ def wait_until_serving(base_url: str, timeout_s: float = 10.0) -> None:
 def serving(directory: str | Path, seed: int = 0, scale: float = 1.0, bad_url_share: float = 0.06,
             port: int = 0) -> Iterator[DemoServer]:
     """Generate the demo sources (if needed), serve them on loopback and write their URL lists."""
-    from pipelines.demo.generate import generate
+    from flows.demo.generate import generate
 
     generate(directory, seed=seed, scale=scale, bad_url_share=bad_url_share)
     with DemoServer(directory, port=port) as server:

@@ -1,7 +1,7 @@
 """From the mixture config to the task-sample and shard stages' own settings, and running them.
 
 The stages (``pipelines.tasks``, ``shards.mix``, ``shards``) take small settings objects of
-their own; this module derives them from a :class:`~pipelines.config.Config`, so a user writes one
+their own; this module derives them from a :class:`~flows.config.Config`, so a user writes one
 config and the flow calls one function per stage.
 """
 
@@ -12,13 +12,44 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import Config, Language, Source
+from flows.config import Config, Language, Source
 from pipelines.storage import Storage
 from pipelines.tasks.kinds import kind_of
 
 log = logging.getLogger(__name__)
 
 OCR_TASKS = ("ocr_large", "ocr_small")
+
+
+def downloaded_sources(config: Config, names: list[str] | None = None) -> list[Source]:
+    """The sources whose kind downloads its images (URL lists), less those reusing another's images."""
+    chosen = [s for s in config.sources if kind_of(s).downloads and s.images_from is None
+              and (names is None or s.name in names)]
+    if names:
+        unknown = set(names) - {s.name for s in chosen}
+        if unknown:
+            raise ValueError(f"no URL-list source named {sorted(unknown)}")
+    return chosen
+
+
+def download_all(config: Config, names: list[str] | None = None, progress: bool = True) -> dict:
+    """Download every URL-list source of ``config`` (or the named ones) on Ray; stats per source."""
+    from pipelines.download import download_sources
+    from pipelines.runtime import ensure_ray
+
+    chosen = downloaded_sources(config, names)
+    ensure_ray(config.ray.address, config.ray.num_cpus)
+    storage = Storage(config.storage.root, config.storage.options)
+    return download_sources(chosen, config.download, storage, progress)
+
+
+def download_stage(config: Config, progress: bool = False) -> dict[str, dict]:
+    """The stage as the flow runs it: demo sources served when configured, every URL list downloaded."""
+    from flows.demo.serve import serve_for_config
+
+    with serve_for_config(config):
+        stats = download_all(config, progress=progress)
+    return {name: s.to_json() for name, s in stats.items()}
 
 
 def ocr_stage(config: Config) -> dict[str, Any]:
@@ -95,10 +126,10 @@ def translate_stage(config: Config) -> dict[str, Any]:
     tasks, so each translation names the exact field (``caption``, ``objects.<i>.name``,
     ``ref_exps.<i>``, ``turns.<t>.<p>``) the builder of that unit reads back.
     """
+    from flows.translation import run_translation, source_targets
     from pipelines.runtime import ensure_ray
     from pipelines.stage import execute
     from pipelines.tasks.stage import TranslationInputs
-    from translate.run import run_translation, source_targets
 
     storage = Storage(config.storage.root, config.storage.options)
     chosen = [s for s in task_sources(config) if source_targets(config, s)]
@@ -124,10 +155,10 @@ def _prepare_demo_translation(config: Config, storage: Storage, sources: list[So
     """
     from pathlib import Path as LocalPath
 
-    from pipelines.demo.generate import reference_translations
+    from flows.demo.generate import reference_translations
+    from flows.translation import source_targets
     from translate.cache import CachedAnswer, TranslationCache, text_hash
     from translate.prompt import PROMPT_VERSION
-    from translate.run import source_targets
     from translate.tiny_model import build_tiny_model
 
     model = config.translation.model
