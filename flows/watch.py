@@ -89,9 +89,11 @@ class RunWatch:
         self.say = say
         self.offset = 0
         self.started = time.monotonic()
+        self.started_at = time.time()  # events carry wall-clock times
         self.stages: dict[str, str] = {}
         self.errors: dict[str, str] = {}
         self.running: str | None = None
+        self._starting: tuple[str, float] | None = None  # a start not shown yet
 
     def pump(self) -> None:
         """Print the lines written since the last call."""
@@ -109,22 +111,34 @@ class RunWatch:
             except ValueError:
                 continue
             self._show(event)
+        if self._starting and time.time() - self._starting[1] > 2:
+            self._flush_start()
+
+    def _flush_start(self) -> None:
+        """A stage's start is shown once it is more than a skip (the next event, or 2 s on)."""
+        if self._starting:
+            stage, at = self._starting
+            self._starting = None
+            self.say(f"[{_duration(at - self.started_at):>9}] stage {stage}: started")
 
     def _show(self, event: dict[str, Any]) -> None:
-        stamp = f"[{_duration(time.monotonic() - self.started):>9}]"
+        at = event.get("t") or time.time()
+        stamp = f"[{_duration(at - self.started_at):>9}]"
+        stage, status = event.get("stage", "?"), event.get("status", "?")
+        if status != "skipped":
+            self._flush_start()
         if event.get("kind") == "progress":
             self.say(f"{stamp}   {event.get('text', '')}")
             return
-        stage, status = event.get("stage", "?"), event.get("status", "?")
         self.stages[stage] = status
         if status == "started":
             self.running = stage
-            self.say(f"{stamp} stage {stage}: started")
+            self._starting = (stage, at)
         elif status == "completed":
             self.running = None
             self.say(f"{stamp} stage {stage}: done in {_duration(event.get('seconds') or 0)}")
         elif status == "skipped":
-            self.running = None
+            self.running, self._starting = None, None
             self.say(f"{stamp} stage {stage}: skipped (unchanged since its last run)")
         elif status == "retrying":
             self.say(f"{stamp} stage {stage}: retrying after a transient error: {event.get('error')}")

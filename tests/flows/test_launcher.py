@@ -158,6 +158,7 @@ def test_three_runs_in_a_row_under_load(clone, hog):
     (launcher.home / "server.port").write_text(str(launcher.port))
     launcher.mark = launcher.env[MARK] = uuid.uuid4().hex
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the stopped server's TIME_WAITs
         squatter.bind(("127.0.0.1", launcher.port))
         squatter.listen()
         rc, out, third_s = launcher.run()
