@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from flows import translate_cli as cli
 from flows.config import validate_config
 from flows.translation import run_translation
 from pipelines.storage import Storage
-from translate import cli
 from translate.cache import CachedAnswer, TranslationCache, text_hash
 from translate.client import ChatClient
 from translate.launch import free_port
