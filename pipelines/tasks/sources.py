@@ -39,7 +39,8 @@ def expand_locations(storage: Storage, source) -> list[str]:
         hint = f"; {source.obtain}" if getattr(source, "obtain", None) else ""
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise FileNotFoundError(f"source {source.name!r}: locations not found: {shown}{hint}")
-    return list(dict.fromkeys(found))
+    # As URIs (s3://bucket/...), so a reference to a file outside the storage root reads it back there.
+    return list(dict.fromkeys(storage.uri(path) for path in found))
 
 
 @register
