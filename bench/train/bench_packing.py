@@ -19,6 +19,7 @@ with long transcriptions.
 import argparse
 import io
 import json
+import os
 import random
 import tempfile
 import time
@@ -125,7 +126,7 @@ def model_only(shards: str, tokenizer, n_samples: int, rounds: int) -> dict:
         ],
     }
     image_token = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
-    result = {}
+    variants = {}
     for name, attn in (("padded", "sdpa"), ("packed", "sdpa_packed"), ("packed", "sdpa")):
         torch.manual_seed(0)
         model = build_model("tiny", len(tokenizer), image_token).train()
@@ -135,8 +136,9 @@ def model_only(shards: str, tokenizer, n_samples: int, rounds: int) -> dict:
             n = int((tensors["input_ids"] == image_token).sum()) // 64
             pixels = normalise_tiles(torch.randint(0, 256, (n, 3, 448, 448), dtype=torch.uint8))
             batches.append((Batch(**tensors, pixel_values=None, n_samples=0, n_tiles=n, keys=[]), pixels))
-        seconds = []
-        for _ in range(rounds):
+        variants[f"{name}, {attn}"] = (model, attn, batches, [])
+    for _ in range(rounds):  # the variants take turns, so a change in the machine's load hits all of them
+        for model, attn, batches, seconds in variants.values():
             start = time.perf_counter()
             for batch, pixels in batches:
                 out = model(
@@ -146,9 +148,11 @@ def model_only(shards: str, tokenizer, n_samples: int, rounds: int) -> dict:
                 )
                 out.loss.backward()
             seconds.append(time.perf_counter() - start)
-        tokens = sum(len(s.input_ids) for s in samples)
+    tokens = sum(len(s.input_ids) for s in samples)
+    result = {}
+    for key, (_, _, batches, seconds) in variants.items():
         slots = sum(b.n_slots for b, _ in batches)
-        result[f"{name}, {attn}"] = {
+        result[key] = {
             "micro_batches": len(batches),
             "padding_share": round(1 - tokens / slots, 4),
             "tokens_per_s": round(tokens / min(seconds)),
@@ -201,8 +205,8 @@ def main() -> None:
     parser.add_argument("--shards", help="a shard directory (default: generated, see the docstring)")
     parser.add_argument("--samples", type=int, default=1200, help="samples to generate")
     parser.add_argument("--batches", type=int, default=60, help="padded micro-batches to measure")
-    parser.add_argument("--steps", type=int, default=6, help="timed training steps per run")
-    parser.add_argument("--rounds", type=int, default=2, help="alternate runs per mode")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate runs per mode")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of the trainer runs")
     parser.add_argument("--model-samples", type=int, default=60, help="samples of the model-only comparison")
     parser.add_argument("--threads", type=int, default=1)
@@ -225,9 +229,10 @@ def main() -> None:
                 shards, tokenizer_dir, tmp / "runs", args.steps, args.workers, args.rounds
             ),
             "tiny_model_cpu_same_samples": model_only(
-                shards, load_tokenizer(tokenizer_dir), args.model_samples, 3
+                shards, load_tokenizer(tokenizer_dir), args.model_samples, 2 * args.rounds + 1
             ),
             "threads": args.threads,
+            "load_average_after": round(os.getloadavg()[0], 2),
         }
     print(json.dumps(report, indent=2))
 

@@ -24,6 +24,7 @@ from PIL import Image
 from trainer.data import ShardStream
 from trainer.model import build_model, visual_tokens_per_tile
 from trainer.optim import build_optimizer
+from trainer.packing import model_inputs
 from trainer.recipes import stage2
 from trainer.tiling import normalise_tiles
 from trainer.tokenize import ChatTokenizer, load_tokenizer, train_tokenizer
@@ -98,17 +99,15 @@ def main() -> None:
         model.train()
         start = time.perf_counter()
         for batch, pixel_values in zip(batches, pixels, strict=True):
-            out = model(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask,
+            out = model(  # packed or padded, the inputs the trainer gives the model
+                **model_inputs(batch, torch.device("cpu"), model.config._attn_implementation),
                 pixel_values=pixel_values,
-                labels=batch.labels,
             )
             out.loss.backward()
             optimizer.step()
             optimizer.zero_grad()
         bare_s = time.perf_counter() - start
-        bare_tokens = sum(int(b.attention_mask.sum()) for b in batches)
+        bare_tokens = sum(b.n_tokens for b in batches)
     print(
         f"steps={args.steps} micro-batches={len(batches)} threads={args.threads} loader workers={args.workers}"
     )
