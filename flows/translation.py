@@ -23,7 +23,7 @@ from translate.client import ChatClient
 from translate.launch import launched_servers
 from translate.settings import TranslateSettings
 from translate.stage import TargetReport, Translator, summarise
-from translate.table import TRANSLATE_DIR
+from translate.table import TRANSLATE_DIR, part_name
 
 log = logging.getLogger(__name__)
 
@@ -122,24 +122,40 @@ def _ray_is_up() -> bool:
 
 def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns):
     """The requests go out from ``settings.workers`` Ray tasks, each with its own client over a share of
-    every source's parts; the endpoints' total concurrency stays ``translation.concurrency``. Within a
-    worker, identical texts are asked once; between workers the persistent cache carries answers."""
-    import math
-
+    every source's parts, ``translation.concurrency // workers`` requests in flight per endpoint each
+    (so never more than configured in all). Within a worker, identical texts are asked once; between
+    workers the persistent cache carries answers. A worker whose process dies is started again (its
+    finished parts are skipped); a worker that fails reports its parts as failed, and the others' work
+    is kept and reported."""
     import ray
 
-    workers = max(1, min(settings.workers, max(len(parts) for parts, _ in plan.values())))
-    share = max(1, math.ceil(config.translation.concurrency / workers))
+    concurrency = config.translation.concurrency
+    workers = max(1, min(settings.workers, concurrency, max(len(parts) for parts, _ in plan.values())))
+    share = max(1, concurrency // workers)
     groups = [{name: (parts[w::workers], targets) for name, (parts, targets) in plan.items() if parts[w::workers]}
               for w in range(workers)]
-    remote = ray.remote(num_cpus=settings.cpus_per_worker, max_retries=0)(_translate_group)
-    futures = [remote.remote(config, settings, storage.root_uri(), storage.options, endpoints, group, text_columns,
-                             share) for group in groups]
-    reports: dict[str, dict[str, TargetReport]] = {}
-    for result in ray.get(futures):
+    remote = ray.remote(num_cpus=settings.cpus_per_worker, max_retries=1)(_translate_group)
+    pending = {remote.remote(config, settings, storage.root_uri(), storage.options, endpoints, group, text_columns,
+                             share): group for group in groups}
+    reports: dict[str, dict[str, TargetReport]] = {
+        name: {target: TargetReport(name, target) for target in targets} for name, (_, targets) in plan.items()}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        group = pending.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except ray.exceptions.RayError as err:  # the worker's own error, not Ray's traceback around it
+            cause = getattr(err, "cause", None) or err
+            lines = str(cause).strip().splitlines()
+            message = f"{type(cause).__name__}: {lines[-1] if lines else ''}"
+            log.error("a translation worker failed: %s", message)
+            for name, (parts, targets) in group.items():
+                for target in targets:
+                    reports[name][target].failed.update({part_name(part): message for part in parts})
+            continue
         for name, by_target in result.items():
             for target, part in by_target.items():
-                merged = reports.setdefault(name, {}).setdefault(target, TargetReport(name, target))
+                merged = reports[name][target]
                 merged.parts_written += part.parts_written
                 merged.parts_skipped += part.parts_skipped
                 merged.failed.update(part.failed)

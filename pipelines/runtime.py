@@ -116,8 +116,8 @@ def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple
                     ready, pending = ray.wait(pending, num_returns=1)
                     try:
                         yield ray.get(ready[0])
-                    except ray.exceptions.RayTaskError as err:
-                        raise err.as_instanceof_cause() from None
+                    except ray.exceptions.RayTaskError as err:  # the unit's own error, as raised there
+                        raise (err.cause if isinstance(err.cause, BaseException) else err.as_instanceof_cause()) from None
             finally:
                 for ref in pending:
                     ray.cancel(ref)

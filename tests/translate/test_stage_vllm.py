@@ -285,3 +285,17 @@ def test_requests_go_out_from_ray_workers_each_over_a_share_of_the_parts(tmp_pat
     # at most one request per distinct text of each worker's share.
     shares = [{t for p in parts[w::2] for t in p} for w in range(2)]
     assert len({t for p in parts for t in p}) <= report.stats.requests <= sum(len(s) for s in shares)
+
+
+def test_a_failing_worker_reports_its_parts_and_the_others_work_is_kept(tmp_path, vllm_url, local_ray):
+    parts = [captions(6, offset=6 * i) for i in range(4)]
+    storage = write_inputs(tmp_path, "coyo", parts)
+    bad = storage.path("translate", "coyo", "_input", "part-00001.parquet")
+    storage.write_parquet(bad, pa.table({"id": ["x"], "words": ["no key, field or text column"]}))
+    config = make_config(tmp_path, vllm_url)
+    report = run_translation(config, SETTINGS.model_copy(update={"workers": 2, "cache": False}))["coyo"]["zh"]
+    # Worker 0 had parts 0 and 2; worker 1 parts 1 (unreadable) and 3: its share is reported failed.
+    assert report.parts_written == 2 and sorted(report.failed) == ["00001", "00003"]
+    message = report.failed["00001"]
+    assert message.startswith("InputError: ") and "Traceback" not in message and "missing" in message
+    assert report.stats.rows == len(parts[0]) + len(parts[2])
