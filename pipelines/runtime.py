@@ -99,7 +99,7 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
-def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple = (OSError,)):
+def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple = (ConnectionError, TimeoutError)):
     """``function(*args)`` for each ``args`` of ``calls``, yielded as each finishes: Ray tasks when Ray
     is up (``ensure_ray``), else in this process in order. Transient errors (``retry_on``) are retried
     by Ray; any other error is deterministic and fails at once."""

@@ -78,7 +78,8 @@ class Stage:
 
     name: ClassVar[str]
     num_cpus: ClassVar[float] = 1
-    retry_on: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+    # Network trouble, a store that timed out: transient. A missing or unreadable file is not.
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
 
     def units(self, ctx) -> Iterable[Unit]:
         raise NotImplementedError
