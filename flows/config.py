@@ -111,6 +111,13 @@ class TrainStage(ConfigModel):
     resize: Literal["pil", "torch"] | None = Field(
         None, description="tile resize: pil (exact, the default) or torch (about 4x faster, not bit-exact)"
     )
+    checkpoint_dir: str | None = Field(None, description="checkpoints: a path or fsspec URL (s3://...); None = <out>/checkpoints")
+    packing: bool = Field(True, description="pack whole samples into sequences (False: one padded row per sample)")
+    attn: Literal["auto", "sdpa_packed", "sdpa", "eager", "flex_attention", "flash_attention_2"] | None = Field(
+        None, description="attention kernel (vlmix train --attn); None = auto")
+    streams: int | None = Field(None, ge=1, description="data streams; a resume works at any world size dividing it")
+    hsdp: bool = Field(False, description="shard within a node, replicate across nodes (multi-node runs)")
+    shard_group: int | None = Field(None, ge=1, description="hsdp: ranks per shard group; None = one node's")
     launcher: Literal["local", "torchrun", "ray"] = "local"
     workers: int = Field(1, ge=1, description="ray launcher: training workers")
     gpu: bool = Field(False, description="ray launcher: one GPU per worker")
@@ -121,9 +128,11 @@ class TrainStage(ConfigModel):
                 "--steps", str(self.steps), "--launcher", self.launcher]
         for flag, value in (("--tokenizer", self.tokenizer), ("--lr", self.lr), ("--global-batch", self.global_batch),
                             ("--max-tiles", self.max_tiles), ("--context", self.context),
-                            ("--resize", self.resize)):
+                            ("--resize", self.resize), ("--checkpoint-dir", self.checkpoint_dir),
+                            ("--attn", self.attn), ("--streams", self.streams), ("--shard-group", self.shard_group)):
             if value is not None:
                 args += [flag, str(value)]
+        args += (["--no-packing"] if not self.packing else []) + (["--hsdp"] if self.hsdp else [])
         if self.launcher == "ray":
             args += ["--workers", str(self.workers)] + (["--gpu"] if self.gpu else [])
         return args
