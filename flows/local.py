@@ -20,6 +20,7 @@ unless ``--keep-server`` (or ``VLMIX_KEEP_SERVER=1``) keeps it up for the UI; ``
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from flows import processes
 from flows.server import CLIENT_SETTINGS, LocalServer, ServerError, ensure_server, stop_recorded, tail
-from flows.watch import ApiError, Outcome, RunWatch, cancel_flow_run, create_flow_run
+from flows.watch import ApiError, Outcome, RunWatch, api, cancel_flow_run, create_flow_run
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "vlmix-local"
@@ -92,12 +93,31 @@ def _prefect(*args: str, env: dict[str, str], timeout_s: float = 300) -> None:
         raise LaunchError(f"`prefect {' '.join(args)}` exited with {done.returncode}:\n{output}")
 
 
-def deploy(env: dict[str, str]) -> None:
+def _deployed_marker(home: Path) -> tuple[Path, str]:
+    """Where the launcher notes what it registered, and what there is to register now."""
+    digest = hashlib.sha256()
+    for path in (REPO / "prefect.yaml", REPO / "flows" / "build_pretrain_mix.py"):
+        digest.update(path.read_bytes())
+    return home / "deployed.sha256", digest.hexdigest()
+
+
+def deploy(env: dict[str, str], base_url: str, deployment: str) -> None:
+    """Register the work pool and the deployments of prefect.yaml, unless this server has them as they are."""
+    marker, digest = _deployed_marker(Path(env["PREFECT_HOME"]))
+    if marker.exists() and marker.read_text() == digest:
+        try:
+            api(base_url, "GET", f"/deployments/name/{FLOW}/{deployment}")
+            api(base_url, "GET", f"/work_pools/{POOL}")
+            return
+        except ApiError:
+            pass  # a new database, or the deployment was deleted: register again
+    say("registering the deployments of prefect.yaml")
     try:
         _prefect("work-pool", "inspect", POOL, env=env, timeout_s=120)
     except LaunchError:
         _prefect("work-pool", "create", POOL, "--type", "process", env=env)
     _prefect("--no-prompt", "deploy", "--all", env=env)
+    marker.write_text(digest)
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -145,8 +165,7 @@ def run(deployment: str, parameters: dict, port: int, keep_server: bool = False)
     try:
         server = ensure_server(home, port, base_environment(home), say)
         env = run_environment(home, server.port, tag, progress_file)
-        say("registering the deployments of prefect.yaml")
-        deploy(env)
+        deploy(env, server.url, deployment)
         worker = start_worker(env, worker_log)
         flow_run = create_flow_run(server.url, FLOW, deployment, parameters)
         say(f"flow run {flow_run['name']} of {FLOW}/{deployment} created; following it "

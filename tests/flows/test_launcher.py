@@ -5,8 +5,9 @@ clone, under a CPU hog on every core, as a new user would run it again and again
   through the local Prefect server, the `local` deployment and a worker; again, reusing the server
   kept up by the first and skipping every stage; again, after a crash left a stale pid file and
   another program took the port;
-- killing the Prefect server in the middle of a run: a non-zero exit naming the stage that was
-  running, the server's log pointed at, and no process of the run left behind.
+- killing the Prefect server in the middle of a run (the download, once its Ray is up): a non-zero
+  exit naming the stage that was running, the server's log pointed at, and no process of the run
+  (worker, flow run, Ray) left behind.
 
 Each process the launcher starts inherits the environment, so a mark put there by the test finds
 every one of them (Ray, OCR actors, vLLM, the worker, the flow run) independently of the launcher.
@@ -148,6 +149,7 @@ def test_three_runs_in_a_row_under_load(clone, hog):
     assert rc == 0, out
     assert f"reusing the Prefect server on http://127.0.0.1:{launcher.port} (pid {server})" in out
     assert out.count("skipped (unchanged since its last run)") == 6
+    assert "registering the deployments" not in out  # this server has them already
     assert not processes.alive(server) and not (launcher.home / "server.pid").exists()
     assert wait_unmarked(launcher.mark) == []
 
@@ -173,7 +175,7 @@ def test_three_runs_in_a_row_under_load(clone, hog):
 def test_killing_the_server_mid_run_fails_the_run_and_leaves_nothing(clone, hog, tmp_path):
     launcher = Launcher(clone, free_port(), home=tmp_path / "prefect")
     overrides = [*SMALL, f"storage.root={tmp_path / 'root'}", f"demo.directory={tmp_path / 'demo'}"]
-    process = subprocess.Popen(launcher.command("--stage", "download", "--stage", "ocr", overrides=overrides),
+    process = subprocess.Popen(launcher.command("--stage", "download", overrides=overrides),
                                cwd=clone, env=launcher.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     watchdog = threading.Timer(900, process.kill)
@@ -182,7 +184,12 @@ def test_killing_the_server_mid_run_fails_the_run_and_leaves_nothing(clone, hog,
     try:
         for line in process.stdout:
             lines.append(line)
-            if killed_at is None and "stage ocr: started" in line:
+            if killed_at is None and "stage download: started" in line:
+                # In the middle of the download, once the run's local Ray is up (it must go too).
+                deadline = time.monotonic() + 120
+                while not any("raylet" in processes.command_line(pid) for pid in marked(launcher.mark)):
+                    assert time.monotonic() < deadline, "no Ray started by the download stage"
+                    time.sleep(0.2)
                 os.kill(launcher.server_pid(), signal.SIGKILL)
                 killed_at = time.monotonic()
         rc = process.wait()
@@ -192,7 +199,7 @@ def test_killing_the_server_mid_run_fails_the_run_and_leaves_nothing(clone, hog,
     print(out)
     assert killed_at is not None, out
     assert rc == 1, out
-    assert "FAILED" in out and "stage ocr: the Prefect server was killed by signal 9" in out
+    assert "FAILED" in out and "stage download: the Prefect server was killed by signal 9" in out
     assert f"the last lines that matter of {launcher.home / 'server.log'}" in out
     assert "Traceback" not in out.split("--- the last lines")[0]  # the launcher's own words: no traceback
     assert "manifest:" not in out  # no products announced that do not exist
