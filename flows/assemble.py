@@ -142,9 +142,21 @@ def translate_stage(config: Config) -> dict[str, Any]:
     reports = run_translation(config, config.translation.stage, sources=[s.name for s in chosen])
     failed = {f"{s}/{t}": r.failed for s, by in reports.items() for t, r in by.items() if r.failed}
     if failed:
-        raise RuntimeError(f"translation parts failed (rerun to resume; finished parts are kept): {failed}")
+        message = f"translation parts failed (rerun to resume; finished parts are kept): {failed}"
+        errors = [error for by_part in failed.values() for error in by_part.values()]
+        if any(error.startswith(_TRANSIENT_PART_ERRORS) for error in errors):
+            from translate.client import ServerUnavailable
+
+            raise ServerUnavailable(message)  # servers that went away: the flow retries the stage
+        raise RuntimeError(message)
     return {source: {target: report.stats.to_json() for target, report in by_target.items()}
             for source, by_target in reports.items()}
+
+
+# How a part's error begins when a server, not the data, was the trouble (a retry may succeed).
+_TRANSIENT_PART_ERRORS = ("ServerUnavailable", "ServerStartError", "ClientError", "ClientConnectorError",
+                          "ServerDisconnectedError", "ConnectionError", "ConnectionResetError", "TimeoutError",
+                          "WorkerCrashedError", "RayActorError", "NodeDiedError")
 
 
 def _prepare_demo_translation(config: Config, storage: Storage, sources: list[Source]) -> None:

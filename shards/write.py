@@ -31,6 +31,7 @@ from pydantic import Field
 
 from pipelines._model import ConfigModel
 from pipelines.layout.raw import RAW_DIR, download_drops, resolve_uri
+from pipelines.progress import Progress
 from pipelines.storage import Storage
 from shards.location import open_directory, options_for
 from shards.manifest import FORMAT, write_manifest
@@ -81,9 +82,12 @@ def mix_and_write(
     plan = plan_mixture(storage, mix)
     done, position = _resume(out, shards.prefix, plan)
     writer = ShardWriter(out, shards.prefix, shards.max_samples, shards.max_bytes, start_shard=len(done))
+    written = Progress("mix", total=len(plan) - position, unit="samples")
     with writer:
         for key, members in _samples(storage, plan, position, shards):
             writer.write(key, members)
+            written.advance(samples=1)
+    written.done()
     infos = done + writer.shards
     settings_hash = hashlib.sha256(f"{mix.fingerprint()}:{_fingerprint(shards)}".encode()).hexdigest()
     drops = {"download": _all_download_drops(storage), **plan.drops, **(stage_drops or {})}

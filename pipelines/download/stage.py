@@ -40,6 +40,7 @@ from pipelines.download.guards import GuardedResizer, bounded_download, classify
 from pipelines.download.retry import ORIGIN_KEY
 from pipelines.download.settings import Download
 from pipelines.layout.raw import finished_shard_ids
+from pipelines.progress import Progress
 from pipelines.source import Source
 from pipelines.storage import Storage
 
@@ -267,6 +268,7 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     resubmit: list = []
     failed: list[int] = []
     bar = tqdm(desc=f"download {label}", unit="shard", disable=not progress)
+    shards_done = Progress("download", total=None, unit="shards", label=label)  # to the terminal and Prefect
     policy = FetchPolicy(
         max_bytes=settings.max_body_bytes, budget_s=settings.url_budget_s, max_redirects=settings.max_redirects,
         per_host=settings.max_connections_per_host, max_wait_s=settings.max_retry_after_s,
@@ -288,12 +290,14 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
             nodes[node] += 1
             if ok or storage.exists(posixpath.join(out, f"{shard_id:0{_OOM_SHARD_COUNT}d}_stats.json")):
                 bar.update(1)  # done (possibly by a worker of an earlier, killed run: same inputs, same shard)
+                shards_done.advance()
             elif attempt < _SHARD_ATTEMPTS:  # a whole shard failing is rare and worth one more try
                 log.warning("%s: shard %d failed (attempt %d), trying again", label, shard_id, attempt)
                 resubmit.append((shard, attempt + 1))
             else:
                 failed.append(shard_id)
                 bar.update(1)
+    shards_done.done()
     if failed:
         raise RuntimeError(f"{label}: shards {sorted(failed)} failed (see the worker logs); rerun to resume")
 
