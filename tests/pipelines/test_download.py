@@ -30,7 +30,7 @@ seed: 0
 storage: {{root: {root}}}
 ray: {{num_cpus: 2}}
 download:
-  timeout_s: 1
+  timeout_s: 3  # a loaded CI machine can stall a loopback reply past 1 s; the hang URLs wait 20
   max_body_bytes: 1048576
   samples_per_shard: {per_shard}
   threads_per_worker: 16
