@@ -288,9 +288,10 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
             shard, attempt = in_flight.pop(ready[0])
             shard_id, ok, node = ray.get(ready[0])
             nodes[node] += 1
-            if ok or storage.exists(posixpath.join(out, f"{shard_id:0{_OOM_SHARD_COUNT}d}_stats.json")):
+            stats_path = posixpath.join(out, f"{shard_id:0{_OOM_SHARD_COUNT}d}_stats.json")
+            if ok or storage.exists(stats_path):
                 bar.update(1)  # done (possibly by a worker of an earlier, killed run: same inputs, same shard)
-                shards_done.advance()
+                shards_done.advance(**_shard_counts(storage, stats_path))
             elif attempt < _SHARD_ATTEMPTS:  # a whole shard failing is rare and worth one more try
                 log.warning("%s: shard %d failed (attempt %d), trying again", label, shard_id, attempt)
                 resubmit.append((shard, attempt + 1))
@@ -300,6 +301,16 @@ def _run_pass(settings: Download, source: Source, storage: Storage, out: str, ur
     shards_done.done()
     if failed:
         raise RuntimeError(f"{label}: shards {sorted(failed)} failed (see the worker logs); rerun to resume")
+
+
+def _shard_counts(storage: Storage, stats_path: str) -> dict[str, int]:
+    """Samples and failed URLs of one finished shard, from img2dataset's stats (for progress lines only)."""
+    try:
+        stats = storage.read_json(stats_path)
+        return {"samples": int(stats.get("successes", 0)),
+                "drops": int(stats.get("count", 0)) - int(stats.get("successes", 0))}
+    except (OSError, ValueError):
+        return {}
 
 
 def _quietly(function, *args):
