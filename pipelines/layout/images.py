@@ -54,6 +54,8 @@ def to_png(data: bytes) -> bytes:
 class UnitImages:
     """The pictures of one unit; converted images are buffered and written by :meth:`commit`."""
 
+    reads_images = True  # callers hand :meth:`picture` the image's bytes
+
     def __init__(self, storage: Storage, source: str, unit: str):
         self.storage = storage
         self.path = storage.path(TASKS_DIR, IMAGES_DIR, source, f"{unit}.bin")
@@ -83,3 +85,16 @@ class UnitImages:
         """Write the converted images, if any, before the tables that reference them."""
         if self._buffer.tell():
             self.storage.write_bytes(self.path, self._buffer.getvalue())
+
+
+class NoPictures:
+    """For passes that need a unit's texts only (the translation inputs): no image is read, every
+    image stands as a placeholder, nothing is written."""
+
+    reads_images = False
+
+    def picture(self, ref: ImageRef, data: bytes, drops: Counter) -> Picture:
+        return Picture(ref, "jpg", "", 1, 1)
+
+    def commit(self) -> None:
+        pass

@@ -121,4 +121,7 @@ def raw_picture(storage: Storage, sample: RawSample, images, drops: Counter) -> 
     sha256 is of the bytes as served, which differ when its resizer re-encoded them): read, hashed,
     sized, and for GIF, BMP, ... converted by ``images`` (a :class:`pipelines.layout.images.UnitImages`);
     None, counted, if it does not decode."""
+    if not images.reads_images:  # a texts-only pass: the size img2dataset recorded stands in
+        meta = sample.meta
+        return Picture(sample.image, sample.image_format, "", int(meta.get("width") or 1), int(meta.get("height") or 1))
     return images.picture(sample.image, read_image(storage, sample.image), drops)

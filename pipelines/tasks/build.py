@@ -22,7 +22,7 @@ from pydantic import Field
 
 from pipelines._model import ConfigModel
 from pipelines.languages import language_of
-from pipelines.layout.images import UnitImages
+from pipelines.layout.images import NoPictures, UnitImages
 from pipelines.layout.task_table import TaskSample, write_task_table
 from pipelines.stage import Unit
 from pipelines.storage import Storage
@@ -129,27 +129,15 @@ def build_unit(source, unit: Unit, root: str | Storage, options: dict, settings:
 def unit_texts(source, unit: Unit, root: str | Storage, options: dict, settings: TaskSettings) -> list[tuple]:
     """``(key, field, text)`` of every English text of one unit: what the translation stage translates,
     named by the fields (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``, ``turns.<t>.<p>``) the
-    builder reads back."""
+    builder reads back. No image is read: a record whose image later proves missing or undecodable has
+    its texts translated all the same (and is counted out by the build)."""
     storage = root if isinstance(root, Storage) else Storage(root, options)
-    images = _NoImages()
+    images = NoPictures()  # the texts are all this pass needs: no image is read
     rows = []
     for item in kind_of(source).items(source, unit, context(storage, settings), images, Counter()):
         if isinstance(item, Draft):
             rows.extend((item.key, name, text) for name, text in sorted(item.texts.items()))
     return rows
-
-
-class _NoImages(UnitImages):
-    """Pictures for text extraction: converted images are not kept (the task build converts them again)."""
-
-    def __init__(self):
-        import io
-
-        self._buffer = io.BytesIO()
-        self.uri = "<not written>"
-
-    def commit(self) -> None:
-        pass
 
 
 def iter_units(source, root: str | Storage, settings: TaskSettings) -> list[Unit]:

@@ -148,6 +148,7 @@ def webdataset_drafts(
             elif match and (match.group(2) in IMAGE_FORMATS or match.group(2) in OTHER_IMAGE_EXTENSIONS):
                 order = int(match.group(1) or 0)
                 ref = ImageRef(tar_path, member.offset_data, member.size)
-                parts["images"].append((order, ref, tar.extractfile(member).read()))
+                data = tar.extractfile(member).read() if images.reads_images else b""
+                parts["images"].append((order, ref, data))
         if key is not None:
             yield from finish(key, parts)

@@ -32,6 +32,8 @@ def local_image(storage: Storage, image_root: str, name: str, images, drops: Cou
         drops["image_path_invalid"] += 1
         return None
     path = posixpath.join(image_root, *parts[strip:])
+    if not images.reads_images:
+        return images.picture(ImageRef(path, 0, 0), b"", drops)
     try:
         with storage.fs.open(path, "rb") as f:
             data = f.read()

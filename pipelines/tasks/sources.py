@@ -116,7 +116,7 @@ class _JsonLines(Kind):
     def units(self, source, ctx):
         files = expand_locations(ctx.storage, source)
         for location in files:
-            prefix = units.unit_name(location, 0)[:-5] if len(files) > 1 else ""
+            prefix = f"{units.file_stem(location)}-" if len(files) > 1 else ""
             ranges = units.line_ranges(ctx.storage, source.name, location, ctx.settings.images_per_unit)
             for index, (start, end) in enumerate(ranges):
                 yield Unit(units.unit_name(location, index), (location, start, end, prefix))

@@ -24,16 +24,20 @@ UNITS_DIR = "_units"
 _BLOCK = 1 << 16
 
 
+def file_stem(location: str) -> str:
+    """``s3://b/synthdog_en.jsonl`` -> ``synthdog_en``."""
+    return posixpath.basename(location.rstrip("/")).split(".")[0]
+
+
 def unit_name(location: str, index: int) -> str:
     """``<file stem>-<NNNNN>``: the unit's name, as its task tables are named."""
-    stem = posixpath.basename(location.rstrip("/")).split(".")[0]
-    return f"{stem}-{index:05d}"
+    return f"{file_stem(location)}-{index:05d}"
 
 
 def spill_folder(storage: Storage, source: str, location: str) -> str:
     """Where a source's per-file unit index and spill files live (one folder per input file)."""
     digest = hashlib.blake2b(location.encode(), digest_size=6).hexdigest()
-    return storage.path(TASKS_DIR, UNITS_DIR, source, f"{unit_name(location, 0)[:-6]}-{digest}")
+    return storage.path(TASKS_DIR, UNITS_DIR, source, f"{file_stem(location)}-{digest}")
 
 
 def line_ranges(storage: Storage, source: str, location: str, lines_per_unit: int) -> list[tuple[int, int]]:
