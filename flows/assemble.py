@@ -271,14 +271,15 @@ def _stage_drops(storage: Storage) -> dict[str, dict]:
 
 def mix_stage(config: Config) -> dict[str, Any]:
     """Draw the mixture, write the shards and manifest, verify them; return the manifest's summary."""
+    from pipelines.runtime import ensure_ray
     from shards import ShardSettings, mix_and_write, verify
     from shards.location import options_for
 
+    ensure_ray(config.ray.address, config.ray.num_cpus)  # the mixer's passes run as Ray tasks
     storage = Storage(config.storage.root, config.storage.options)
     directory = shard_directory(config)
     out = Storage(directory, options_for(directory, storage))  # the root's S3 settings, if on S3 too
-    shard_settings = ShardSettings(prefix=config.shards.prefix, max_samples=config.shards.max_samples,
-                                   max_bytes=config.shards.max_bytes)
+    shard_settings = ShardSettings(**config.shards.model_dump(exclude={"directory"}))
     manifest = mix_and_write(storage, out, mix_settings(config), shard_settings,
                              config_hash=config.fingerprint(), stage_drops=_stage_drops(storage))
     checked = verify(out)

@@ -29,6 +29,7 @@ from pipelines.download.settings import Download
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
 from pipelines.tasks.kinds import kind_names, kind_of
+from shards.write import ShardSettings
 from translate.settings import TranslateSettings
 
 # The report's pre-training mixture (Table 1a), as fractions of samples.
@@ -87,13 +88,10 @@ class Mixture(ConfigModel):
     weight_by_size: bool = Field(False, description="weigh datasets within a task by their size too")
 
 
-class Shards(ConfigModel):
-    """The final WebDataset shards."""
+class Shards(ShardSettings):
+    """The final WebDataset shards: the shard writer's own settings, and where they go."""
 
     directory: str | None = Field(None, description="output folder; None = <storage.root>/shards")
-    prefix: str = Field("mix", pattern=r"^[A-Za-z0-9_-]+$", description="files are <prefix>-%06d.tar")
-    max_samples: int = Field(10_000, ge=1, description="samples per shard at most")
-    max_bytes: int = Field(1 << 30, ge=1 << 16, description="bytes per shard at most")
 
 
 class TrainStage(ConfigModel):

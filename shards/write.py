@@ -1,4 +1,4 @@
-"""From task tables to finished shards: plan the mixture, stream it into tars, write the manifest.
+"""From task tables to finished shards: plan the mixture, write its blocks in parallel, write the manifest.
 
 >>> from shards.mix import MixSettings
 >>> from shards import ShardSettings, mix_and_write
@@ -7,38 +7,50 @@
 The output directory is a local folder or any fsspec URI (``s3://bucket/run/shards``); the
 task tables and images are read from the storage root, wherever it is.
 
-Resuming: shards already in the output directory under their final names are complete (they
-were moved into place). A rerun plans the same mixture, checks that each existing shard holds
-exactly the samples the plan puts there (else it refuses: the directory belongs to another
-mixture), keeps them and writes the rest. Since shard boundaries depend only on the plan and the
-sizes, the result is byte-identical to an uninterrupted run. The manifest is written last and
-commits the directory: until it is there, readers take the directory as unfinished.
+The mixture's positions are cut into **blocks** of ``shards_per_task * max_samples`` samples;
+each block is one unit of two passes of the stage contract (:mod:`pipelines.stage`), run as Ray
+tasks: ``cut`` reads its picks' sizes and counts the shards the block needs (a shard closes
+before a sample would take it past ``max_samples`` or ``max_bytes``), the driver numbers the
+shards from those counts, and ``write`` fetches the block's images, writes its shards under
+their global names and records them. A shard never spans two blocks, so the last shard of a
+block can be smaller; the shards depend on the plan and the settings only, never on how many
+workers wrote them.
+
+Resuming: a block is done when its record (``<out>/.vlmix/blocks/<n>.json``) exists; a killed
+block is written again, to the same bytes. ``<out>/.vlmix/plan.json`` names the plan the
+directory belongs to: a directory of another mixture (other inputs or settings) is refused. The
+manifest is written last, from the blocks' records, and commits the directory: until it is
+there, readers take the directory as unfinished. Then the records and the plan's work folder
+(``<root>/_mix/...``) are removed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
-import tarfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 from pydantic import Field
 
 from pipelines._model import ConfigModel
 from pipelines.layout.raw import RAW_DIR, download_drops, resolve_uri
-from pipelines.progress import Progress
+from pipelines.stage import Counters, Stage, Unit, execute
 from pipelines.storage import Storage
 from shards.location import open_directory, options_for
-from shards.manifest import FORMAT, write_manifest
-from shards.mix import MixPlan, MixSettings, plan_mixture
-from shards.reader import ShardReader
-from shards.schema import encode_sample, image_member
-from shards.writer import ShardInfo, ShardWriter, shard_name
+from shards.manifest import FORMAT, MANIFEST, read_manifest, write_manifest
+from shards.mix import MixSettings
+from shards.passes import MixContext, read_markers, write_marker
+from shards.plan import MixPlan, plan_inputs, plan_mixture
+from shards.schema import image_member
+from shards.writer import ShardInfo, ShardWriter, finished_size
+
+STATE = ".vlmix"
 
 
 class ShardSettings(ConfigModel):
@@ -49,14 +61,119 @@ class ShardSettings(ConfigModel):
     max_bytes: int = Field(
         1 << 30, ge=1 << 16, description="bytes per shard at most (one bigger sample excepted)"
     )
-    window: int = Field(4096, ge=1, description="samples whose table rows are fetched together")
-    table_cache: int = Field(16, ge=1, description="task tables kept decoded in memory at once")
+    shards_per_task: int = Field(
+        10, ge=1, description="shards one writer task writes: a block of shards_per_task * max_samples samples"
+    )
     check_image_sha256: bool = Field(True, description="re-hash every image read, against the task table")
     report: bool = Field(True, description="write report.png and report.md beside the manifest")
+    keep_work: bool = Field(False, description="keep the plan's work folder <root>/_mix/<hash> after the manifest")
 
 
 class ShardWriteError(RuntimeError):
     """The shards cannot be written as planned (changed inputs, a foreign output directory)."""
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    mix: MixContext
+    out: str
+    out_options: dict
+    settings: ShardSettings
+    routed: tuple[int, ...]  # the task tables with picks: their route files hold the blocks' rows
+
+    def out_storage(self) -> Storage:
+        return Storage(self.out, self.out_options)
+
+    def rows(self, block: int, columns: list[str] | None = None):
+        storage = self.mix.storage()
+        paths = [self.mix.path(storage, "route", f"{f:06d}.parquet") for f in self.routed]
+        table = pads.dataset(paths, format="parquet", filesystem=storage.fs).to_table(
+            columns=columns, filter=pc.field("block") == block)
+        table = table.sort_by("position")
+        start = block * self.mix.block
+        expected = min(self.mix.block, self.mix.total - start)
+        if len(table) != expected or (expected and not np.array_equal(
+                table["position"].to_numpy(), np.arange(start, start + expected))):
+            raise ShardWriteError(f"block {block}: the routed picks hold {len(table)} of its {expected} positions; "
+                                  f"the plan's work folder {self.mix.work} is damaged: remove it and rerun")
+        return table
+
+
+class CutPass(Stage):
+    """How many shards each block needs, from its picks' sizes alone."""
+
+    name = "mix-cut"
+
+    def __init__(self, blocks: int):
+        self.blocks = blocks
+
+    def units(self, ctx):
+        for block in range(self.blocks):
+            yield Unit(f"{block:06d}", (block,))
+
+    def marker(self, storage: Storage, ctx: WriteContext, unit: Unit) -> str:
+        return ctx.mix.path(storage, "cuts", f"{unit.name}.json")
+
+    def done(self, unit, ctx):
+        storage = ctx.mix.storage()
+        return storage.exists(self.marker(storage, ctx, unit))
+
+    def run_unit(self, unit, ctx):
+        (block,) = unit.spec
+        sizes = ctx.rows(block, ["position", "bytes"])["bytes"].to_pylist()
+        shards, samples, written = 0, 0, 0
+        for size in sizes:  # the writer's own rule (ShardWriter.write), so both cut in the same places
+            if shards == 0 or samples >= ctx.settings.max_samples or finished_size(written + size) > ctx.settings.max_bytes:
+                shards, samples, written = shards + 1, 0, 0
+            samples, written = samples + 1, written + size
+        storage = ctx.mix.storage()
+        write_marker(storage, self.marker(storage, ctx, unit), {"shards": shards})
+        return Counters(samples=len(sizes))
+
+
+class WritePass(Stage):
+    """Each block's shards, under their global names, and the block's record."""
+
+    name = "mix-write"
+
+    def __init__(self, first_shards: list[int], counts: list[int]):
+        self.first_shards, self.counts = first_shards, counts
+
+    def units(self, ctx):
+        for block, (first, count) in enumerate(zip(self.first_shards, self.counts, strict=True)):
+            yield Unit(f"{block:06d}", (block, first, count))
+
+    def done(self, unit, ctx):
+        out = ctx.out_storage()
+        return out.exists(out.path(STATE, "blocks", f"{unit.name}.json"))
+
+    def run_unit(self, unit, ctx):
+        block, first, count = unit.spec
+        rows = ctx.rows(block)
+        settings = ctx.settings
+        out = ctx.out_storage()
+        images = _ImageFiles(ctx.mix.storage())
+        try:
+            with ShardWriter(out, settings.prefix, settings.max_samples, settings.max_bytes,
+                             start_shard=first) as writer:
+                for key, data, refs in zip(rows["key"].to_pylist(), rows["json"].to_pylist(),
+                                           rows["images"].to_pylist(), strict=True):
+                    members = []
+                    for index, image in enumerate(refs):
+                        blob = images.read(image["uri"], image["offset"], image["size"])
+                        if settings.check_image_sha256 and hashlib.sha256(blob).hexdigest() != image["sha256"]:
+                            raise ShardWriteError(
+                                f"image {index} of {key} ({image['uri']} @ {image['offset']}) no longer matches "
+                                "its task table's sha256: rebuild the task tables of that source")
+                        members.append((image_member(index, image["format"]), blob))
+                    writer.write(key, [*members, ("json", data)])
+        finally:
+            images.close()
+        if len(writer.shards) != count:
+            raise ShardWriteError(f"block {block}: wrote {len(writer.shards)} shards, its cut said {count}")
+        write_marker(out, out.path(STATE, "blocks", f"{unit.name}.json"),
+                     {"shards": [[i.name, i.samples, i.bytes, i.sha256] for i in writer.shards]})
+        return Counters(samples=len(rows))
 
 
 def mix_and_write(
@@ -73,134 +190,85 @@ def mix_and_write(
     ``config_hash`` is the mixture config's fingerprint; ``stage_drops`` adds other stages'
     counters (``{"ocr": {...}, "translate": {...}}``) to the manifest. ``out_options`` are the
     fsspec options of ``out_dir``; by default those of ``root`` when both are on the same kind of
-    filesystem. Returns the manifest.
+    filesystem. The passes run as Ray tasks when Ray is up (:func:`pipelines.runtime.ensure_ray`),
+    else in this process. Returns the manifest.
     """
     storage = root if isinstance(root, Storage) else Storage(root)
     shards = shards or ShardSettings()
     out = open_directory(out_dir, out_options if out_options is not None else options_for(out_dir, storage))
     out.makedirs(out.root)
-    plan = plan_mixture(storage, mix)
-    done, position = _resume(out, shards.prefix, plan)
-    writer = ShardWriter(out, shards.prefix, shards.max_samples, shards.max_bytes, start_shard=len(done))
-    written = Progress("mix", total=len(plan) - position, unit="samples")
-    with writer:
-        for key, members in _samples(storage, plan, position, shards):
-            writer.write(key, members)
-            written.advance(samples=1)
-    written.done()
-    infos = done + writer.shards
+    block = shards.max_samples * shards.shards_per_task
+    inputs = plan_inputs(storage, mix, block, salt=_fingerprint(shards))
     settings_hash = hashlib.sha256(f"{mix.fingerprint()}:{_fingerprint(shards)}".encode()).hexdigest()
-    drops = {"download": _all_download_drops(storage), **plan.drops, **(stage_drops or {})}
-    manifest = {
-        "format": FORMAT,
-        "config_hash": config_hash or settings_hash,
-        "settings_hash": settings_hash,
-        "seed": mix.seed,
-        "total_samples": len(plan),
-        "tasks": plan.tasks,
-        "sources": plan.sources,
-        "languages": plan.languages,
-        "shards": [
-            {"name": i.name, "samples": i.samples, "bytes": i.bytes, "sha256": i.sha256} for i in infos
-        ],
-        "drops": drops,
-    }
+    finished = _claim(out, shards.prefix, inputs[1])
+    if finished is not None:
+        return finished
+    plan = plan_mixture(storage, mix, block, inputs)
+    ctx = WriteContext(plan.ctx, out.root_uri(), out.options, shards, tuple(plan.routed))
+    execute(CutPass(plan.blocks), ctx)
+    counts = [r["shards"] for r in read_markers(storage, [plan.ctx.path(storage, "cuts", f"{b:06d}.json")
+                                                          for b in range(plan.blocks)])]
+    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist() if counts else []
+    execute(WritePass(firsts, counts), ctx)
+    records = read_markers(out, [out.path(STATE, "blocks", f"{b:06d}.json") for b in range(plan.blocks)])
+    infos = [ShardInfo(*entry) for record in records for entry in record["shards"]]
+    manifest = _manifest(storage, plan, mix, infos, config_hash or settings_hash, settings_hash, stage_drops)
     if shards.report:
         from shards.report import write_report
 
         write_report(out, manifest)
     write_manifest(out, manifest)
+    out.remove(out.path(STATE))
+    if not shards.keep_work:
+        storage.remove(storage.path(plan.ctx.work))
     return manifest
+
+
+def _manifest(storage, plan: MixPlan, mix, infos, config_hash, settings_hash, stage_drops) -> dict:
+    return {
+        "format": FORMAT,
+        "config_hash": config_hash,
+        "settings_hash": settings_hash,
+        "plan_hash": plan.plan_hash,
+        "seed": mix.seed,
+        "total_samples": len(plan),
+        "tasks": plan.tasks,
+        "sources": plan.sources,
+        "languages": plan.languages,
+        "shards": [{"name": i.name, "samples": i.samples, "bytes": i.bytes, "sha256": i.sha256} for i in infos],
+        "drops": {"download": _all_download_drops(storage), **plan.drops, **(stage_drops or {})},
+    }
 
 
 def _fingerprint(settings: ShardSettings) -> str:
     return json.dumps(
-        settings.model_dump(mode="json", include={"prefix", "max_samples", "max_bytes"}), sort_keys=True
+        settings.model_dump(mode="json", include={"prefix", "max_samples", "max_bytes", "shards_per_task"}),
+        sort_keys=True,
     )
 
 
-def _resume(out: Storage, prefix: str, plan: MixPlan) -> tuple[list[ShardInfo], int]:
-    """Keep the complete shards a killed run left; check they are this plan's. Returns them and where to go on.
-
-    Each kept shard is read once: its keys, size and sha256 come from the same pass.
-    """
-    for stale in out.glob(out.path(f".{prefix}-*.tar.tmp")):
+def _claim(out: Storage, prefix: str, plan_hash: str) -> dict | None:
+    """Make ``out`` this plan's directory, or refuse one of another mixture. Returns the manifest if
+    this plan's shards are already complete there."""
+    foreign = ShardWriteError(
+        f"{out.root_uri()} holds shards of another mixture: they were written with other inputs or settings. "
+        "Write to an empty directory, or remove the old shards.")
+    if out.exists(out.path(MANIFEST)):
+        manifest = read_manifest(out)
+        if manifest.get("plan_hash") != plan_hash:
+            raise foreign
+        return manifest
+    marker = out.path(STATE, "plan.json")
+    if out.exists(marker):
+        if out.read_json(marker).get("plan_hash") != plan_hash:
+            raise foreign
+    elif out.glob(out.path(f"{prefix}-*.tar")):
+        raise foreign
+    else:
+        out.write_json(marker, {"plan_hash": plan_hash})
+    for stale in out.glob(out.path(f".{prefix}-*.tar.tmp")):  # a killed writer's unfinished shard
         out.fs.rm_file(stale)
-    present = {posixpath.basename(path) for path in out.glob(out.path(f"{prefix}-*.tar"))}
-    done: list[ShardInfo] = []
-    position = 0
-    while (name := shard_name(prefix, len(done))) in present:
-        path = out.path(name)
-        try:
-            with ShardReader(path, out.fs) as reader:
-                keys = [key for key, _ in reader]
-                sha256 = reader.sha256()
-        except (tarfile.TarError, EOFError) as err:
-            raise ShardWriteError(f"{out.uri(path)} is damaged ({err}): remove it and rerun") from err
-        expected = plan.ids[position : position + len(keys)].to_pylist()
-        if keys != expected:
-            raise ShardWriteError(
-                f"{out.uri(path)} does not hold the samples this mixture puts there: it was written with "
-                "other inputs or settings. Write to an empty directory, or remove the old shards."
-            )
-        done.append(ShardInfo(name, len(keys), reader.size, sha256))
-        position += len(keys)
-    for extra in sorted(present):
-        if extra > shard_name(prefix, len(done)):
-            raise ShardWriteError(
-                f"{out.uri(out.path(extra))} is not part of a consecutive run of shards; remove it first"
-            )
-    return done, position
-
-
-def _samples(storage: Storage, plan: MixPlan, start: int, settings: ShardSettings):
-    """``(key, members)`` of each planned sample from ``start`` on, fetching rows window by window."""
-    tables = _TableCache(storage, plan.files, settings.table_cache)
-    images = _ImageFiles(storage)
-    try:
-        for window_start in range(start, len(plan), settings.window):
-            window = slice(window_start, min(window_start + settings.window, len(plan)))
-            rows = tables.rows(plan.file_index[window], plan.row_index[window])
-            ids = plan.ids[window].to_pylist()
-            for row, sample_id, repeat in zip(rows, ids, plan.repeat[window].tolist(), strict=True):
-                members = []
-                for index, image in enumerate(row["images"]):
-                    data = images.read(image["uri"], image["offset"], image["size"])
-                    if settings.check_image_sha256 and hashlib.sha256(data).hexdigest() != image["sha256"]:
-                        raise ShardWriteError(
-                            f"image {index} of {row['id']} ({image['uri']} @ {image['offset']}) no longer "
-                            "matches its task table's sha256: rebuild the task tables of that source"
-                        )
-                    members.append((image_member(index, image["format"]), data))
-                yield sample_id, [*members, ("json", encode_sample(row, sample_id, repeat))]
-    finally:
-        images.close()
-
-
-class _TableCache:
-    """Task tables decoded on demand, the least recently used dropped beyond ``size``."""
-
-    def __init__(self, storage: Storage, files: list[str], size: int):
-        self.storage, self.files, self.size = storage, files, size
-        self.cache: OrderedDict[int, list[dict]] = OrderedDict()
-
-    def rows(self, file_index: np.ndarray, row_index: np.ndarray) -> list[dict]:
-        out: list[dict | None] = [None] * len(file_index)
-        for file in np.unique(file_index).tolist():
-            table = self._table(file)
-            for slot in np.flatnonzero(file_index == file).tolist():
-                out[slot] = table[row_index[slot]]
-        return out
-
-    def _table(self, file: int) -> list[dict]:
-        if file in self.cache:
-            self.cache.move_to_end(file)
-            return self.cache[file]
-        table = pq.read_table(self.files[file], filesystem=self.storage.fs).to_pylist()
-        self.cache[file] = table
-        if len(self.cache) > self.size:
-            self.cache.popitem(last=False)
-        return table
+    return None
 
 
 class _ImageFiles:

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 from pipelines.storage import Storage
-from shards.mix import REPORT_TASK_SHARES, MixError, MixSettings, largest_remainder, plan_mixture
+from shards.mix import REPORT_TASK_SHARES, MixError, MixSettings, largest_remainder
+from shards.plan import plan_mixture
 
 
 def _tables(
@@ -80,13 +81,12 @@ def test_report_shares_within_half_a_point_on_12000_samples(report_root):
 
 def test_selection_is_without_replacement_until_a_source_runs_out(report_root):
     plan = plan_mixture(str(report_root), MixSettings(total_samples=12_000, seed=1))
-    ids = plan.ids.to_pylist()
-    assert len(set(ids)) == len(ids), "output keys must be unique, repeats included"
+    ids = plan.ids()
+    assert len(ids) == 12_000 and len(set(ids)) == len(ids), "output keys must be unique, repeats included"
     per_source = Counter()
-    for sample_id, repeat in zip(ids, plan.repeat.tolist(), strict=True):
+    for sample_id in ids:
         source, key = sample_id.split("-r")[0].rsplit("-", 1)
         per_source[(source, key)] += 1
-        assert (repeat > 0) == ("-r" in sample_id)
     for name, stats in plan.sources.items():
         counts = [n for (source, _), n in per_source.items() if source == name]
         if stats["samples"] <= stats["available"]:
@@ -103,8 +103,8 @@ def test_same_seed_same_plan_other_seed_other_selection(report_root):
     a = plan_mixture(str(report_root), MixSettings(total_samples=3000, seed=11))
     b = plan_mixture(str(report_root), MixSettings(total_samples=3000, seed=11))
     c = plan_mixture(str(report_root), MixSettings(total_samples=3000, seed=12))
-    assert a.ids.to_pylist() == b.ids.to_pylist()
-    assert set(a.ids.to_pylist()) != set(c.ids.to_pylist())
+    assert a.ids() == b.ids()
+    assert set(a.ids()) != set(c.ids())
 
 
 def test_exact_duplicates_are_removed_and_counted_by_source(tmp_path):

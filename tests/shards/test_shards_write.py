@@ -132,4 +132,4 @@ def test_a_changed_image_stops_the_writer(tmp_path, task_tables):
         mix_and_write(
             storage.root, tmp_path / "out", MixSettings(total_samples=5, shares={"captioning": 1.0})
         )
-    assert not list((tmp_path / "out").glob("*.tar")) and not list((tmp_path / "out").glob(".*"))
+    assert not list((tmp_path / "out").glob("*.tar")) and not list((tmp_path / "out").glob(".*.tmp"))

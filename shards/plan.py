@@ -1,0 +1,199 @@
+"""Planning a mixture on the cluster: the driver holds a few numbers per task table, never a row.
+
+:func:`plan_mixture` runs the passes of :mod:`shards.passes` through the one executor and does
+the arithmetic between them on the driver:
+
+1. ``index`` (a Ray task per task table): rows per (table, task, language); dedup keys hashed
+   into buckets.
+2. ``dedup`` (a task per bucket): the exact duplicates, counted per (table, task, language).
+3. On the driver, from those counts: samples per task (the shares), per dataset (the weights),
+   ``full`` copies of every surviving row plus a remainder ``rest``, and how much of ``rest``
+   each table gives (one multivariate hypergeometric draw per (task, dataset), so the remainder
+   is a uniform sample of the whole dataset). Each (table, task) becomes a segment of the pick
+   order with its offset.
+4. ``route`` (a task per table): the table draws its picks, places pick ``j`` at position
+   ``permute(j)`` and writes them grouped by output block.
+
+The result is a :class:`MixPlan`: the manifest's statistics and where the routed picks are. The
+plan's work folder ``<root>/_mix/<plan hash>/`` is named by the settings and the task tables'
+names and sizes, so a rerun of the same plan resumes it unit by unit, and changed inputs get a
+new one.
+
+>>> plan = plan_mixture("/data/mix", MixSettings(total_samples=100_000, seed=1))  # doctest: +SKIP
+>>> plan.tasks["detection"]  # doctest: +SKIP
+{'target_share': 0.052, 'target_samples': 5200, 'samples': 5200, 'achieved_share': 0.052}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import pyarrow.parquet as pq
+
+from pipelines.layout.task_table import TASKS_DIR, list_task_tables
+from pipelines.stage import execute
+from pipelines.storage import Storage
+from shards.mix import MixError, MixSettings, largest_remainder
+from shards.passes import DedupPass, IndexPass, MixContext, RoutePass, read_markers, seeded_stream, unit_name
+
+TABLES_PER_BUCKET = 32  # dedup buckets: one per this many task tables (a bucket holds their keys)
+
+
+@dataclass
+class MixPlan:
+    """A drawn mixture: its statistics, and ``ctx`` (where its routed picks are, how many)."""
+
+    ctx: MixContext
+    plan_hash: str
+    tasks: dict[str, dict] = field(default_factory=dict)
+    sources: dict[str, dict] = field(default_factory=dict)
+    languages: dict[str, dict] = field(default_factory=dict)
+    drops: dict[str, dict] = field(default_factory=dict)
+    routed: list[int] = field(default_factory=list)  # the task tables (file numbers) with picks
+
+    def __len__(self) -> int:
+        return self.ctx.total
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.ctx.total // self.ctx.block)
+
+    def route_paths(self, storage: Storage) -> list[str]:
+        return [self.ctx.path(storage, "route", f"{unit_name(f)}.parquet") for f in self.routed]
+
+    def ids(self) -> list[str]:
+        """Every output sample's id in mixture order. Reads all routed picks: for small mixtures and tests."""
+        storage = self.ctx.storage()
+        tables = [pq.read_table(p, columns=["position", "key"], filesystem=storage.fs) for p in self.route_paths(storage)]
+        pairs = sorted((pos, key) for t in tables for pos, key in zip(t["position"].to_pylist(), t["key"].to_pylist(),
+                                                                      strict=True))
+        return [key for _, key in pairs]
+
+
+def plan_inputs(storage: Storage, settings: MixSettings, block: int, salt: str = "") -> tuple[list[tuple[str, str]], str]:
+    """The task tables of the mixture as ``(dataset, path)``, and the plan hash: what the plan depends on
+    (the settings, the block size, every table's name and size, and ``salt``: the shard settings
+    when the shard writer's passes share the work folder). Lists the tables; reads none."""
+    tables = [(dataset, path) for dataset, paths in list_task_tables(storage, settings.datasets).items()
+              for path in paths]
+    if not tables:
+        raise MixError(f"no task tables under {storage.path(TASKS_DIR)}; build task samples first")
+    return tables, _plan_hash(storage, settings, block, tables, salt)
+
+
+def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_000, inputs=None) -> MixPlan:
+    """Index, deduplicate, count, select and route: the whole mixture, before any shard is written.
+
+    ``block`` is the number of output positions per block (what one shard-writer task writes);
+    ``inputs`` is :func:`plan_inputs`'s answer when the caller has it already."""
+    storage = root if isinstance(root, Storage) else Storage(root)
+    tables, plan_hash = inputs or plan_inputs(storage, settings, block)
+    ctx = MixContext(storage.root_uri(), storage.options, f"_mix/{plan_hash[:16]}", settings.dedup,
+                     max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), block,
+                     settings.total_samples, settings.seed)
+    names = [unit_name(i) for i in range(len(tables))]
+    execute(IndexPass(tables), ctx)
+    index = read_markers(storage, [ctx.path(storage, "index", f"{n}.json") for n in names])
+    rows: Counter = Counter()  # (file, task, language) -> rows that survive dedup
+    table_drops: dict[str, Counter] = defaultdict(Counter)
+    for record in index:
+        table_drops[record["dataset"]].update(record["drops"])
+        for triple, n in record["counts"].items():
+            task, language = triple.split("|")
+            rows[record["file"], task, language] += n
+    dedup_drops: Counter = Counter()
+    if settings.dedup != "off":
+        execute(DedupPass(), ctx)
+        for record in read_markers(storage, [ctx.path(storage, "dups", f"{b:05d}.json") for b in range(ctx.buckets)]):
+            dedup_drops.update(record["by_dataset"])
+            for triple, n in record["removed"].items():
+                file, task, language = triple.split("|")
+                rows[int(file), task, language] -= n
+    drops = {"tasks": {d: dict(sorted(c.items())) for d, c in sorted(table_drops.items())},
+             "dedup": dict(sorted(dedup_drops.items()))}
+    outside = Counter()
+    for (_, task, _), n in rows.items():
+        if task not in settings.shares and n:
+            outside[f"task_not_in_mixture:{task}"] += n
+    if outside:
+        drops["mix"] = dict(sorted(outside.items()))
+    segments, tasks, sources, expected = _allocate(settings, tables, rows, dedup_drops)
+    execute(RoutePass(tables, segments), ctx)
+    routed = sorted(segments)
+    realised: Counter = Counter()
+    for record in read_markers(storage, [ctx.path(storage, "route", f"{unit_name(f)}.json") for f in routed]):
+        realised.update(record["languages"])
+    total = settings.total_samples
+    languages = {language: {"target_share": expected[language] / total, "samples": realised[language],
+                            "achieved_share": realised[language] / total}
+                 for language in sorted(set(expected) | set(realised))}
+    return MixPlan(ctx, plan_hash, tasks, sources, languages, drops, routed)
+
+
+def _allocate(settings: MixSettings, tables, rows: Counter, dedup_drops: Counter):
+    """Per (table, task) segments ``(task, offset, full, rest)``, and the tasks' and sources' statistics."""
+    by_task: dict[str, dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
+    languages_of: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for (file, task, language), n in sorted(rows.items()):
+        if n > 0 and task in settings.shares:
+            dataset = tables[file][0]
+            by_task[task][dataset][file] = by_task[task][dataset].get(file, 0) + n
+            languages_of[task, dataset][language] += n
+    total = settings.total_samples
+    task_counts = largest_remainder(total, settings.shares)
+    segments: dict[int, list] = defaultdict(list)
+    tasks, sources, expected = {}, {}, Counter()
+    offset = 0
+    for task, share in settings.shares.items():
+        datasets = by_task.get(task, {})
+        if not datasets:
+            present = sorted({t for (_, t, _), n in rows.items() if n > 0})
+            raise MixError(f"task {task!r} has a target share of {share} but no samples in the task tables "
+                           f"(tasks present: {present}); build its sources first")
+        sizes = {name: sum(files.values()) for name, files in sorted(datasets.items())}
+        weights = {name: settings.weights.get(name, 1.0) * (sizes[name] if settings.weight_by_size else 1)
+                   for name in sizes}
+        counts = largest_remainder(task_counts[task], weights)
+        tasks[task] = {"target_share": share / sum(settings.shares.values()), "target_samples": task_counts[task],
+                       "samples": task_counts[task], "achieved_share": task_counts[task] / total}
+        for name, available in sizes.items():
+            full, rest = divmod(counts[name], available)
+            files = sorted(datasets[name])
+            split = seeded_stream(settings.seed, f"{task}/{name}").multivariate_hypergeometric(
+                [datasets[name][f] for f in files], rest) if rest else [0] * len(files)
+            for file, part in zip(files, split, strict=True):
+                picks = full * datasets[name][file] + int(part)
+                if picks:
+                    segments[file].append((task, offset, full, int(part)))
+                    offset += picks
+            entry = sources.setdefault(name, {"tasks": {}, "available": 0, "target_samples": 0, "samples": 0,
+                                              "unique_samples": 0})
+            entry["tasks"][task] = counts[name]
+            entry["available"] += available
+            entry["target_samples"] += counts[name]
+            entry["samples"] += counts[name]
+            entry["unique_samples"] += min(counts[name], available)
+            entry["weight"] = settings.weights.get(name, 1.0)
+            entry["duplicates_removed"] = dedup_drops.get(name, 0)
+            for language, n in languages_of[task, name].items():
+                expected[language] += counts[name] * n / available
+    unknown = sorted(set(settings.weights) - set(sources))
+    if unknown:
+        raise MixError(f"weights name datasets with no samples for any task of the mixture: {unknown}")
+    for entry in sources.values():
+        entry.update(target_share=entry["target_samples"] / total, achieved_share=entry["samples"] / total,
+                     repeat_time=entry["samples"] / entry["available"])
+    assert offset == total, (offset, total)
+    return dict(segments), tasks, dict(sorted(sources.items())), expected
+
+
+def _plan_hash(storage: Storage, settings: MixSettings, block: int, tables, salt: str) -> str:
+    """The settings, the block size and every task table's name and size: what the plan depends on."""
+    sizes = storage.fs.glob(storage.path(TASKS_DIR, "*", "*.parquet"), detail=True)
+    inputs = [(path.split("/")[-2] + "/" + path.split("/")[-1], int(sizes[path]["size"])) for _, path in tables]
+    canonical = json.dumps([settings.fingerprint(), block, salt, inputs], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
