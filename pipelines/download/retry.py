@@ -73,12 +73,9 @@ def retry_list(storage: Storage, out: str, first: int, stop: int, round_number: 
     return target, len(records)
 
 
-def not_before(storage: Storage, url_list: str) -> dict[str, float]:
-    """url -> epoch seconds, from a retry list's ``NOT_BEFORE`` column (empty for a first pass)."""
-    if not url_list.endswith(".parquet"):  # a first pass reads a folder of filtered lists
+def not_before(rows: pa.Table) -> dict[str, float]:
+    """url -> epoch seconds, from a retry list's ``NOT_BEFORE`` column (empty for a first pass's rows)."""
+    if NOT_BEFORE not in rows.column_names:
         return {}
-    table = storage.read_parquet(url_list)
-    if NOT_BEFORE not in table.column_names:
-        return {}
-    table = table.filter(pc.is_valid(table[NOT_BEFORE]))
-    return dict(zip(table["url"].to_pylist(), table[NOT_BEFORE].to_pylist(), strict=True))
+    rows = rows.filter(pc.is_valid(rows[NOT_BEFORE]))
+    return dict(zip(rows["url"].to_pylist(), rows[NOT_BEFORE].to_pylist(), strict=True))

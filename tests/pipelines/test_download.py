@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -176,4 +178,41 @@ def test_killed_run_resumes_to_the_same_samples(tmp_path, demo_directory, served
     assert sorted(s for s, _, _ in shard_members(raw)) == sorted(s for s, _, _ in shard_members(clean_raw))
     assert resumed.downloaded == clean_stats["scenes"].downloaded
     assert resumed.failed == clean_stats["scenes"].failed
+    assert not (raw / "_inflight").exists()
+
+
+def test_rerun_after_a_partial_run_downloads_only_the_missing_shards(tmp_path, demo_directory, served, clean_run,
+                                                                     local_ray):
+    """What a killed run leaves behind (finished shards, one moved in but for its stats, a private
+    folder, a filtered list without its summary, no marker): the rerun downloads the unfinished
+    shards only, of the first pass and of the retry pass, and its counts are a clean run's."""
+    clean_config, clean_stats = clean_run
+    root = tmp_path / "partial"
+    raw = root / "raw" / "scenes"
+    shutil.copytree(Path(clean_config.storage.root) / "raw" / "scenes", raw)
+    (raw / "_vlmix_download.json").unlink()
+    first_pass = math.ceil(json.loads((raw / "_urls" / "part-00000.json").read_text())["kept"] / 16)
+    (raw / "_urls" / "part-00000.json").unlink()  # its filtering is redone, to the same list
+    shards = sorted(p.name.removesuffix("_stats.json") for p in raw.glob("[0-9]*_stats.json"))
+    assert 3 <= first_pass < len(shards)  # the first pass's shards, then the retry pass's
+    gone, half = [shards[1], shards[-1]], shards[first_pass - 1]  # shards[-1]: the retry pass's last
+    for shard in gone:
+        for suffix in (".tar", ".parquet", "_stats.json"):
+            (raw / f"{shard}{suffix}").unlink()
+    (raw / f"{half}_stats.json").unlink()  # killed between moving its tar and its stats
+    (raw / "_inflight" / f"{half}-0badc0de").mkdir(parents=True)
+    (raw / "_inflight" / f"{half}-0badc0de" / f"{half}.tar").write_bytes(b"half a tar")
+    kept = {p.name: p.stat().st_mtime_ns for p in raw.glob("[0-9]*.tar") if p.stem not in (*gone, half)}
+
+    config = load_config(write_config(tmp_path, demo_directory, root))
+    resumed = download_all(config, names=["scenes"], progress=False)["scenes"]
+
+    assert sum(resumed.nodes.values()) == len(gone) + 1  # only the unfinished shards were downloaded
+    assert {p.name: p.stat().st_mtime_ns for p in raw.glob("[0-9]*.tar") if p.name in kept} == kept
+    assert sorted(p.name.removesuffix("_stats.json") for p in raw.glob("[0-9]*_stats.json")) == shards
+    resumed.check_balance()
+    ignored = ("seconds", "nodes")
+    assert ({k: v for k, v in resumed.to_json().items() if k not in ignored}
+            == {k: v for k, v in clean_stats["scenes"].to_json().items() if k not in ignored})
+    assert json.loads((raw / "_vlmix_download.json").read_text()) == resumed.to_json()
     assert not (raw / "_inflight").exists()
