@@ -1,4 +1,5 @@
-"""The ``build-pretrain-mix`` Prefect flow: one task per stage, each calling that stage's own function.
+"""The ``build-pretrain-mix`` Prefect flow: one task per stage of :mod:`flows.registry`, each calling
+that stage's own function.
 
 No stage logic lives here. Each stage runs its work on Ray (local by default, the cluster named by
 the config's ``ray.address`` otherwise), skips itself when its inputs and config are unchanged
@@ -18,24 +19,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-from flows import STAGES
-from flows.assemble import (
-    build_tasks_stage,
-    download_stage,
-    mix_stage,
-    ocr_stage,
-    train_stage,
-    translate_stage,
-)
 from flows.config import Config, load_config
-from flows.retry import transient
-from flows.stages import run_stage
+from flows.registry import REGISTRY, STAGE_NAMES, Stage, before, select
+from flows.stages import run_stage, upstream_fingerprints
 from pipelines.progress import stage_event
 
-__all__ = ["STAGES", "build_pretrain_mix"]
+STAGES = STAGE_NAMES
+
+__all__ = ["STAGES", "TASKS", "build_pretrain_mix"]
 
 
 def _artifact(create, **kwargs) -> None:
@@ -47,78 +42,29 @@ def _artifact(create, **kwargs) -> None:
                                  "on disk all the same", kwargs.get("key"), type(err).__name__, err)
 
 
-@task(name="download", retries=2, retry_delay_seconds=10, retry_condition_fn=transient)
-def download(config: Config) -> dict[str, Any]:
-    """img2dataset over every URL-list source; resumes where a failed attempt stopped."""
-    record = run_stage(config, "download", lambda: download_stage(config))
-    rows = [
-        {"source": name, "urls": s["urls"], "downloaded": s["downloaded"],
-         "filtered": sum(s["filtered"].values()), "failed": sum(s["failed"].values()),
-         "recovered_by_retry": s["recovered_by_retry"]}
-        for name, s in record["summary"].items()
-    ]
-    _artifact(create_table_artifact, key="download-stats", table=rows,
-              description="URLs per source: what became of each")
-    return record
+def stage_task(stage: Stage) -> Task:
+    """The Prefect task of a registered stage: its marker-guarded work, then its table artifact."""
+
+    def run(config: Config) -> dict[str, Any]:
+        record = run_stage(config, stage.name, lambda: stage.run(config),
+                           upstream=upstream_fingerprints(config, before(stage.name)),
+                           skip_unchanged=stage.skip_unchanged)
+        if stage.artifact is not None:
+            key, rows, description = stage.artifact(record["summary"])
+            _artifact(create_table_artifact, key=key, table=rows, description=description)
+        return record
+
+    # Prefect keys a task by its function's name and code: one name per stage keeps their keys apart.
+    run.__name__ = run.__qualname__ = stage.name
+    run.__doc__ = stage.description
+    return task(run, name=stage.name, description=stage.description, retries=stage.retries,
+                retry_delay_seconds=stage.retry_delay_seconds, retry_condition_fn=stage.retry_condition_fn,
+                cache_policy=NO_CACHE)  # the stage's marker is the cache (flows.stages)
 
 
-@task(name="ocr", retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
-def ocr(config: Config) -> dict[str, Any]:
-    """PP-OCR over the OCR sources' images (Ray actors), then their OCR task samples."""
-    record = run_stage(config, "ocr", lambda: ocr_stage(config), upstream=_upstream(config, "ocr"))
-    rows = [{"source": name, "kept": v.get("kept"), "dropped": sum((v.get("dropped") or {}).values())}
-            for name, v in record["summary"].items()]
-    _artifact(create_table_artifact, key="ocr-stats", table=rows, description="images with text kept per OCR source")
-    return record
-
-
-@task(name="translate", retries=2, retry_delay_seconds=30, retry_condition_fn=transient)
-def translate(config: Config) -> dict[str, Any]:
-    """English annotations into the target languages (Figure-5 prompt, vLLM); resumes per part."""
-    record = run_stage(config, "translate", lambda: translate_stage(config), upstream=_upstream(config, "translate"))
-    rows = [{"source": source, "target": target, "rows": v["rows"], "translated": v["translated"],
-             "flagged": sum(v["flagged"].values()), "requests": v["requests"], "from_cache": v["from_cache"]}
-            for source, by_target in record["summary"].items() for target, v in by_target.items()]
-    _artifact(create_table_artifact, key="translation-stats", table=rows,
-              description="translated texts per source and target: requests to the model, answers from the cache")
-    return record
-
-
-@task(name="tasks", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
-def tasks(config: Config) -> dict[str, Any]:
-    """Task-sample tables (captioning, detection, translated variants) for every source."""
-    return run_stage(config, "tasks", lambda: build_tasks_stage(config), upstream=_upstream(config, "tasks"))
-
-
-@task(name="mix", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
-def mix(config: Config) -> dict[str, Any]:
-    """Draw the mixture to the task shares, write and verify the shards and manifest."""
-    record = run_stage(config, "mix", lambda: mix_stage(config), upstream=_upstream(config, "mix"))
-    summary = record["summary"]
-    rows = [{"task": task, "target": f"{v['target_share']:.1%}", "achieved": f"{v['achieved_share']:.1%}",
-             "samples": v["samples"]} for task, v in summary["tasks"].items()]
-    _artifact(create_table_artifact, key="mixture-shares", table=rows, description=f"shards in {summary['directory']}")
-    return record
-
-
-@task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
-def train(config: Config) -> dict[str, Any]:
-    """Train the configured model for the configured steps from the shards (the config's `train`)."""
-    record = run_stage(config, "train", lambda: train_stage(config), upstream=_upstream(config, "train"))
-    summary = record["summary"]
-    _artifact(create_table_artifact, key="training", table=[summary], description="first and last loss of the run")
-    return record
-
-
-def _upstream(config: Config, stage: str) -> list[str]:
-    """Fingerprints of the stages before ``stage``, so a changed upstream reruns it."""
-    from flows.stages import completed_fingerprint
-
-    before = STAGES[: STAGES.index(stage)]
-    return [completed_fingerprint(config, name) or "" for name in before]
-
-
-_TASKS = {"download": download, "ocr": ocr, "translate": translate, "tasks": tasks, "mix": mix, "train": train}
+# One task per registered stage, in order; also module attributes (``build_pretrain_mix.download``).
+TASKS: dict[str, Task] = {stage.name: stage_task(stage) for stage in REGISTRY}
+globals().update(TASKS)
 
 
 @flow(name="build-pretrain-mix")
@@ -127,25 +73,21 @@ def build_pretrain_mix(
     stages: list[str] | None = None,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Build the mixture described by ``config``: the named ``stages`` (default: all), in order.
+    """Build the mixture described by ``config``: the named ``stages`` (default: every stage the
+    config enables, :mod:`flows.registry`), in the registry's order.
 
     ``overrides`` are ``dotted.path=value`` strings applied to the config, e.g.
     ``["translation.targets=[zh, ja]"]``.
     """
     logger = get_run_logger()
     loaded = load_config(config, overrides=overrides or [])
-    chosen = list(STAGES) if not stages else [s for s in STAGES if s in stages]
-    if loaded.train is None and not stages:
-        chosen.remove("train")  # training is part of a run only when the config asks for it
-    unknown = set(stages or []) - set(STAGES)
-    if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; the stages are {list(STAGES)}")
+    chosen = [entry.name for entry in select(loaded, stages)]  # flows.registry: enabled ones by default
     logger.info("config %s (hash %s), stages %s", config, loaded.fingerprint()[:12], chosen)
     records = {}
     for stage in chosen:
         stage_event(stage, "started")
         try:
-            records[stage] = _TASKS[stage](loaded)
+            records[stage] = TASKS[stage](loaded)
         except Exception as err:
             stage_event(stage, "failed", error=f"{type(err).__name__}: {err}")
             raise

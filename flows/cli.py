@@ -12,6 +12,7 @@ import sys
 
 from flows.config import Config, ConfigError, load_config
 from flows.demo.serve import serve_for_config
+from flows.registry import REGISTRY, STAGE_NAMES, StageSelectionError, select
 from pipelines._imports import MissingDependency
 
 DEFAULT_CONFIG = "configs/demo.yaml"
@@ -90,13 +91,23 @@ def cmd_run(args) -> int:
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    load_config(args.config, overrides=args.overrides)  # fail fast, before Prefect starts
+    select(_load(args), args.stage)  # fail fast, before Prefect starts: the config, the stages chosen
     from flows.build_pretrain_mix import build_pretrain_mix
 
     records = build_pretrain_mix(config=str(args.config), stages=args.stage or None, overrides=args.overrides)
     for stage, record in records.items():
         outcome = "skipped (unchanged)" if record["skipped"] else f"done in {record['seconds']} s"
         print(f"{stage}: {outcome}")
+    return 0
+
+
+def cmd_stages(args) -> int:
+    """The flow's stages (flows.registry), in order, and whether the config runs them."""
+    config = _load(args)
+    for stage in REGISTRY:
+        on = "runs" if stage.enabled_for(config) else f"off (runs when {stage.enabled_when})"
+        after = ", ".join(stage.depends_on) or "-"
+        print(f"{stage.name:10s} after {after:20s} retries {stage.retries} (every {stage.retry_delay_seconds:g} s)  {on}")
     return 0
 
 
@@ -132,8 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the build-pretrain-mix flow here, without a Prefect server")
     _add_config_args(run)
-    run.add_argument("--stage", action="append", help="only this stage (repeatable); default all")
+    run.add_argument("--stage", action="append", choices=STAGE_NAMES, metavar="STAGE",
+                     help=f"only this stage (repeatable; one of {', '.join(STAGE_NAMES)}); "
+                          "default every stage the config enables")
     run.set_defaults(run=cmd_run)
+
+    stages = commands.add_parser("stages", help="list the flow's stages in order and which the config runs")
+    _add_config_args(stages, required=False)
+    stages.set_defaults(run=cmd_stages)
 
     for name, _, _, _, text in DELEGATED:  # listed for --help; main() hands their arguments over whole
         commands.add_parser(name, help=text, add_help=False)
@@ -169,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return args.run(args)
-    except ConfigError as err:
+    except (ConfigError, StageSelectionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except MissingDependency as err:

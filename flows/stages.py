@@ -11,7 +11,7 @@ import hashlib
 import logging
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flows.config import Config
@@ -26,16 +26,17 @@ def stage_fingerprint(config: Config, stage: str, upstream: list[str]) -> str:
 
 
 def run_stage(config: Config, stage: str, work: Callable[[], dict[str, Any]],
-              upstream: list[str] | None = None) -> dict[str, Any]:
+              upstream: list[str] | None = None, skip_unchanged: bool = True) -> dict[str, Any]:
     """Run ``work`` unless ``stage`` already completed with the same fingerprint; return its summary.
 
     The returned dict has ``stage``, ``fingerprint``, ``skipped`` and ``summary`` (what ``work``
-    returned: JSON-able counters).
+    returned: JSON-able counters). With ``skip_unchanged`` false the work runs every time (the
+    marker is written all the same, for the stages after it).
     """
     storage = Storage(config.storage.root, config.storage.options)
     fingerprint = stage_fingerprint(config, stage, upstream or [])
     marker = posixpath.join(storage.path("_stages"), f"{stage}.json")
-    if storage.exists(marker):
+    if skip_unchanged and storage.exists(marker):
         saved = storage.read_json(marker)
         if saved.get("fingerprint") == fingerprint:
             log.info("stage %s: unchanged since its last run, skipped", stage)
@@ -53,3 +54,8 @@ def completed_fingerprint(config: Config, stage: str) -> str | None:
     storage = Storage(config.storage.root, config.storage.options)
     marker = posixpath.join(storage.path("_stages"), f"{stage}.json")
     return storage.read_json(marker).get("fingerprint") if storage.exists(marker) else None
+
+
+def upstream_fingerprints(config: Config, stages: Sequence[str]) -> list[str]:
+    """The fingerprints of ``stages``' last completed runs ("" for none), so a changed upstream reruns a stage."""
+    return [completed_fingerprint(config, name) or "" for name in stages]

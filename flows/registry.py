@@ -1,0 +1,172 @@
+"""The pipeline's stages, in order: one entry per stage, read by the Prefect flow and by the CLI.
+
+An entry names the stage (its Prefect task's name, its marker ``<root>/_stages/<name>.json``, its
+progress events), the function in :mod:`flows.assemble` that runs it from the root config, when
+the config enables it, the stages whose outputs it reads, its Prefect task options and the table
+artifact its task records. :mod:`flows.build_pretrain_mix` makes one task per entry and
+``vlmix run --stage`` chooses among them, so adding a stage is adding an entry here.
+
+Resume: a stage whose config and upstream are unchanged since its last completed run is skipped
+(its marker, :func:`flows.stages.run_stage`); every stage also resumes at shard level by itself.
+Prefect's own result caching is not used. A task is retried only when its failure is transient
+(:func:`flows.retry.transient`).
+
+Nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from flows import assemble
+from flows.config import Config
+from flows.retry import transient
+from pipelines.tasks.kinds import kind_of
+
+# (artifact key, rows, description) of a stage's table artifact, from its summary.
+Table = tuple[str, list[dict[str, Any]], str]
+
+
+class StageSelectionError(ValueError):
+    """The stages asked for are unknown, not enabled by the config, or lack an input."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[Config], dict[str, Any]]  # the stage's work; returns JSON-able counters
+    description: str
+    depends_on: tuple[str, ...] = ()  # stages whose outputs this one reads
+    enabled: Callable[[Config], bool] | None = None  # None: every config runs it
+    enabled_when: str = "always"  # when ``enabled`` holds, in words (for listings and errors)
+    retries: int = 1  # attempts after the first, on transient errors only
+    retry_delay_seconds: float = 5
+    retry_condition_fn: Callable[..., bool] = transient
+    skip_unchanged: bool = True  # skipped when its config and upstream match its last run's marker
+    artifact: Callable[[dict[str, Any]], Table] | None = None
+
+    def enabled_for(self, config: Config) -> bool:
+        return self.enabled is None or bool(self.enabled(config))
+
+
+def _needs_ocr(config: Config) -> bool:
+    """A source whose task tables the OCR stage writes: OCR corpora, or captions that are the image's text."""
+    return any(not kind_of(source).built_by_task_stage(source) for source in config.sources)
+
+
+def _download_table(summary: dict[str, Any]) -> Table:
+    rows = [{"source": name, "urls": s["urls"], "downloaded": s["downloaded"],
+             "filtered": sum(s["filtered"].values()), "failed": sum(s["failed"].values()),
+             "recovered_by_retry": s["recovered_by_retry"]} for name, s in summary.items()]
+    return "download-stats", rows, "URLs per source: what became of each"
+
+
+def _ocr_table(summary: dict[str, Any]) -> Table:
+    rows = [{"source": name, "kept": v.get("kept"), "dropped": sum((v.get("dropped") or {}).values())}
+            for name, v in summary.items()]
+    return "ocr-stats", rows, "images with text kept per OCR source"
+
+
+def _translation_table(summary: dict[str, Any]) -> Table:
+    rows = [{"source": source, "target": target, "rows": v["rows"], "translated": v["translated"],
+             "flagged": sum(v["flagged"].values()), "requests": v["requests"], "from_cache": v["from_cache"]}
+            for source, by_target in summary.items() for target, v in by_target.items()]
+    return ("translation-stats", rows,
+            "translated texts per source and target: requests to the model, answers from the cache")
+
+
+def _mixture_table(summary: dict[str, Any]) -> Table:
+    rows = [{"task": task, "target": f"{v['target_share']:.1%}", "achieved": f"{v['achieved_share']:.1%}",
+             "samples": v["samples"]} for task, v in summary["tasks"].items()]
+    return "mixture-shares", rows, f"shards in {summary['directory']}"
+
+
+def _training_table(summary: dict[str, Any]) -> Table:
+    return "training", [summary], "first and last loss of the run"
+
+
+REGISTRY: tuple[Stage, ...] = (
+    Stage("download", assemble.download_stage,
+          "img2dataset over every URL-list source; resumes where a failed attempt stopped.",
+          retries=2, retry_delay_seconds=10, artifact=_download_table),
+    Stage("ocr", assemble.ocr_stage,
+          "PP-OCR over the OCR sources' images (Ray actors), then their OCR task samples.",
+          depends_on=("download",), enabled=_needs_ocr,
+          enabled_when="a source has `ocr`, or is an OCR-task URL list whose caption is the image's text",
+          retries=1, retry_delay_seconds=10, artifact=_ocr_table),
+    Stage("translate", assemble.translate_stage,
+          "English annotations into the target languages (Figure-5 prompt, vLLM); resumes per part.",
+          depends_on=("download",), retries=2, retry_delay_seconds=30,  # ServerUnavailable: servers went away
+          artifact=_translation_table),
+    Stage("tasks", assemble.build_tasks_stage,
+          "Task-sample tables (captioning, detection, translated variants) for every source.",
+          depends_on=("download", "translate"), retries=1, retry_delay_seconds=5),
+    Stage("mix", assemble.mix_stage,
+          "Draw the mixture to the task shares, write and verify the shards and manifest.",
+          depends_on=("ocr", "tasks"), retries=1, retry_delay_seconds=5, artifact=_mixture_table),
+    Stage("train", assemble.train_stage,
+          "Train the configured model for the configured steps from the shards (the config's `train`).",
+          depends_on=("mix",), enabled=lambda config: config.train is not None,
+          enabled_when="the config has a `train` section", retries=1, retry_delay_seconds=5,
+          artifact=_training_table),
+)
+
+STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in REGISTRY)
+BY_NAME: dict[str, Stage] = {stage.name: stage for stage in REGISTRY}
+
+
+def _check(registry: tuple[Stage, ...]) -> None:
+    """Unique names; every dependency registered before the stage that reads it."""
+    seen: list[str] = []
+    for stage in registry:
+        if stage.name in seen:
+            raise RuntimeError(f"flows.registry: stage {stage.name!r} is registered twice")
+        later = [name for name in stage.depends_on if name not in seen]
+        if later:
+            raise RuntimeError(f"flows.registry: stage {stage.name!r} depends on {later}, "
+                               f"which {'is' if len(later) == 1 else 'are'} not registered before it")
+        seen.append(stage.name)
+
+
+_check(REGISTRY)
+
+
+def before(name: str) -> tuple[str, ...]:
+    """The stages registered before ``name``: their fingerprints are its upstream."""
+    return STAGE_NAMES[: STAGE_NAMES.index(name)]
+
+
+def enabled_stages(config: Config) -> list[Stage]:
+    """The stages a run of ``config`` runs when none are named: the enabled ones, in order."""
+    return [stage for stage in REGISTRY if stage.enabled_for(config)]
+
+
+def select(config: Config, names: Iterable[str] | None = None) -> list[Stage]:
+    """The stages to run, in registry order: the named ones, else every stage ``config`` enables.
+
+    A named stage must be known and enabled by ``config``; each stage it depends on that the
+    config enables must be named too or have completed (its marker) in the storage root.
+    """
+    names = list(names or [])
+    if not names:
+        return enabled_stages(config)
+    unknown = sorted(set(names) - set(STAGE_NAMES))
+    if unknown:
+        raise StageSelectionError(f"unknown stages {unknown}; the stages are {list(STAGE_NAMES)}")
+    chosen = [stage for stage in REGISTRY if stage.name in names]
+    for entry in chosen:
+        if not entry.enabled_for(config):
+            raise StageSelectionError(f"stage {entry.name!r} is not enabled by this config: it runs only when "
+                                      f"{entry.enabled_when}")
+    from flows.stages import completed_fingerprint
+
+    for entry in chosen:
+        missing = [dep for dep in entry.depends_on if dep not in names and BY_NAME[dep].enabled_for(config)
+                   and completed_fingerprint(config, dep) is None]
+        if missing:
+            raise StageSelectionError(
+                f"stage {entry.name!r} reads the outputs of {missing}, which never completed in "
+                f"{config.storage.root}: run {' '.join(f'--stage {dep}' for dep in missing)} too")
+    return chosen
