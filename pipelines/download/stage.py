@@ -78,6 +78,7 @@ def _download(sources: list[Source], settings: Download, storage: Storage) -> di
     ctx = DownloadContext(storage.root_uri(), storage.options, settings)
     filtering = FilterUrlLists(sources)
     execute(filtering, ctx)
+    storage.fs.invalidate_cache()  # the workers wrote there: an object store's cached listings are stale
     stats, passes = {}, []
     for source in sources:
         urls, filtered, lists = filtering.summary(storage, source.name)
@@ -86,6 +87,7 @@ def _download(sources: list[Source], settings: Download, storage: Storage) -> di
     while passes:  # the passes of all sources in step: first passes, then each retry round
         stage = DownloadStage(passes, settings)
         report = execute(stage, ctx)
+        storage.fs.invalidate_cache()
         log.info("%s: %d shards (%d already done), %d samples, failed URLs %s", stage.name, report.units,
                  report.skipped, report.counters.samples, dict(report.counters.drops))
         following = []
