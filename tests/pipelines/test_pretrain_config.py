@@ -30,7 +30,9 @@ pytestmark = [
 def prefect_ephemeral(tmp_path):
     saved = dict(os.environ)
     os.environ.update({"PREFECT_HOME": str(tmp_path / "prefect-home"),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
+                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                       # The ephemeral server gets 20 s to start by default: too little on 2 busy cores.
+                       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
     os.environ.pop("PREFECT_API_URL", None)
     yield
     os.environ.clear()
