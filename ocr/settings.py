@@ -77,7 +77,7 @@ class OcrSettings(ConfigModel):
         ge=0,
         description="ONNX Runtime intra-op threads per engine; 0 lets the runtime choose (all cores).",
     )
-    batch_size: int = Field(8, ge=1, description="Images handed to one OCR actor per call.")
+    batch_size: int = Field(8, ge=1, description="Images an OCR actor hands its engine per call.")
     concurrency: int = Field(1, ge=1, description="Number of OCR actors in the Ray pool.")
     cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each OCR actor.")
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each OCR actor (clusters).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter, deque
 from pathlib import Path
 
 from pipelines._imports import require
@@ -99,28 +100,152 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
+def node_id() -> str:
+    """The Ray node this code runs on (a worker's or the driver's), or ``local`` when Ray is not up."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    return "local"
+
+
+def _ray_up():
+    """The ``ray`` module when Ray is installed and initialised in this process, else None."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return None
+    import ray
+
+    return ray if ray.is_initialized() else None
+
+
+def _unit_error(ray, err: BaseException) -> BaseException:
+    """The unit's own error, as raised on the worker, from Ray's wrapper of it."""
+    if isinstance(err, ray.exceptions.RayTaskError):
+        return err.cause if isinstance(err.cause, BaseException) else err.as_instanceof_cause()
+    return err
+
+
 def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple = (ConnectionError, TimeoutError)):
     """``function(*args)`` for each ``args`` of ``calls``, yielded as each finishes: Ray tasks when Ray
     is up (``ensure_ray``), else in this process in order. Transient errors (``retry_on``) are retried
     by Ray; any other error is deterministic and fails at once."""
-    import importlib.util
-
-    if calls and importlib.util.find_spec("ray") is not None:
-        import ray
-
-        if ray.is_initialized():
-            remote = ray.remote(num_cpus=num_cpus, max_retries=2, retry_exceptions=list(retry_on))(function)
-            pending = [remote.remote(*args) for args in calls]
+    ray = _ray_up() if calls else None
+    if ray is None:
+        for args in calls:
+            yield function(*args)
+        return
+    remote = ray.remote(num_cpus=num_cpus, max_retries=2, retry_exceptions=list(retry_on))(function)
+    pending = [remote.remote(*args) for args in calls]
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
             try:
-                while pending:
-                    ready, pending = ray.wait(pending, num_returns=1)
-                    try:
-                        yield ray.get(ready[0])
-                    except ray.exceptions.RayTaskError as err:  # the unit's own error, as raised there
-                        raise (err.cause if isinstance(err.cause, BaseException) else err.as_instanceof_cause()) from None
-            finally:
-                for ref in pending:
-                    ray.cancel(ref)
-            return
-    for args in calls:
-        yield function(*args)
+                yield ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:
+                raise _unit_error(ray, err) from None
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+
+
+class _PoolActor:
+    """One member of an actor pool: builds its state (a model) on its first call and keeps it."""
+
+    def __init__(self, setup, setup_args: tuple) -> None:
+        self._setup = setup
+        self._setup_args = setup_args
+        self._state = None
+        self._built = False
+
+    def call(self, function, args: tuple):
+        # Built here, not in __init__: a failing setup is then a call's error (retried when transient,
+        # raised as itself when not), never an actor that died at creation.
+        if not self._built:
+            self._state = self._setup(*self._setup_args)
+            self._built = True
+        return function(self._state, *args)
+
+
+def warn_if_short_of_gpus(ray, name: str, num_gpus: float) -> None:
+    """Say so when no actor can start yet for want of GPUs: Ray then waits for them, it does not fail."""
+    if not num_gpus:
+        return
+    free = ray.available_resources().get("GPU", 0.0)
+    total = ray.cluster_resources().get("GPU", 0.0)
+    if free < num_gpus:
+        log.warning(
+            "%s: each actor needs %g GPU(s); the cluster has %g free of %g. Waiting for GPUs "
+            "(a GPU node joining or another job freeing one); the stage starts when they are there.",
+            name, num_gpus, free, total,
+        )
+
+
+_RETRIES = 2  # a call that failed transiently, or lost its actor, runs at most this many more times
+
+
+def run_on_actors(setup, setup_args: tuple, function, calls: list[tuple], *, size: int = 1,
+                  num_cpus: float = 1, num_gpus: float = 0,
+                  retry_on: tuple = (ConnectionError, TimeoutError), name: str = "stage"):
+    """``function(state, *args)`` for each ``args`` of ``calls``, yielded as each finishes, on a pool of
+    ``size`` Ray actors (``num_cpus``/``num_gpus`` each) that each build ``state = setup(*setup_args)``
+    once and take one call at a time; in this process, with one ``state``, when Ray is not up.
+
+    A call that fails with a transient error (``retry_on``) runs again, on the first free actor; a call
+    whose actor went away (its process or node died) runs again on a new actor that replaces it; each
+    at most twice more. Any other error is deterministic and fails at once. The pool is killed when
+    the caller stops iterating, however it stops."""
+    ray = _ray_up() if calls else None
+    if ray is None:
+        if calls:
+            state = setup(*setup_args)
+            for args in calls:
+                yield function(state, *args)
+        return
+    warn_if_short_of_gpus(ray, name, num_gpus)
+    member = ray.remote(_PoolActor).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)
+    actors = [member.remote(setup, setup_args) for _ in range(max(1, min(size, len(calls))))]
+    queue, idle = deque(range(len(calls))), deque(actors)
+    running: dict = {}  # object ref -> (the actor working on it, the call's index)
+    retries: Counter = Counter()
+
+    def again(index: int, error: BaseException, why: str) -> None:
+        retries[index] += 1
+        if retries[index] > _RETRIES:
+            raise error from error.__cause__  # its own cause, if any; not Ray's wrapper of it
+        log.warning("%s: a call %s (%s: %s); running it again (retry %d of %d)",
+                    name, why, type(error).__name__, error, retries[index], _RETRIES)
+        queue.appendleft(index)
+
+    try:
+        while queue or running:
+            while queue and idle:
+                actor, index = idle.popleft(), queue.popleft()
+                running[actor.call.remote(function, calls[index])] = (actor, index)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            actor, index = running.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayActorError as err:  # the actor, or its node, went away
+                ray.kill(actor)
+                actors.remove(actor)
+                actors.append(member.remote(setup, setup_args))
+                idle.append(actors[-1])
+                again(index, err, "lost its actor")
+                continue
+            except ray.exceptions.RayTaskError as err:
+                idle.append(actor)
+                error = _unit_error(ray, err)
+                if not isinstance(error, retry_on):
+                    raise error from error.__cause__  # its own cause, if any; not Ray's wrapper of it
+                again(index, error, "failed transiently")
+                continue
+            idle.append(actor)
+            yield result
+    finally:
+        for actor in actors:
+            ray.kill(actor)

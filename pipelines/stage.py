@@ -1,10 +1,12 @@
 """The stage contract and its executor: what every unit-based stage is, and the one loop that runs it.
 
 A stage declares its resumable pieces and how one piece is done; the executor does the rest, the
-same way for every stage: skip the units already complete, run the others as Ray tasks on the
-cluster (in this process when Ray is not up), retry transient failures, fail at once on
-deterministic ones, merge the counters, and report progress (units done of total, samples/s, ETA,
-drops) to the terminal and to Prefect's logs.
+same way for every stage: skip the units already complete, run the others on the cluster (in this
+process when Ray is not up), retry transient failures, fail at once on deterministic ones (the
+error gets a note naming the unit), merge the counters, and report progress (units done of total,
+samples/s, ETA, drops) to the terminal and to Prefect's logs.
+
+A stage comes in one of two shapes. A plain :class:`Stage` runs each unit as a Ray task:
 
 .. code-block:: python
 
@@ -18,11 +20,27 @@ drops) to the terminal and to Prefect's logs.
         def run_unit(self, unit, ctx):   # runs on a Ray worker; reads and writes only its own unit
             return Counters(samples=n, drops={"empty_caption": 3})
 
-    report = execute(TaskTables(...), ctx)
+An :class:`ActorStage` holds a model: each actor of a pool builds it once (``setup``) and then does
+one unit at a time with it, reading its unit's input and writing its output itself:
+
+.. code-block:: python
+
+    class OcrStage(ActorStage):
+        name = "ocr"
+
+        def pool(self, ctx):                    # actors, and the CPUs and GPUs each reserves
+            return Pool(size=4, num_cpus=2, num_gpus=0.5)
+        def setup(self, ctx):                   # once per actor: load the model
+            return build_engine(self.settings)
+        def run_unit(self, unit, ctx, engine):  # on the actor: read the shard, OCR it, write its file
+            return Counters(samples=n, drops={"no_text": 7}, tallies={"nodes": {node: n}})
+
+    report = execute(TaskTables(...), ctx)      # or execute(OcrStage(...), ctx): the same report
     report.units, report.skipped, report.counters.samples, report.counters.drops
 
-A stage object and its context are shipped to the workers, so both must pickle: settings models,
-storage URIs and options, never open files or clients.
+Only counters come back to the driver, a few numbers per unit. A stage object and its context are
+shipped to the workers, so both must pickle: settings models, storage URIs and options, never open
+files or clients (a model is built on the actor, by ``setup``).
 """
 
 from __future__ import annotations
@@ -33,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipelines.progress import Progress
-from pipelines.runtime import run_tasks
+from pipelines.runtime import run_on_actors, run_tasks
 
 
 @dataclass(frozen=True)
@@ -51,13 +69,20 @@ class Counters:
 
     samples: int = 0
     drops: Counter = field(default_factory=Counter)
+    # Further named counts a stage keeps, e.g. {"nodes": {ray node id: images}}; summed like drops.
+    tallies: dict[str, Counter] = field(default_factory=dict)
 
     def add(self, other: Counters) -> None:
         self.samples += other.samples
         self.drops.update(other.drops)
+        for name, counts in other.tallies.items():
+            self.tallies.setdefault(name, Counter()).update(counts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"samples": self.samples, "drops": dict(sorted(self.drops.items()))}
+        out: dict[str, Any] = {"samples": self.samples, "drops": dict(sorted(self.drops.items()))}
+        if self.tallies:
+            out["tallies"] = {name: dict(sorted(c.items())) for name, c in sorted(self.tallies.items())}
+        return out
 
 
 @dataclass
@@ -74,12 +99,18 @@ class StageReport:
 
 
 class Stage:
-    """The contract (see the module docstring). ``retry_on``: the exception types that are transient."""
+    """The contract (see the module docstring). ``retry_on``: the exception types that are transient.
+
+    ``label`` (a source name) and ``unit_kind`` (``shards``) only make the progress lines read better.
+    """
 
     name: ClassVar[str]
     num_cpus: ClassVar[float] = 1
     # Network trouble, a store that timed out: transient. A missing or unreadable file is not.
     retry_on: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
+    actors: ClassVar[bool] = False  # True: units run on a pool of actors that hold a model (ActorStage)
+    unit_kind: ClassVar[str] = "units"
+    label: str | None = None
 
     def units(self, ctx) -> Iterable[Unit]:
         raise NotImplementedError
@@ -91,8 +122,71 @@ class Stage:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Pool:
+    """An actor stage's pool: how many actors, and the CPUs and GPUs Ray reserves for each."""
+
+    size: int = 1
+    num_cpus: float = 1
+    num_gpus: float = 0
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.num_cpus < 0 or self.num_gpus < 0:
+            raise ValueError(f"actor pool: size must be >= 1 and num_cpus, num_gpus >= 0, got {self}")
+
+
+class ActorStage(Stage):
+    """A stage whose units need a model: ``setup(ctx)`` builds it once per actor of ``pool(ctx)``, and
+    ``run_unit(unit, ctx, model)`` does one unit with it. When Ray is not up, one model in this process."""
+
+    actors: ClassVar[bool] = True
+
+    def pool(self, ctx) -> Pool:
+        return Pool(num_cpus=self.num_cpus)
+
+    def setup(self, ctx) -> Any:
+        raise NotImplementedError
+
+    def run_unit(self, unit: Unit, ctx, model: Any = None) -> Counters:
+        raise NotImplementedError
+
+
+def _failed(stage: Stage, unit: Unit, err: BaseException) -> None:
+    # A note, not a new exception: callers (and the flow's retry rule) still see the unit's own error.
+    where = f" of {unit.group}" if unit.group else ""
+    err.add_note(f"stage {stage.name!r}: unit {unit.name!r}{where} failed")
+
+
 def _run(stage: Stage, unit: Unit, ctx) -> tuple[str, Counters]:
-    return unit.group, stage.run_unit(unit, ctx)
+    try:
+        return unit.group, stage.run_unit(unit, ctx)
+    except Exception as err:
+        _failed(stage, unit, err)
+        raise
+
+
+def _setup(stage: ActorStage, ctx) -> Any:
+    return stage.setup(ctx)
+
+
+def _run_with(model: Any, stage: ActorStage, unit: Unit, ctx) -> tuple[str, Counters]:
+    try:
+        return unit.group, stage.run_unit(unit, ctx, model)
+    except Exception as err:
+        _failed(stage, unit, err)
+        raise
+
+
+def _results(stage: Stage, todo: list[Unit], ctx):
+    if not stage.actors:
+        return run_tasks(_run, [(stage, unit, ctx) for unit in todo], num_cpus=stage.num_cpus,
+                         retry_on=stage.retry_on)
+    if not isinstance(stage, ActorStage):
+        raise TypeError(f"stage {stage.name!r} sets actors = True but is not an ActorStage (no setup, pool)")
+    pool = stage.pool(ctx)
+    return run_on_actors(_setup, (stage, ctx), _run_with, [(stage, unit, ctx) for unit in todo],
+                         size=pool.size, num_cpus=pool.num_cpus, num_gpus=pool.num_gpus,
+                         retry_on=stage.retry_on, name=" ".join(filter(None, [stage.name, stage.label])))
 
 
 def execute(stage: Stage, ctx) -> StageReport:
@@ -106,9 +200,8 @@ def execute(stage: Stage, ctx) -> StageReport:
             report.skipped += 1
         else:
             todo.append(unit)
-    progress = Progress(stage.name, total=len(todo), unit="units")
-    for group, counters in run_tasks(_run, [(stage, unit, ctx) for unit in todo], num_cpus=stage.num_cpus,
-                                     retry_on=stage.retry_on):
+    progress = Progress(stage.name, total=len(todo), unit=stage.unit_kind, label=stage.label)
+    for group, counters in _results(stage, todo, ctx):
         report.counters.add(counters)
         report.groups[group].add(counters)
         progress.advance(samples=counters.samples, drops=sum(counters.drops.values()))

@@ -1,0 +1,126 @@
+"""One raw shard through an OCR engine, on the actor that holds it: read, decode, OCR, order, filter.
+
+:func:`ocr_shard` streams the shard's samples, hands the engine ``batch_size`` images at a time
+(only those bytes are in memory at once) and returns the shard's corpus table, one row per sample,
+dropped ones included (see :mod:`ocr.corpus`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.storage import Storage
+
+from . import corpus
+from .filters import apply_filters
+from .reading_order import reading_order
+from .settings import OcrSettings
+
+
+def raw_samples(storage: Storage, source: str, shard: str) -> Iterator[dict]:
+    """The samples of one raw shard in tar order, each with its image bytes and where they lie."""
+    from pipelines.layout.raw import RAW_DIR, iter_raw_shard, resolve_uri
+
+    path = storage.path(RAW_DIR, source, f"{shard}.tar")
+    with storage.fs.open(path, "rb") as tar:
+        for sample in iter_raw_shard(storage, source, shard):
+            if not resolve_uri(storage, sample.image.uri).endswith(f"{shard}.tar"):
+                raise ValueError(f"{path}: sample {sample.key} points at {sample.image.uri}, not its own tar")
+            tar.seek(sample.image.offset)
+            data = tar.read(sample.image.size)
+            if len(data) != sample.image.size:
+                raise ValueError(
+                    f"{path}: sample {sample.key}: the tar ends inside its image (truncated shard)"
+                )
+            yield {
+                "key": sample.key,
+                "shard": shard,
+                "image": data,
+                "image_uri": sample.image.uri,
+                "image_offset": sample.image.offset,
+                "image_size": sample.image.size,
+                "image_format": sample.image_format,
+                "url": str(sample.meta.get("url") or ""),
+            }
+
+
+def decode_rgb(data: bytes) -> np.ndarray | None:
+    """The image as an HxWx3 uint8 RGB array, or None when the bytes are not a decodable image."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def ocr_batch(samples: list[dict], engine, settings: OcrSettings, source: str, language: str) -> list[dict]:
+    """Corpus rows of ``samples``: the decodable images read by ``engine`` in one call, then filtered."""
+    images, readable = [], []
+    for i, sample in enumerate(samples):
+        img = decode_rgb(sample["image"])
+        if img is not None:
+            images.append(img)
+            readable.append(i)
+    results = dict(zip(readable, engine.read(images) if images else [], strict=True))
+    info = engine.info
+    rows = []
+    for i, sample in enumerate(samples):
+        data = sample.pop("image")
+        row = {
+            **sample,
+            "source": source,
+            "language": language,
+            "image_sha256": hashlib.sha256(data).hexdigest(),
+            "width": 0,
+            "height": 0,
+            "lines": [],
+            "text": "",
+            "text_area": 0.0,
+            "low_score_lines": 0,
+            "drop_reason": "undecodable_image",
+            "engine": info.engine,
+            "engine_version": info.engine_version,
+            "det_model": info.det_model,
+            "rec_model": info.rec_model,
+        }
+        result = results.get(i)
+        if result is not None:
+            outcome = apply_filters(result, settings.filters)
+            lines = reading_order(outcome.lines)
+            row |= {
+                "width": result.width,
+                "height": result.height,
+                "lines": [
+                    {"text": ln.text, "quad": [list(p) for p in ln.quad], "score": ln.score} for ln in lines
+                ],
+                "text": "\n".join(ln.text for ln in lines),
+                "text_area": outcome.text_area,
+                "low_score_lines": outcome.low_score_lines,
+                "drop_reason": outcome.drop_reason,
+            }
+        rows.append(row)
+    return rows
+
+
+def ocr_shard(
+    storage: Storage, source: str, shard: str, language: str, settings: OcrSettings, engine
+) -> pa.Table:
+    """The corpus table of one raw shard, OCRed ``settings.batch_size`` images at a time."""
+    rows: list[dict] = []
+    batch: list[dict] = []
+    for sample in raw_samples(storage, source, shard):
+        batch.append(sample)
+        if len(batch) == settings.batch_size:
+            rows += ocr_batch(batch, engine, settings, source, language)
+            batch = []
+    if batch:
+        rows += ocr_batch(batch, engine, settings, source, language)
+    return pa.Table.from_pylist(rows, schema=corpus.SCHEMA)
