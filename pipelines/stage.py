@@ -166,7 +166,11 @@ def _run(stage: Stage, unit: Unit, ctx) -> tuple[str, Counters]:
 
 
 def _setup(stage: ActorStage, ctx) -> Any:
-    return stage.setup(ctx)
+    try:
+        return stage.setup(ctx)
+    except Exception as err:
+        err.add_note(f"stage {stage.name!r}: setup (building an actor's model) failed")
+        raise
 
 
 def _run_with(model: Any, stage: ActorStage, unit: Unit, ctx) -> tuple[str, Counters]:

@@ -34,9 +34,10 @@ class Echo(ActorStage):
 
     name = "echo"
 
-    def __init__(self, names: list[str], size: int = 2):
+    def __init__(self, names: list[str], size: int = 2, model_dir: str | None = None):
         self.names = names
         self.size = size
+        self.model_dir = model_dir
 
     def units(self, ctx):
         for name in self.names:
@@ -49,6 +50,8 @@ class Echo(ActorStage):
         return Pool(size=self.size, num_cpus=0.5)
 
     def setup(self, ctx):
+        if self.model_dir and not Path(self.model_dir).exists():
+            raise FileNotFoundError(f"model directory {self.model_dir} not found")
         return {"model": uuid.uuid4().hex, "pid": os.getpid()}
 
     def run_unit(self, unit, ctx, model):
@@ -137,6 +140,13 @@ def test_a_unit_whose_actor_died_runs_again_on_a_new_actor_at_most_twice(ray_wor
     with pytest.raises(ray.exceptions.RayActorError):
         execute(Echo(["doomed"], size=1), Ctx(str(tmp_path)))
     assert (tmp_path / "doomed.attempts").read_text() == "xxx", "run once, then twice more, then given up"
+
+
+def test_a_model_that_cannot_be_built_fails_the_stage_before_any_unit(ray_workers, tmp_path):
+    with pytest.raises(FileNotFoundError, match="model directory") as failure:
+        execute(Echo(["a", "b"], size=1, model_dir=str(tmp_path / "nowhere")), Ctx(str(tmp_path)))
+    assert "stage 'echo': setup (building an actor's model) failed" in failure.value.__notes__
+    assert not list(tmp_path.glob("*.attempts"))
 
 
 def test_task_stages_keep_their_shape_and_report(ray_workers):
