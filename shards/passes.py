@@ -260,12 +260,13 @@ def seeded_stream(seed: int, name: str) -> np.random.Generator:
 def _write_grouped(storage: Storage, path: str, table: pa.Table, column: str) -> None:
     """``table`` (sorted by ``column``) with one row group per value, so readers of one value read one group."""
     values = table[column].to_numpy()
-    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, int)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]).tolist() if len(values) else []
     temporary = f"{path}.tmp"
     storage.makedirs(path.rsplit("/", 1)[0])
     with storage.fs.open(temporary, "wb") as f, pq.ParquetWriter(f, table.schema) as writer:
-        if not len(values):
+        if not starts:  # an empty table: the schema, no rows
             writer.write_table(table)
-        for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(values)], strict=True):
+        ends = [*starts[1:], len(values)] if starts else []
+        for start, end in zip(starts, ends, strict=True):
             writer.write_table(table.slice(start, end - start), row_group_size=end - start)
     storage.fs.mv(temporary, path)

@@ -105,3 +105,15 @@ def test_the_remainder_is_drawn_over_the_whole_dataset(task_tables, tmp_path):
     assert len(set(ids)) == 200
     per_table = Counter(int(sample_id.rsplit("-", 1)[1]) // 100 for sample_id in ids)
     assert sorted(per_table) == [0, 1, 2, 3] and all(30 <= n <= 70 for n in per_table.values()), per_table
+
+
+def test_an_empty_task_table_takes_part_without_error(task_tables, tmp_path):
+    """A unit whose every record was dropped (an OCR shard with no text) leaves an empty table."""
+    from pipelines.layout.task_table import write_task_table
+
+    storage = task_tables(tmp_path, {"some": ("captioning", "en", 30)}, files_per_dataset=2)
+    write_task_table(storage, "some", "00002", [], drops={"no_text": 4}, inputs=4)
+    manifest = mix_and_write(storage.root, tmp_path / "out", MixSettings(total_samples=40, shares={"captioning": 1.0}),
+                             ShardSettings(max_samples=16, report=False))
+    assert sum(entry["samples"] for entry in manifest["shards"]) == 40
+    assert manifest["drops"]["tasks"]["some"]["no_text"] == 4
