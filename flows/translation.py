@@ -23,7 +23,7 @@ from translate.client import ChatClient
 from translate.launch import launched_servers
 from translate.settings import TranslateSettings
 from translate.stage import TargetReport, Translator, summarise
-from translate.table import TRANSLATE_DIR, part_name
+from translate.table import TRANSLATE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -121,54 +121,39 @@ def _ray_is_up() -> bool:
 
 
 def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns):
-    """The requests go out from ``settings.workers`` Ray tasks, each with its own client over a share of
-    every source's parts, ``translation.concurrency // workers`` requests in flight per endpoint each
-    (so never more than configured in all). Within a worker, identical texts are asked once; between
-    workers the persistent cache carries answers. A worker whose process dies is started again (its
-    finished parts are skipped); a worker that fails reports its parts as failed, and the others' work
-    is kept and reported."""
-    import ray
+    """The requests go out from Ray tasks, one input part each (:class:`translate.parts.TranslationParts`
+    through the one executor): ``settings.workers`` parts at once, ``translation.concurrency // workers``
+    requests in flight per endpoint each (so never more than configured in all). Within a part,
+    identical texts are asked once; between parts the persistent cache carries answers. A task whose
+    process dies runs again (its finished targets are skipped); a part whose requests failed is
+    reported failed, and the other parts are written and reported."""
+    from pipelines.stage import execute
+    from translate.parts import TranslateContext, TranslationParts
 
-    concurrency = config.translation.concurrency
-    workers = max(1, min(settings.workers, concurrency, max(len(parts) for parts, _ in plan.values())))
-    share = max(1, concurrency // workers)
-    groups = [{name: (parts[w::workers], targets) for name, (parts, targets) in plan.items() if parts[w::workers]}
-              for w in range(workers)]
-    remote = ray.remote(num_cpus=settings.cpus_per_worker, max_retries=1)(_translate_group)
-    pending = {remote.remote(config, settings, storage.root_uri(), storage.options, endpoints, group, text_columns,
-                             share): group for group in groups}
+    t = config.translation
+    workers = max(1, min(settings.workers, t.concurrency))
+    client = {"model": t.model, "concurrency": max(1, t.concurrency // workers), "timeout_s": t.timeout_s,
+              "max_retries": t.max_retries, "temperature": t.temperature,
+              "retry_backoff_s": settings.retry_backoff_s, "max_backoff_s": settings.max_backoff_s}
+    ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages), tuple(endpoints),
+                           client, tuple(text_columns) if text_columns else None)
+    stage = TranslationParts(plan, settings.model_copy(update={"workers": workers}))
+    report = execute(stage, ctx)
     reports: dict[str, dict[str, TargetReport]] = {
         name: {target: TargetReport(name, target) for target in targets} for name, (_, targets) in plan.items()}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        group = pending.pop(ready[0])
-        try:
-            result = ray.get(ready[0])
-        except ray.exceptions.RayError as err:  # the worker's own error, not Ray's traceback around it
-            cause = getattr(err, "cause", None) or err
-            lines = str(cause).strip().splitlines()
-            message = f"{type(cause).__name__}: {lines[-1] if lines else ''}"
-            log.error("a translation worker failed: %s", message)
-            for name, (parts, targets) in group.items():
-                for target in targets:
-                    reports[name][target].failed.update({part_name(part): message for part in parts})
-            continue
-        for name, by_target in result.items():
-            for target, part in by_target.items():
-                merged = reports[name][target]
-                merged.parts_written += part.parts_written
-                merged.parts_skipped += part.parts_skipped
-                merged.failed.update(part.failed)
-    for name, by_target in reports.items():  # over every finished part, whichever worker wrote it
-        for target, report in by_target.items():
-            report.stats = summarise(storage, name, target)
+    for name, (parts, targets) in plan.items():
+        counters = report.groups.get(name)
+        for target in targets:
+            merged = reports[name][target]
+            if counters is not None:
+                merged.parts_written = counters.tallies.get("parts_written", {}).get(target, 0)
+                merged.parts_skipped = counters.tallies.get("parts_skipped", {}).get(target, 0)
+                merged.failed = {key.split(":", 1)[1]: error for key, error in counters.failed.items()
+                                 if key.split(":", 1)[0] == target}
+            # Parts the executor skipped were finished for every target before this run.
+            merged.parts_skipped += len(parts) - merged.parts_written - merged.parts_skipped - len(merged.failed)
+            merged.stats = summarise(storage, name, target)  # over every finished part, whichever task wrote it
     return reports
-
-
-def _translate_group(config, settings, root, options, endpoints, plan, text_columns, concurrency):
-    """One worker's share of the parts (a Ray task): its own client, cache handle and run memory."""
-    storage = Storage(root, options)
-    return asyncio.run(_translate(config, settings, storage, endpoints, plan, text_columns, concurrency))
 
 
 async def _translate(config, settings, storage, endpoints, plan, text_columns, concurrency=None):

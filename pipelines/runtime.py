@@ -12,6 +12,7 @@ points the "usage stats disabled" report, which a ``ray start`` head sends, at a
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import Counter, deque
@@ -130,20 +131,30 @@ def _unit_error(ray, err: BaseException) -> BaseException:
     return err
 
 
-def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple = (ConnectionError, TimeoutError)):
-    """``function(*args)`` for each ``args`` of ``calls``, yielded as each finishes: Ray tasks when Ray
-    is up (``ensure_ray``), else in this process in order. Transient errors (``retry_on``) are retried
-    by Ray; any other error is deterministic and fails at once."""
+def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple = (ConnectionError, TimeoutError),
+              shared: tuple = (), max_in_flight: int | None = None):
+    """``function(*shared, *args)`` for each ``args`` of ``calls``, yielded as each finishes: Ray tasks
+    when Ray is up (``ensure_ray``), else in this process in order. Transient errors (``retry_on``)
+    are retried by Ray; any other error is deterministic and fails at once.
+
+    ``shared`` arguments go to the object store once, not with every task (a stage and its context
+    are the same for all its units). ``max_in_flight`` caps the tasks submitted at once (a rate
+    limit: concurrent connections to a host, requests to a server fleet); None leaves it to the
+    cluster's CPUs."""
     ray = _ray_up() if calls else None
     if ray is None:
         for args in calls:
-            yield function(*args)
+            yield function(*shared, *args)
         return
     remote = ray.remote(num_cpus=num_cpus, max_retries=2, retry_exceptions=list(retry_on))(function)
-    pending = [remote.remote(*args) for args in calls]
+    refs = [ray.put(value) for value in shared]
+    waiting = iter(calls)
+    limit = max_in_flight or len(calls)
+    pending = [remote.remote(*refs, *args) for args in itertools.islice(waiting, limit)]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
+            pending.extend(remote.remote(*refs, *args) for args in itertools.islice(waiting, 1))
             try:
                 yield ray.get(ready[0])
             except ray.exceptions.RayTaskError as err:

@@ -71,17 +71,22 @@ class Counters:
     drops: Counter = field(default_factory=Counter)
     # Further named counts a stage keeps, e.g. {"nodes": {ray node id: images}}; summed like drops.
     tallies: dict[str, Counter] = field(default_factory=dict)
+    # Pieces a unit gave up on without failing the stage (a part whose server went away): name -> error.
+    failed: dict[str, str] = field(default_factory=dict)
 
     def add(self, other: Counters) -> None:
         self.samples += other.samples
         self.drops.update(other.drops)
         for name, counts in other.tallies.items():
             self.tallies.setdefault(name, Counter()).update(counts)
+        self.failed.update(other.failed)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"samples": self.samples, "drops": dict(sorted(self.drops.items()))}
         if self.tallies:
             out["tallies"] = {name: dict(sorted(c.items())) for name, c in sorted(self.tallies.items())}
+        if self.failed:
+            out["failed"] = dict(sorted(self.failed.items()))
         return out
 
 
@@ -102,10 +107,13 @@ class Stage:
     """The contract (see the module docstring). ``retry_on``: the exception types that are transient.
 
     ``label`` (a source name) and ``unit_kind`` (``shards``) only make the progress lines read better.
+    ``max_in_flight`` caps the units running at once (None: as many as the cluster's CPUs allow),
+    for stages whose limit is another system's (requests to a server fleet, connections to hosts).
     """
 
     name: ClassVar[str]
     num_cpus: ClassVar[float] = 1
+    max_in_flight: int | None = None
     # Network trouble, a store that timed out: transient. A missing or unreadable file is not.
     retry_on: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
     actors: ClassVar[bool] = False  # True: units run on a pool of actors that hold a model (ActorStage)
@@ -157,7 +165,7 @@ def _failed(stage: Stage, unit: Unit, err: BaseException) -> None:
     err.add_note(f"stage {stage.name!r}: unit {unit.name!r}{where} failed")
 
 
-def _run(stage: Stage, unit: Unit, ctx) -> tuple[str, Counters]:
+def _run(stage: Stage, ctx, unit: Unit) -> tuple[str, Counters]:
     try:
         return unit.group, stage.run_unit(unit, ctx)
     except Exception as err:
@@ -183,8 +191,8 @@ def _run_with(model: Any, stage: ActorStage, unit: Unit, ctx) -> tuple[str, Coun
 
 def _results(stage: Stage, todo: list[Unit], ctx):
     if not stage.actors:
-        return run_tasks(_run, [(stage, unit, ctx) for unit in todo], num_cpus=stage.num_cpus,
-                         retry_on=stage.retry_on)
+        return run_tasks(_run, [(unit,) for unit in todo], num_cpus=stage.num_cpus, retry_on=stage.retry_on,
+                         shared=(stage, ctx), max_in_flight=stage.max_in_flight)
     if not isinstance(stage, ActorStage):
         raise TypeError(f"stage {stage.name!r} sets actors = True but is not an ActorStage (no setup, pool)")
     pool = stage.pool(ctx)

@@ -92,15 +92,7 @@ def _triple(task: str, language: str) -> str:
     return f"{task}|{language}"
 
 
-class LeanStage(Stage):
-    """A pass whose units carry their own inputs: the lists it makes them from stay on the driver
-    (shipping them with every task would cost tables x tables)."""
-
-    def __getstate__(self):
-        return {}
-
-
-class _PerFile(LeanStage):
+class _PerFile(Stage):
     folder: str
 
     def __init__(self, tables: list[tuple[str, str]]):

@@ -45,7 +45,7 @@ from pipelines.storage import Storage
 from shards.location import open_directory, options_for
 from shards.manifest import FORMAT, MANIFEST, read_manifest, write_manifest
 from shards.mix import MixSettings
-from shards.passes import LeanStage, MixContext, read_markers, write_marker
+from shards.passes import MixContext, read_markers, write_marker
 from shards.plan import MixPlan, plan_inputs, plan_mixture
 from shards.schema import image_member
 from shards.writer import ShardInfo, ShardWriter, finished_size
@@ -131,7 +131,7 @@ class CutPass(Stage):
         return Counters(samples=len(sizes))
 
 
-class WritePass(LeanStage):
+class WritePass(Stage):
     """Each block's shards, under their global names, and the block's record."""
 
     name = "mix-write"

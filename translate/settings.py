@@ -84,9 +84,9 @@ class TranslateSettings(ConfigModel):
     max_backoff_s: float = Field(20.0, gt=0, description="seconds; the longest wait between two retries")
     parts_in_flight: int = Field(2, ge=1, description="input parts translated at once (keeps servers busy)")
     workers: int = Field(
-        1, ge=1, description="Ray tasks that send the requests when Ray is up, each over a share of the parts "
-        "with translation.concurrency / workers requests in flight per endpoint; identical texts are asked "
-        "once per worker, and the persistent cache carries answers between workers",
+        1, ge=1, description="input parts translated at once when Ray is up, each a Ray task with "
+        "translation.concurrency / workers requests in flight per endpoint; identical texts are asked once "
+        "per part, and the persistent cache carries answers between parts",
     )
     cpus_per_worker: float = Field(0.5, ge=0, description="Ray CPUs one request-sending worker reserves")
     cache: bool = Field(True, description="reuse translations from earlier runs (and write new ones)")

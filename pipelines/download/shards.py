@@ -66,7 +66,8 @@ class DownloadStage(Stage):
         rounds = {p.round for p in passes}
         if rounds - {0}:
             self.name = f"download retry {max(rounds)}"
-        self.num_cpus = task_cpus(settings)
+        self.num_cpus = settings.cpus_per_worker
+        self.max_in_flight = settings.max_workers  # None: as many as the cluster's CPUs allow
         self._finished: dict[str, set[str]] = {}  # driver only: finished shards per source, before the run
         self.pending: dict[str, list[str]] = {p.source: [] for p in passes}  # driver only: shards this run does
 
@@ -106,26 +107,6 @@ class DownloadStage(Stage):
             stats = storage.read_json(posixpath.join(raw_folder(storage, source), f"{name}_stats.json"))
             nodes[stats.get(NODE_KEY, "unknown")] += 1
         return nodes
-
-
-def task_cpus(settings: Download) -> float:
-    """Ray CPUs a shard task reserves: ``cpus_per_worker``, or more where ``max_workers`` caps the tasks
-    in flight (a node's CPUs shared among that many; on a cluster, the cap holds per largest node)."""
-    cpus = settings.cpus_per_worker
-    if settings.max_workers is None:
-        return cpus
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:
-        return cpus
-    import ray
-
-    if not ray.is_initialized():
-        return cpus
-    alive = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
-    total, largest = sum(alive), max(alive, default=0)
-    share = math.floor(min(largest, total / settings.max_workers) * 10_000) / 10_000  # Ray's resource precision
-    return max(cpus, share)
 
 
 def download_shard(ctx: DownloadContext, source: str, url_list: str, start: int, stop: int, shard_id: int) -> Counters:
