@@ -96,7 +96,7 @@ def _prefect(*args: str, env: dict[str, str], timeout_s: float = 300) -> None:
 def _deployed_marker(home: Path) -> tuple[Path, str]:
     """Where the launcher notes what it registered, and what there is to register now."""
     digest = hashlib.sha256()
-    for path in (REPO / "prefect.yaml", REPO / "flows" / "build_pretrain_mix.py"):
+    for path in (REPO / "prefect.yaml", REPO / "flows" / "build_pretrain_mix.py", REPO / "flows" / "registry.py"):
         digest.update(path.read_bytes())
     return home / "deployed.sha256", digest.hexdigest()
 
