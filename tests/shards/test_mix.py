@@ -125,6 +125,8 @@ def test_exact_duplicates_are_removed_and_counted_by_source(tmp_path):
         str(tmp_path), MixSettings(total_samples=20, shares={"captioning": 1.0}, dedup="image")
     )
     assert image_only.drops["dedup"] == {"coco": 1, "coco_zh": 1, "laion_en": 1}
+    kept = plan_mixture(str(tmp_path), MixSettings(total_samples=20, shares={"captioning": 1.0}, dedup="off"))
+    assert kept.drops["dedup"] == {} and kept.sources["coco"]["available"] == 10
 
 
 @pytest.mark.parametrize(
