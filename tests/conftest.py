@@ -24,6 +24,20 @@ def local_ray():
     shutdown_ray()
 
 
+@pytest.fixture(scope="module")
+def prefect_ephemeral(tmp_path_factory):
+    """Flows run against Prefect's ephemeral server in a home of their own, with no API URL set."""
+    saved = dict(os.environ)
+    os.environ.update({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                       # The ephemeral server gets 20 s to start by default: too little on 2 busy cores.
+                       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
+    os.environ.pop("PREFECT_API_URL", None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def demo_directory(tmp_path_factory) -> Path:
     """Small demo collections (about 300 rows), generated once per session."""

@@ -8,7 +8,6 @@ say every stage already completed for that config, so each task runs, skips its 
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -33,17 +32,6 @@ SUMMARIES = {
 }
 ARTIFACTS = {"download": "download-stats", "ocr": "ocr-stats", "translate": "translation-stats",
              "mix": "mixture-shares", "train": "training"}
-
-
-@pytest.fixture(scope="module")
-def prefect_ephemeral(tmp_path_factory):
-    saved = dict(os.environ)
-    os.environ.update({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
-    os.environ.pop("PREFECT_API_URL", None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _completed(config, names) -> None:

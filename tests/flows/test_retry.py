@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -11,17 +10,6 @@ import pytest
 from flows.retry import is_transient
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def prefect_ephemeral(tmp_path_factory):
-    saved = dict(os.environ)
-    os.environ.update({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
-    os.environ.pop("PREFECT_API_URL", None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_which_errors_are_transient():

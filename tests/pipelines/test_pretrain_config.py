@@ -10,7 +10,6 @@ as a team's cache holds what earlier runs translated: the tiny model's own answe
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,6 @@ pytestmark = [
     pytest.mark.skipif(not (REPO / ".venv-vllm" / "bin" / "python").exists(),
                        reason="needs ./.venv-vllm (scripts/setup_vllm.sh, run by scripts/setup.sh)"),
 ]
-
-
-@pytest.fixture
-def prefect_ephemeral(tmp_path):
-    saved = dict(os.environ)
-    os.environ.update({"PREFECT_HOME": str(tmp_path / "prefect-home"),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                       # The ephemeral server gets 20 s to start by default: too little on 2 busy cores.
-                       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
-    os.environ.pop("PREFECT_API_URL", None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _fill_translation_cache(config, memory: dict[str, dict[str, str]]) -> None:
