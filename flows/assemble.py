@@ -304,13 +304,11 @@ def train_stage(config: Config) -> dict[str, Any]:
     if config.train is None:
         raise ValueError("train: the config has no `train` section")
     cli = require("trainer.cli", "train")
-    if config.ray.address is not None and config.train.launcher == "ray":
-        argv = [*config.train.argv(str(shard_directory(config))), "--ray-address", config.ray.address]
-    else:
-        argv = config.train.argv(str(shard_directory(config)))
-    code = cli.main(argv)
-    if code:
-        raise RuntimeError(f"vlmix train {' '.join(argv)} exited with {code}")
+    stage = config.train
+    filled = {"shards": stage.shards or str(shard_directory(config))}
+    if stage.launcher == "ray" and stage.ray_address is None and config.ray.address is not None:
+        filled["ray_address"] = config.ray.address
+    cli.run(cli.TrainSettings(**{**stage.model_dump(), **filled}))
     metrics = Path(config.train.out) / "metrics.jsonl"
     steps = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
     losses = [s["loss"] for s in steps if "loss" in s]

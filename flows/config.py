@@ -30,6 +30,7 @@ from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
 from pipelines.tasks.kinds import kind_names, kind_of
 from shards.write import ShardSettings
+from trainer.settings import Preset, Recipe, TrainSettings
 from translate.settings import TranslateSettings
 
 # The report's pre-training mixture (Table 1a), as fractions of samples.
@@ -94,46 +95,15 @@ class Shards(ShardSettings):
     directory: str | None = Field(None, description="output folder; None = <storage.root>/shards")
 
 
-class TrainStage(ConfigModel):
-    """Optional last stage of the flow: train from the shards it produced (`vlmix train` options)."""
+class TrainStage(TrainSettings):
+    """Optional last stage of the flow: the trainer's own settings (`vlmix train` options), with
+    flow defaults; the flow trains from the shards it produced unless `shards` names others."""
 
-    recipe: Literal["stage1", "stage2"] = "stage2"
-    model: str = Field("tiny", description="model preset: tiny, mini-internvl-2b, internvl-1.5-26b")
-    tokenizer: str | None = Field(None, description="local tokenizer folder; None trains a small one (tiny)")
+    recipe: Recipe = Field("stage2", description="stage1 (LLM frozen) or stage2 (all)")
+    shards: str | None = Field(None, description="None = the shards this flow wrote")
+    model: Preset = Field("tiny", description="model preset: tiny, mini-internvl-2b, internvl-1.5-26b")
     out: str = Field(description="checkpoints, TensorBoard logs and metrics.jsonl")
-    steps: int = Field(20, ge=1)
-    lr: float | None = Field(None, gt=0, description="peak learning rate; None = the recipe's")
-    global_batch: int | None = Field(None, ge=1, description="samples per optimizer step")
-    max_tiles: int | None = Field(None, ge=1, le=40, description="tiles per image at most; None = 12")
-    context: int | None = Field(None, ge=64, description="tokens; None = 4096")
-    resize: Literal["pil", "torch"] | None = Field(
-        None, description="tile resize: pil (exact, the default) or torch (about 4x faster, not bit-exact)"
-    )
-    checkpoint_dir: str | None = Field(None, description="checkpoints: a path or fsspec URL (s3://...); None = <out>/checkpoints")
-    packing: bool = Field(True, description="pack whole samples into sequences (False: one padded row per sample)")
-    attn: Literal["auto", "sdpa_packed", "sdpa", "eager", "flex_attention", "flash_attention_2"] | None = Field(
-        None, description="attention kernel (vlmix train --attn); None = auto")
-    streams: int | None = Field(None, ge=1, description="data streams; a resume works at any world size dividing it")
-    hsdp: bool = Field(False, description="shard within a node, replicate across nodes (multi-node runs)")
-    shard_group: int | None = Field(None, ge=1, description="hsdp: ranks per shard group; None = one node's")
-    launcher: Literal["local", "torchrun", "ray"] = "local"
-    workers: int = Field(1, ge=1, description="ray launcher: training workers")
-    gpu: bool = Field(False, description="ray launcher: one GPU per worker")
-
-    def argv(self, shards: str) -> list[str]:
-        """The `vlmix train` command line of these settings."""
-        args = ["--recipe", self.recipe, "--shards", shards, "--model", self.model, "--out", self.out,
-                "--steps", str(self.steps), "--launcher", self.launcher]
-        for flag, value in (("--tokenizer", self.tokenizer), ("--lr", self.lr), ("--global-batch", self.global_batch),
-                            ("--max-tiles", self.max_tiles), ("--context", self.context),
-                            ("--resize", self.resize), ("--checkpoint-dir", self.checkpoint_dir),
-                            ("--attn", self.attn), ("--streams", self.streams), ("--shard-group", self.shard_group)):
-            if value is not None:
-                args += [flag, str(value)]
-        args += (["--no-packing"] if not self.packing else []) + (["--hsdp"] if self.hsdp else [])
-        if self.launcher == "ray":
-            args += ["--workers", str(self.workers)] + (["--gpu"] if self.gpu else [])
-        return args
+    steps: int = Field(20, ge=1, description="optimizer steps")
 
 
 class Storage(ConfigModel):

@@ -8,80 +8,78 @@ vlmix train ... --launcher ray --workers 16 --gpu --ray-address ADDR  # a Ray cl
 
 import argparse
 import json
+import types
 from pathlib import Path
+from typing import Literal, Union, get_args, get_origin
+
+from pydantic import ValidationError
 
 from pipelines._imports import require
 
-# Names only, so `vlmix train --help` works before the heavy imports (a test keeps them in step
-# with trainer.model.PRESETS and trainer.recipes.RECIPES).
-RECIPE_NAMES = ("stage1", "stage2")
-PRESET_NAMES = ("internvl-1.5-26b", "mini-internvl-2b", "tiny")
+from .settings import PRESET_NAMES, RECIPE_NAMES, TrainSettings
+
+__all__ = ["PRESET_NAMES", "RECIPE_NAMES", "TrainSettings", "build_parser", "main", "run", "train_config"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlmix train", description="Train InternVL from vlmix shards.")
-    parser.add_argument(
-        "--recipe", choices=RECIPE_NAMES, required=True, help="stage1 (LLM frozen) or stage2 (all)"
+    """``vlmix train``'s flags, one per :class:`TrainSettings` field (``max_tiles`` -> ``--max-tiles``).
+
+    Only flags given on the command line reach the settings; every default is the model's own.
+    """
+    parser = argparse.ArgumentParser(
+        prog="vlmix train", description="Train InternVL from vlmix shards.", argument_default=argparse.SUPPRESS
     )
-    parser.add_argument("--shards", required=True, help="directory (or glob) of the WebDataset .tar shards")
-    parser.add_argument("--model", choices=PRESET_NAMES, default="internvl-1.5-26b", help="model preset")
+    for name, field in TrainSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = (field.description or "").replace("%", "%%")
+        if field.annotation is bool:
+            if field.default is True:
+                parser.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false", help=help_text)
+            else:
+                parser.add_argument(flag, dest=name, action="store_true", help=help_text)
+            continue
+        kind, choices = _scalar(field.annotation)
+        if field.default is not None and not field.is_required():
+            help_text += f" (default: {field.default})"
+        parser.add_argument(flag, dest=name, type=kind, choices=choices, required=field.is_required(), help=help_text)
     parser.add_argument(
-        "--tokenizer",
-        help="local tokenizer directory; for --model tiny a small one is trained from the shards",
+        "--print-config", action="store_true", default=False, help="print the resolved config and exit"
     )
-    parser.add_argument("--out", default="runs/train", help="checkpoints, TensorBoard logs, metrics.jsonl")
-    parser.add_argument("--steps", type=int, help="optimizer steps (default: the config's 1000)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--global-batch", type=int, help="samples per optimizer step over all ranks")
-    parser.add_argument("--tokens-per-batch", type=int, help="token budget of one micro-batch")
-    parser.add_argument("--max-tiles", type=int, help="most tiles per image (recipe: 12)")
-    parser.add_argument(
-        "--resize", choices=["pil", "torch"], help="tile resize: pil (exact, default) or torch (about 4x faster)"
-    )
-    parser.add_argument("--context", type=int, help="context length in tokens (recipe: 4096)")
-    parser.add_argument("--num-workers", type=int, help="DataLoader workers per rank")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: only at the end)")
-    parser.add_argument(
-        "--checkpoint-dir", help="where checkpoints go: a path or fsspec URL such as s3://bucket/run (default OUT/checkpoints)"
-    )
-    parser.add_argument(
-        "--no-packing", action="store_true", help="one padded row per sample instead of packed sequences"
-    )
-    parser.add_argument(
-        "--streams", type=int, help="data streams of the run (default: ranks x workers); resume at sizes dividing it"
-    )
-    parser.add_argument(
-        "--attn",
-        choices=["auto", "sdpa_packed", "sdpa", "eager", "flex_attention", "flash_attention_2"],
-        help="attention kernel (auto: varlen flash attention on a GPU with flash-attn, else sdpa_packed)",
-    )
-    parser.add_argument(
-        "--hsdp", action="store_true", help="shard within a node, replicate across nodes (multi-node runs)"
-    )
-    parser.add_argument("--shard-group", type=int, help="--hsdp: ranks per shard group (default: one node's)")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto: bf16 on GPU")
-    parser.add_argument(
-        "--compile", action="store_true", help="torch.compile each model layer (GPU: ~10%% faster after ~20 s)"
-    )
-    parser.add_argument("--no-resume", action="store_true", help="start fresh even if out has checkpoints")
-    parser.add_argument("--launcher", choices=["local", "torchrun", "ray"], default="local")
-    parser.add_argument("--nproc", type=int, default=1, help="torchrun: processes on this node")
-    parser.add_argument("--workers", type=int, default=1, help="ray: number of training workers")
-    parser.add_argument("--gpu", action="store_true", help="ray: one GPU per worker")
-    parser.add_argument("--ray-address", help="ray: the cluster to join (default: a local Ray)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
-    """The recipe's :class:`TrainConfig` with the command line's overrides."""
+def _scalar(annotation) -> tuple[type, tuple | None]:
+    """(argparse type, choices) of a field annotation such as ``int | None`` or ``Literal[...] | None``."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    if get_origin(annotation) is Literal:
+        return str, get_args(annotation)
+    return annotation, None
+
+
+def settings_from_argv(argv: list[str]) -> tuple[TrainSettings, bool]:
+    """The settings of a ``vlmix train`` command line, and whether it asked for ``--print-config``."""
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    print_config = args.pop("print_config")
+    try:
+        return TrainSettings(**args), print_config
+    except ValidationError as err:
+        problems = "; ".join(
+            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in err.errors()
+        )
+        parser.error(problems)
+
+
+def train_config(settings: TrainSettings):
+    """The recipe's :class:`TrainConfig` with the settings' overrides (None: the recipe's value)."""
     require("torch", "train")
     from .recipes import RECIPES
 
-    overrides: dict = {"out_dir": args.out, "resume": not args.no_resume}
-    if args.hsdp:
+    overrides: dict = {"out_dir": settings.out, "resume": settings.resume}
+    if settings.hsdp:
         overrides["hsdp"] = True
-    for flag, key in (
+    for field, key in (
         ("steps", "steps"),
         ("global_batch", "global_batch_samples"),
         ("checkpoint_every", "checkpoint_every"),
@@ -89,42 +87,65 @@ def config_from_args(args: argparse.Namespace):
         ("shard_group", "shard_group"),
         ("precision", "precision"),
     ):
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
+        if getattr(settings, field) is not None:
+            overrides[key] = getattr(settings, field)
     sections = {
-        "optim": {"lr": args.lr},
+        "optim": {"lr": settings.lr},
         "data": {
-            "tokens_per_batch": args.tokens_per_batch,
-            "max_tiles": args.max_tiles,
-            "resize": args.resize,
-            "num_workers": args.num_workers,
-            "packing": False if args.no_packing else None,
-            "streams": args.streams,
+            "tokens_per_batch": settings.tokens_per_batch,
+            "max_tiles": settings.max_tiles,
+            "resize": settings.resize,
+            "num_workers": settings.num_workers,
+            "packing": None if settings.packing else False,
+            "streams": settings.streams,
         },
-        "tokenize": {"context_length": args.context},
-        "model": {"compile": True if args.compile else None, "attn_implementation": args.attn},
+        "tokenize": {"context_length": settings.context},
+        "model": {"compile": True if settings.compile else None, "attn_implementation": settings.attn},
     }
     for section, values in sections.items():
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             overrides[section] = given
-    tokenizer = args.tokenizer or _demo_tokenizer(args)
-    return RECIPES[args.recipe](shards=args.shards, tokenizer=str(tokenizer), preset=args.model, **overrides)
+    tokenizer = settings.tokenizer or _demo_tokenizer(settings)
+    return RECIPES[settings.recipe](
+        shards=settings.shards, tokenizer=str(tokenizer), preset=settings.model, **overrides
+    )
 
 
-def _demo_tokenizer(args: argparse.Namespace) -> Path:
+def _demo_tokenizer(settings: TrainSettings) -> Path:
     """For the tiny model only: a small BPE trained on the shards' conversations (offline demo)."""
-    if args.model != "tiny":
+    if settings.model != "tiny":
         raise SystemExit(
-            f"--tokenizer is required for --model {args.model}: a local copy of InternLM2's tokenizer directory"
+            f"--tokenizer is required for --model {settings.model}: a local copy of InternLM2's tokenizer directory"
         )
     from .data import list_shards
     from .tokenize import train_tokenizer
 
-    path = Path(args.out) / "tokenizer"
+    path = Path(settings.out) / "tokenizer"
     if not (path / "tokenizer.json").exists():
-        train_tokenizer(_shard_texts(list_shards(args.shards)), path, vocab_size=2000)
+        train_tokenizer(_shard_texts(list_shards(settings.shards)), path, vocab_size=2000)
     return path
+
+
+def run(settings: TrainSettings) -> None:
+    """Train with ``settings``: build the TrainConfig, then run it on the chosen launcher."""
+    config = train_config(settings)
+    if settings.launcher == "ray":
+        from .launch import launch_ray
+
+        launch_ray(config, num_workers=settings.workers, use_gpu=settings.gpu, ray_address=settings.ray_address)
+    elif settings.launcher == "torchrun":
+        from torch.distributed.run import main as torchrun
+
+        out = Path(settings.out)
+        out.mkdir(parents=True, exist_ok=True)
+        config_path = out / "config.json"
+        config_path.write_text(config.model_dump_json(indent=2))
+        torchrun(["--nproc-per-node", str(settings.nproc), "-m", "trainer.launch", str(config_path)])
+    else:
+        from .train import train
+
+        train(config)
 
 
 def _shard_texts(shards: list[str]):
@@ -141,25 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
     if argv and argv[0] == "train":
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
-    config = config_from_args(args)
-    if args.print_config:
-        print(config.model_dump_json(indent=2))
+    settings, print_config = settings_from_argv(argv)
+    if print_config:
+        print(train_config(settings).model_dump_json(indent=2))
         return 0
-    if args.launcher == "ray":
-        from .launch import launch_ray
-
-        launch_ray(config, num_workers=args.workers, use_gpu=args.gpu, ray_address=args.ray_address)
-    elif args.launcher == "torchrun":
-        from torch.distributed.run import main as torchrun
-
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        config_path = out / "config.json"
-        config_path.write_text(config.model_dump_json(indent=2))
-        torchrun(["--nproc-per-node", str(args.nproc), "-m", "trainer.launch", str(config_path)])
-    else:
-        from .train import train
-
-        train(config)
+    run(settings)
     return 0
