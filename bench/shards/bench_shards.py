@@ -6,8 +6,12 @@
    disk, same shard limits; samples/s, MB/s and the ratio (target >= 1.0). Ours also computes each
    shard's sha256 and renames it into place; webdataset's does neither.
 2. Memory: peak RSS of a fresh process that streams N, then 10N, generated samples through our
-   writer (target: flat), and of the whole ``mix_and_write`` (plan + fetch + write) at N and 10N
-   over task tables made here.
+   writer (target: flat).
+3. The mixer's driver: peak RSS of the process calling ``mix_and_write`` at N and 10N samples (task
+   tables of as many rows, made here), its passes in that process (Ray not up) and on a local
+   ``ray start`` cluster the driver joins by address (``driver_rss.py``; target: flat on Ray).
+
+    .venv/bin/python bench/shards/bench_shards.py --parts mix   # only part 3
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import driver_rss  # noqa: E402
 
 
 def make_samples(count: int, image_kb: int, distinct: int = 64):
@@ -91,46 +98,9 @@ with ShardWriter({out!r}, "rss", max_samples=5000) as writer:
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 """
 
-_MIX_RSS = """
-import sys
-sys.path.insert(0, {repo!r})
-from shards.mix import MixSettings
-from shards import ShardSettings, mix_and_write
-mix_and_write({root!r}, {out!r}, MixSettings(total_samples={count}, shares={{"captioning": 1.0}}), ShardSettings(report=False))
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
-print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
-"""
-
-
 def peak_rss_mib(script: str) -> float:
     output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
     return int(output.split()[-1]) / 1024
-
-
-def task_tables(root: Path, rows: int, image_kb: int) -> None:
-    import hashlib
-
-    from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
-    from pipelines.storage import Storage
-
-    storage = Storage(str(root))
-    (root / "images").mkdir(parents=True)
-    samples = []
-    for i, (key, image, _) in enumerate(make_samples(rows, image_kb, distinct=rows)):
-        path = root / "images" / f"{i}.jpg"
-        path.write_bytes(image)
-        samples.append(
-            TaskSample(
-                source="bench",
-                key=key,
-                task="captioning",
-                language="en",
-                images=[Picture(ImageRef(str(path), 0, len(image)), "jpg", hashlib.sha256(image).hexdigest(), 1, 1)],
-                conversations=[human_turn("Describe the image."), {"from": "gpt", "value": f"caption {i}"}],
-            )
-        )
-    for unit in range(0, rows, 5000):
-        write_task_table(storage, "bench", f"{unit // 5000:05d}", samples[unit : unit + 5000])
 
 
 def main() -> None:
@@ -141,41 +111,39 @@ def main() -> None:
     parser.add_argument("--image-kb", type=int, default=60, help="approximate JPEG size")
     parser.add_argument("--max-samples", type=int, default=5000)
     parser.add_argument("--max-bytes", type=int, default=256 << 20)
+    parser.add_argument("--parts", default="throughput,writer,mix", help="which parts to run")
+    driver_rss.add_arguments(parser)
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     n = args.samples
     with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
         tmp = Path(tmp)
-        samples = list(make_samples(n, args.image_kb))
-        result = throughput(samples, tmp / "throughput", args.max_samples, args.max_bytes)
-        del samples
-        for name in ("webdataset", "vlmix"):
-            r = result[name]
-            print(
-                f"{name:>10}: {r['samples_per_s']:9.0f} samples/s  {r['mb_per_s']:7.1f} MB/s  ({r['seconds']:.2f} s)"
-            )
-        print(f"     ratio: {result['ratio']:.2f} (vlmix / webdataset samples/s; target >= 1.0)")
-
-        rss = {}
-        for count in (n, 10 * n):
-            out = tmp / f"rss-{count}"
-            rss[count] = peak_rss_mib(
-                _WRITER_RSS.format(
-                    repo=str(REPO), here=str(HERE), out=str(out), count=count, image_kb=args.image_kb
+        if "throughput" in parts:
+            samples = list(make_samples(n, args.image_kb))
+            result = throughput(samples, tmp / "throughput", args.max_samples, args.max_bytes)
+            del samples
+            for name in ("webdataset", "vlmix"):
+                r = result[name]
+                print(
+                    f"{name:>10}: {r['samples_per_s']:9.0f} samples/s  {r['mb_per_s']:7.1f} MB/s  ({r['seconds']:.2f} s)"
                 )
-            )
-            shutil.rmtree(out)
-        print(f"writer peak RSS: {rss[n]:.0f} MiB at N={n}, {rss[10 * n]:.0f} MiB at 10N={10 * n}")
+            print(f"     ratio: {result['ratio']:.2f} (vlmix / webdataset samples/s; target >= 1.0)")
 
-        task_tables(tmp / "root", 2000, 8)
-        mix = {}
-        for count in (n, 10 * n):
-            out = tmp / f"mix-{count}"
-            mix[count] = peak_rss_mib(
-                _MIX_RSS.format(repo=str(REPO), root=str(tmp / "root"), out=str(out), count=count)
-            )
-            shutil.rmtree(out)
-        print(f"mix_and_write peak RSS: {mix[n]:.0f} MiB at N={n}, {mix[10 * n]:.0f} MiB at 10N={10 * n}")
+        if "writer" in parts:
+            rss = {}
+            for count in (n, 10 * n):
+                out = tmp / f"rss-{count}"
+                rss[count] = peak_rss_mib(
+                    _WRITER_RSS.format(
+                        repo=str(REPO), here=str(HERE), out=str(out), count=count, image_kb=args.image_kb
+                    )
+                )
+                shutil.rmtree(out)
+            print(f"writer peak RSS: {rss[n]:.0f} MiB at N={n}, {rss[10 * n]:.0f} MiB at 10N={10 * n}")
 
+        if "mix" in parts:
+            rows = driver_rss.compare(tmp, n, args)
+            print(f"mix_and_write driver peak RSS (VmHWM), N = {n}:\n" + driver_rss.table(rows, n))
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,73 @@
+"""A Ray cluster of `ray start` processes on this machine, for the benchmarks, stopped by process id.
+
+``tests/scale/test_cluster.py``'s ``LocalCluster`` starts it (a head with no CPUs plus worker
+nodes); this subclass lets a worker node have several CPUs and stops the cluster by the ids of its
+own processes (those whose command line names its temp dir or its Ray client server's port, and
+their descendants), never by a name pattern that could match another job's Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "scale"))
+
+from test_cluster import LocalCluster  # noqa: E402
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process this user can read."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        found[int(entry.name)] = (parent, cmdline)
+    return found
+
+
+class BenchCluster(LocalCluster):
+    """A head with no CPUs and ``workers`` nodes of ``cpus`` CPUs each."""
+
+    def start_nodes(self, workers: int, cpus: int = 1) -> None:
+        self.start(cpu_workers=0, gpu_workers=0)
+        for _ in range(workers):
+            self.add_worker(cpus=cpus)
+
+    def pids(self) -> set[int]:
+        processes = _processes()
+        client = f"--port={self.client_port}"
+        own = {pid for pid, (_, cmd) in processes.items()
+               if str(self.temp_dir) in cmd or ("ray.util.client.server" in cmd and client in cmd)}
+        own.discard(os.getpid())
+        grown = True
+        while grown:  # add descendants (Ray's workers rename themselves ray::IDLE, ray::_run)
+            more = {pid for pid, (parent, _) in processes.items() if parent in own} - own - {os.getpid()}
+            grown = bool(more)
+            own |= more
+        return own
+
+    def stop(self) -> None:
+        pids = self.pids()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+                time.sleep(0.2)
+            pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+            if not pids:
+                return
