@@ -7,13 +7,13 @@ gives the same bytes whatever the number of workers:
 ============  ==========================  =====================================================
 pass          one unit per                writes
 ============  ==========================  =====================================================
-``index``     task table                  ``index/<f>.parquet``: each row's dedup key, hashed
+``index``     32 task tables              ``index/<u>.parquet``: each row's dedup key, hashed
                                           into ``buckets`` row groups; ``index/<f>.json``: its
                                           rows per (task, language), its builder's drops
 ``dedup``     key bucket                  ``dups/<b>.parquet``: (file, row) of every exact
                                           duplicate but the first in (dataset, id) order;
-                                          ``dups/<b>.json``: removals per (file, task, language)
-``route``     task table                  ``route/<f>.parquet``: its picks (encoded ``.json``
+                                          ``dups/<b>.json``: removals per (table, task, language)
+``route``     32 task tables              ``route/<u>.parquet``: its picks (encoded ``.json``
                                           member, image refs, output position), one row group
                                           per output block; ``route/<f>.json``: picks per language
 ============  ==========================  =====================================================
@@ -72,8 +72,16 @@ class MixContext:
         return storage.path(self.work, *parts)
 
 
+TABLES_PER_UNIT = 32  # task tables per index or route unit (and per output file)
+
+
 def unit_name(index: int) -> str:
     return f"{index:06d}"
+
+
+def groups(tables: int) -> int:
+    """How many index or route units (files) ``tables`` task tables make."""
+    return -(-tables // TABLES_PER_UNIT)
 
 
 def write_marker(storage: Storage, path: str, record: dict) -> None:
@@ -93,14 +101,21 @@ def _triple(task: str, language: str) -> str:
 
 
 class _PerFile(Stage):
+    """A pass over the task tables, :data:`TABLES_PER_UNIT` of them per unit and per output file, so
+    the passes that read every unit's output (dedup, cut, write) open tables / 32 files, not tables."""
+
     folder: str
 
     def __init__(self, tables: list[tuple[str, str]]):
         self.tables = tables  # (dataset, path) per file index
 
+    def members(self, group: int) -> list[tuple[int, str, str]]:
+        first = group * TABLES_PER_UNIT
+        return [(i, *self.tables[i]) for i in range(first, min(first + TABLES_PER_UNIT, len(self.tables)))]
+
     def units(self, ctx):
-        for index, (dataset, path) in enumerate(self.tables):
-            yield Unit(unit_name(index), (index, path), group=dataset)
+        for group in range(groups(len(self.tables))):
+            yield Unit(unit_name(group), tuple(self.members(group)))
 
     def marker(self, storage: Storage, ctx: MixContext, unit: Unit) -> str:
         return ctx.path(storage, self.folder, f"{unit.name}.json")
@@ -117,28 +132,39 @@ class IndexPass(_PerFile):
     folder = "index"
 
     def run_unit(self, unit, ctx):
-        index, path = unit.spec
         storage = ctx.storage()
-        parquet = pq.ParquetFile(path, filesystem=storage.fs)
-        drops, _ = read_counters(parquet.schema_arrow)
-        table = parquet.read(columns=PLAN_COLUMNS)
-        counts = Counter(_triple(t, lang) for t, lang in zip(table["task"].to_pylist(),
-                                                            table["language"].to_pylist(), strict=True))
+        records, keyed = [], []
+        for index, dataset, path in unit.spec:
+            record, table = _index_table(storage, ctx, index, dataset, path)
+            records.append(record)
+            keyed.append(table)
         if ctx.dedup != "off":
-            key = table["image_sha256"]
-            if ctx.dedup == "image_task_language":
-                key = pc.binary_join_element_wise(key, table["task"], table["language"], "|")
-            digest = table["image_sha256"].to_pylist()
-            buckets = np.array([int(h[:8], 16) % ctx.buckets for h in digest], dtype=np.int32)
-            keyed = pa.table({"bucket": buckets, "key": key, "dataset": pa.array([unit.group] * len(table)),
-                              "id": table["id"], "file": np.full(len(table), index, dtype=np.int32),
-                              "row": np.arange(len(table), dtype=np.int32), "task": table["task"],
-                              "language": table["language"]}).sort_by("bucket")
-            _write_grouped(storage, ctx.path(storage, self.folder, f"{unit.name}.parquet"), keyed, "bucket")
-        write_marker(storage, self.marker(storage, ctx, unit),
-                     {"file": index, "dataset": unit.group, "rows": len(table), "drops": drops,
-                      "counts": dict(sorted(counts.items()))})
-        return Counters(samples=len(table))
+            table = pa.concat_tables(keyed).sort_by("bucket")
+            _write_grouped(storage, ctx.path(storage, self.folder, f"{unit.name}.parquet"), table, "bucket")
+        write_marker(storage, self.marker(storage, ctx, unit), {"tables": records})
+        return Counters(samples=sum(record["rows"] for record in records))
+
+
+def _index_table(storage: Storage, ctx: MixContext, index: int, dataset: str, path: str):
+    """One table's counts and drops, and (dedup on) its rows' keys and buckets."""
+    parquet = pq.ParquetFile(path, filesystem=storage.fs)
+    drops, _ = read_counters(parquet.schema_arrow)
+    table = parquet.read(columns=PLAN_COLUMNS)
+    counts = Counter(_triple(t, lang) for t, lang in zip(table["task"].to_pylist(),
+                                                        table["language"].to_pylist(), strict=True))
+    record = {"file": index, "dataset": dataset, "rows": len(table), "drops": drops,
+              "counts": dict(sorted(counts.items()))}
+    if ctx.dedup == "off":
+        return record, None
+    key = table["image_sha256"]
+    if ctx.dedup == "image_task_language":
+        key = pc.binary_join_element_wise(key, table["task"], table["language"], "|")
+    buckets = np.array([int(h[:8], 16) % ctx.buckets for h in table["image_sha256"].to_pylist()], dtype=np.int32)
+    keyed = pa.table({"bucket": buckets, "key": key, "dataset": pa.array([dataset] * len(table), pa.string()),
+                      "id": table["id"], "file": np.full(len(table), index, dtype=np.int32),
+                      "row": np.arange(len(table), dtype=np.int32), "task": table["task"],
+                      "language": table["language"]})
+    return record, keyed
 
 
 class DedupPass(Stage):
@@ -160,7 +186,7 @@ class DedupPass(Stage):
     def run_unit(self, unit, ctx):
         (bucket,) = unit.spec
         storage = ctx.storage()
-        paths = [ctx.path(storage, "index", f"{unit_name(i)}.parquet") for i in range(ctx.files)]
+        paths = [ctx.path(storage, "index", f"{unit_name(g)}.parquet") for g in range(groups(ctx.files))]
         rows = pads.dataset(paths, format="parquet", filesystem=storage.fs).to_table(
             filter=pc.field("bucket") == bucket)
         rows = rows.sort_by([("key", "ascending"), ("dataset", "ascending"), ("id", "ascending")])
@@ -195,53 +221,59 @@ class RoutePass(_PerFile):
         self.segments = segments
 
     def units(self, ctx):
-        for index, (dataset, path) in enumerate(self.tables):
-            if self.segments.get(index):
-                yield Unit(unit_name(index), (index, path, tuple(self.segments[index])), group=dataset)
+        for group in range(groups(len(self.tables))):
+            members = [(i, dataset, path, tuple(self.segments[i])) for i, dataset, path in self.members(group)
+                       if self.segments.get(i)]
+            if members:
+                yield Unit(unit_name(group), tuple(members))
 
     def run_unit(self, unit, ctx):
-        index, path, segments = unit.spec
         storage = ctx.storage()
-        table = pq.read_table(path, filesystem=storage.fs)
-        keep = np.ones(len(table), dtype=bool)
-        if ctx.dedup != "off":
-            dups = pads.dataset([ctx.path(storage, "dups", f"{b:05d}.parquet") for b in range(ctx.buckets)],
-                                format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == index)
-            keep[dups["row"].to_numpy()] = False
-        tasks = np.asarray(table["task"].to_pylist(), dtype=object)
-        rows_out, repeats_out, global_out = [], [], []
-        for task, offset, full, rest in segments:
-            survivors = np.flatnonzero(keep & (tasks == task))
-            # The draw is named by the table's own path, not its number: adding a dataset changes no other's.
-            stream = seeded_stream(ctx.seed, f"{task}/{unit.group}/{path.rsplit('/', 1)[-1]}")
-            chosen = np.sort(stream.choice(len(survivors), rest, replace=False)) if rest else np.zeros(0, np.int64)
-            picks = np.concatenate([*([survivors] * full), survivors[chosen]]).astype(np.int64)
-            repeats = np.concatenate([np.repeat(np.arange(full, dtype=np.int64), len(survivors)),
-                                      np.full(rest, full, dtype=np.int64)])
-            rows_out.append(picks)
-            repeats_out.append(repeats)
-            global_out.append(offset + np.arange(len(picks), dtype=np.int64))
-        picks, repeats = np.concatenate(rows_out), np.concatenate(repeats_out)
-        positions = permute(np.concatenate(global_out), ctx.total, ctx.seed)
-        order = np.argsort(positions, kind="stable")
-        picks, repeats, positions = picks[order], repeats[order], positions[order]
-        rows = table.take(pa.array(picks)).to_pylist()
-        keys, jsons, images, sizes, languages = [], [], [], [], Counter()
-        for row, repeat in zip(rows, repeats.tolist(), strict=True):
-            key = row["id"] if repeat == 0 else f"{row['id']}-r{repeat}"
-            encoded = encode_sample(row, key, repeat)
-            refs = [{k: image[k] for k in ("uri", "offset", "size", "format", "sha256")} for image in row["images"]]
-            keys.append(key)
-            jsons.append(encoded)
-            images.append(refs)
-            sizes.append(member_bytes(len(encoded)) + sum(member_bytes(ref["size"]) for ref in refs))
-            languages[row["language"]] += 1
-        routed = pa.table({"block": (positions // ctx.block).astype(np.int32), "position": positions, "key": keys,
-                           "json": jsons, "images": images, "bytes": sizes}, schema=ROUTE)
+        languages: Counter = Counter()
+        parts = [_route_table(storage, ctx, *member, languages) for member in unit.spec]
+        routed = pa.concat_tables(parts).sort_by("position")
         _write_grouped(storage, ctx.path(storage, self.folder, f"{unit.name}.parquet"), routed, "block")
         write_marker(storage, self.marker(storage, ctx, unit),
                      {"picks": len(routed), "languages": dict(sorted(languages.items()))})
         return Counters(samples=len(routed))
+
+
+def _route_table(storage: Storage, ctx: MixContext, index: int, dataset: str, path: str, segments, languages: Counter):
+    """One table's picks as routed rows (output position, block, encoded ``.json``, image refs, bytes)."""
+    table = pq.read_table(path, filesystem=storage.fs)
+    keep = np.ones(len(table), dtype=bool)
+    if ctx.dedup != "off":
+        dups = pads.dataset([ctx.path(storage, "dups", f"{b:05d}.parquet") for b in range(ctx.buckets)],
+                            format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == index)
+        keep[dups["row"].to_numpy()] = False
+    tasks = np.asarray(table["task"].to_pylist(), dtype=object)
+    rows_out, repeats_out, global_out = [], [], []
+    for task, offset, full, rest in segments:
+        survivors = np.flatnonzero(keep & (tasks == task))
+        # The draw is named by the table's own path, not its number: adding a dataset changes no other's.
+        stream = seeded_stream(ctx.seed, f"{task}/{dataset}/{path.rsplit('/', 1)[-1]}")
+        chosen = np.sort(stream.choice(len(survivors), rest, replace=False)) if rest else np.zeros(0, np.int64)
+        picks = np.concatenate([*([survivors] * full), survivors[chosen]]).astype(np.int64)
+        repeats = np.concatenate([np.repeat(np.arange(full, dtype=np.int64), len(survivors)),
+                                  np.full(rest, full, dtype=np.int64)])
+        rows_out.append(picks)
+        repeats_out.append(repeats)
+        global_out.append(offset + np.arange(len(picks), dtype=np.int64))
+    picks, repeats = np.concatenate(rows_out), np.concatenate(repeats_out)
+    positions = permute(np.concatenate(global_out), ctx.total, ctx.seed)
+    rows = table.take(pa.array(picks)).to_pylist()
+    keys, jsons, images, sizes = [], [], [], []
+    for row, repeat in zip(rows, repeats.tolist(), strict=True):
+        key = row["id"] if repeat == 0 else f"{row['id']}-r{repeat}"
+        encoded = encode_sample(row, key, repeat)
+        refs = [{k: image[k] for k in ("uri", "offset", "size", "format", "sha256")} for image in row["images"]]
+        keys.append(key)
+        jsons.append(encoded)
+        images.append(refs)
+        sizes.append(member_bytes(len(encoded)) + sum(member_bytes(ref["size"]) for ref in refs))
+        languages[row["language"]] += 1
+    return pa.table({"block": (positions // ctx.block).astype(np.int32), "position": positions, "key": keys,
+                     "json": jsons, "images": images, "bytes": sizes}, schema=ROUTE)
 
 
 def seeded_stream(seed: int, name: str) -> np.random.Generator:

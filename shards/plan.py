@@ -38,7 +38,17 @@ from pipelines.layout.task_table import TASKS_DIR, list_task_tables
 from pipelines.stage import execute
 from pipelines.storage import Storage
 from shards.mix import MixError, MixSettings, largest_remainder
-from shards.passes import DedupPass, IndexPass, MixContext, RoutePass, read_markers, seeded_stream, unit_name
+from shards.passes import (
+    TABLES_PER_UNIT,
+    DedupPass,
+    IndexPass,
+    MixContext,
+    RoutePass,
+    groups,
+    read_markers,
+    seeded_stream,
+    unit_name,
+)
 
 TABLES_PER_BUCKET = 32  # dedup buckets: one per this many task tables (a bucket holds their keys)
 
@@ -53,7 +63,7 @@ class MixPlan:
     sources: dict[str, dict] = field(default_factory=dict)
     languages: dict[str, dict] = field(default_factory=dict)
     drops: dict[str, dict] = field(default_factory=dict)
-    routed: list[int] = field(default_factory=list)  # the task tables (file numbers) with picks
+    routed: list[int] = field(default_factory=list)  # the route units (groups of task tables) with picks
 
     def __len__(self) -> int:
         return self.ctx.total
@@ -95,9 +105,10 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     ctx = MixContext(storage.root_uri(), storage.options, f"_mix/{plan_hash[:16]}", settings.dedup,
                      max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), block,
                      settings.total_samples, settings.seed)
-    names = [unit_name(i) for i in range(len(tables))]
+    names = [unit_name(g) for g in range(groups(len(tables)))]
     execute(IndexPass(tables), ctx)
-    index = read_markers(storage, [ctx.path(storage, "index", f"{n}.json") for n in names])
+    index = [record for unit in read_markers(storage, [ctx.path(storage, "index", f"{n}.json") for n in names])
+             for record in unit["tables"]]
     rows: Counter = Counter()  # (file, task, language) -> rows that survive dedup
     table_drops: dict[str, Counter] = defaultdict(Counter)
     for record in index:
@@ -123,7 +134,7 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
         drops["mix"] = dict(sorted(outside.items()))
     segments, tasks, sources, expected = _allocate(settings, tables, rows, dedup_drops)
     execute(RoutePass(tables, segments), ctx)
-    routed = sorted(segments)
+    routed = sorted({file // TABLES_PER_UNIT for file in segments})
     realised: Counter = Counter()
     for record in read_markers(storage, [ctx.path(storage, "route", f"{unit_name(f)}.json") for f in routed]):
         realised.update(record["languages"])

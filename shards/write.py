@@ -79,7 +79,7 @@ class WriteContext:
     out: str
     out_options: dict
     settings: ShardSettings
-    routed: tuple[int, ...]  # the task tables with picks: their route files hold the blocks' rows
+    routed: tuple[int, ...]  # the route units with picks: their files hold the blocks' rows
 
     def out_storage(self) -> Storage:
         return Storage(self.out, self.out_options)

@@ -72,7 +72,12 @@ def test_blocks_cut_by_the_byte_budget_never_share_a_shard(task_root, tmp_path):
     assert len(keys) == len(set(keys)) == 500
 
 
-def test_a_plan_killed_between_units_resumes_to_the_same_shards(task_root, tmp_path):
+def test_a_plan_killed_between_units_resumes_to_the_same_shards(task_root, tmp_path, monkeypatch):
+    import shards.passes
+    import shards.plan
+
+    for module in (shards.passes, shards.plan):  # several index and route units even on these few tables
+        monkeypatch.setattr(module, "TABLES_PER_UNIT", 2)
     mix, settings = MixSettings(total_samples=700, seed=6), ShardSettings(max_samples=50, shards_per_task=2)
     reference = tmp_path / "reference"
     mix_and_write(str(task_root), reference, mix, settings)
@@ -90,7 +95,7 @@ def test_a_plan_killed_between_units_resumes_to_the_same_shards(task_root, tmp_p
         for marker in markers[::2]:  # every other unit of every pass "never finished"
             marker.unlink()
             removed += 1
-    assert removed >= 3
+    assert removed >= 6
     resumed = tmp_path / "resumed"
     mix_and_write(str(task_root), resumed, mix, settings)
     assert _tars(resumed) == _tars(reference)
@@ -117,3 +122,17 @@ def test_an_empty_task_table_takes_part_without_error(task_tables, tmp_path):
                              ShardSettings(max_samples=16, report=False))
     assert sum(entry["samples"] for entry in manifest["shards"]) == 40
     assert manifest["drops"]["tasks"]["some"]["no_text"] == 4
+
+
+def test_how_tables_are_grouped_into_units_changes_no_byte(task_root, tmp_path, monkeypatch):
+    """Index and route units take 32 tables each; with 2 per unit (six units here) the shards are the same."""
+    import shards.passes
+    import shards.plan
+
+    mix, settings = MixSettings(total_samples=500, seed=8), ShardSettings(max_samples=40, shards_per_task=2)
+    mix_and_write(str(task_root), tmp_path / "default", mix, settings)
+    monkeypatch.setattr(shards.passes, "TABLES_PER_UNIT", 2)
+    monkeypatch.setattr(shards.plan, "TABLES_PER_UNIT", 2)
+    mix_and_write(str(task_root), tmp_path / "pairs", mix, settings)
+    assert _tars(tmp_path / "pairs") == _tars(tmp_path / "default")
+    assert (tmp_path / "pairs" / "manifest.json").read_bytes() == (tmp_path / "default" / "manifest.json").read_bytes()
