@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def prefect_ephemeral(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    saved = dict(os.environ)
-    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
-    os.environ.pop("PREFECT_API_URL", None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_flow_runs_stages_and_skips_them_when_unchanged(tmp_path, prefect_ephemeral, local_ray):
