@@ -78,6 +78,11 @@ def ocr_stage(config: Config) -> dict[str, Any]:
     return summary
 
 
+def ocr_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What :func:`ocr_stage`'s ``summary`` says it dropped: per source, images by reason."""
+    return {source: counts.get("dropped", {}) for source, counts in summary.items()}
+
+
 def _transcriptions_from_captions(config: Config, storage: Storage, source: Source, raw_source: str) -> dict:
     """OCR samples whose answer is the caption itself: the exact text of a rendered image."""
     import random
@@ -151,6 +156,14 @@ def translate_stage(config: Config) -> dict[str, Any]:
         raise RuntimeError(message)
     return {source: {target: report.stats.to_json() for target, report in by_target.items()}
             for source, by_target in reports.items()}
+
+
+def translate_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What :func:`translate_stage`'s ``summary`` says it flagged: per ``<source>/<target>``, rows by reason."""
+    from translate.stage import PartStats
+
+    return {f"{source}/{target}": PartStats.from_json(stats).flagged
+            for source, by_target in summary.items() for target, stats in by_target.items()}
 
 
 # How a part's error begins when a server, not the data, was the trouble (a retry may succeed).
@@ -250,22 +263,16 @@ def mix_settings(config: Config):
 
 
 def _stage_drops(storage: Storage) -> dict[str, dict]:
-    """Counters of the stages before the mixer, for the manifest."""
+    """What the registered stages dropped, for the manifest: each entry's ``drops`` of the root and its marker's summary."""
+    from flows.registry import REGISTRY
+    from flows.stages import read_summary
+
     drops: dict[str, dict] = {}
-    for path in storage.glob(storage.path("raw", "*", "_vlmix_download.json")):
-        stats = storage.read_json(path)
-        drops.setdefault("download", {})[stats["source"]] = {
-            "filtered": stats["filtered"], "failed": stats["failed"],
-        }
-    marker = storage.path("_stages", "ocr.json")
-    if storage.exists(marker):
-        summary = storage.read_json(marker).get("summary", {})
-        drops["ocr"] = {source: counts.get("dropped", {}) for source, counts in summary.items()}
-    marker = storage.path("_stages", "translate.json")
-    if storage.exists(marker):
-        summary = storage.read_json(marker).get("summary", {})
-        drops["translate"] = {f"{source}/{target}": counts.get("flagged", {})
-                              for source, by_target in summary.items() for target, counts in by_target.items()}
+    for stage in REGISTRY:
+        if stage.drops is not None:
+            counted = stage.drops(storage, read_summary(storage, stage.name))
+            if counted is not None:
+                drops[stage.name] = counted
     return drops
 
 

@@ -2,8 +2,8 @@
 
 An entry names the stage (its Prefect task's name, its marker ``<root>/_stages/<name>.json``, its
 progress events), the function in :mod:`flows.assemble` that runs it from the root config, when
-the config enables it, the stages whose outputs it reads, its Prefect task options and the table
-artifact its task records. :mod:`flows.build_pretrain_mix` makes one task per entry and
+the config enables it, the stages whose outputs it reads, its Prefect task options, the table
+artifact its task records and what it dropped, for the manifest. :mod:`flows.build_pretrain_mix` makes one task per entry and
 ``vlmix run --stage`` chooses among them, so adding a stage is adding an entry here.
 
 Resume: a stage whose config and upstream are unchanged since its last completed run is skipped
@@ -23,10 +23,16 @@ from typing import Any
 from flows import assemble
 from flows.config import Config
 from flows.retry import transient
+from pipelines.storage import Storage
 from pipelines.tasks.kinds import kind_of
 
 # (artifact key, rows, description) of a stage's table artifact, from its summary.
 Table = tuple[str, list[dict[str, Any]], str]
+# What a stage dropped, for the manifest's ``drops.<stage>``: {group: {reason: count}} (a downloaded
+# source's group holds one such mapping per outcome, :meth:`DownloadStats.drops`).
+Drops = dict[str, dict[str, Any]]
+# A stage's drops from the storage root and its marker's summary (None: it never completed); None: none to report.
+DropsOf = Callable[[Storage, dict[str, Any] | None], Drops | None]
 
 
 class StageSelectionError(ValueError):
@@ -46,6 +52,7 @@ class Stage:
     retry_condition_fn: Callable[..., bool] = transient
     skip_unchanged: bool = True  # skipped when its config and upstream match its last run's marker
     artifact: Callable[[dict[str, Any]], Table] | None = None
+    drops: DropsOf | None = None  # what it dropped, for the manifest (flows.assemble.mix_stage)
 
     def enabled_for(self, config: Config) -> bool:
         return self.enabled is None or bool(self.enabled(config))
@@ -77,6 +84,18 @@ def _translation_table(summary: dict[str, Any]) -> Table:
             "translated texts per source and target: requests to the model, answers from the cache")
 
 
+def _download_drops(storage: Storage, _summary: dict[str, Any] | None) -> Drops | None:
+    """Every downloaded source's counters in the root (also those downloaded outside the flow)."""
+    from pipelines.download.stats import download_drops
+
+    return download_drops(storage)
+
+
+def _of_summary(drops: Callable[[dict[str, Any]], Drops]) -> DropsOf:
+    """Drops that the stage's summary alone holds: none before the stage completed."""
+    return lambda _storage, summary: None if summary is None else drops(summary)
+
+
 def _mixture_table(summary: dict[str, Any]) -> Table:
     rows = [{"task": task, "target": f"{v['target_share']:.1%}", "achieved": f"{v['achieved_share']:.1%}",
              "samples": v["samples"]} for task, v in summary["tasks"].items()]
@@ -90,16 +109,16 @@ def _training_table(summary: dict[str, Any]) -> Table:
 REGISTRY: tuple[Stage, ...] = (
     Stage("download", assemble.download_stage,
           "img2dataset over every URL-list source; resumes where a failed attempt stopped.",
-          retries=2, retry_delay_seconds=10, artifact=_download_table),
+          retries=2, retry_delay_seconds=10, artifact=_download_table, drops=_download_drops),
     Stage("ocr", assemble.ocr_stage,
           "PP-OCR over the OCR sources' images (Ray actors), then their OCR task samples.",
           depends_on=("download",), enabled=_needs_ocr,
           enabled_when="a source has `ocr`, or is an OCR-task URL list whose caption is the image's text",
-          retries=1, retry_delay_seconds=10, artifact=_ocr_table),
+          retries=1, retry_delay_seconds=10, artifact=_ocr_table, drops=_of_summary(assemble.ocr_drops)),
     Stage("translate", assemble.translate_stage,
           "English annotations into the target languages (Figure-5 prompt, vLLM); resumes per part.",
           depends_on=("download",), retries=2, retry_delay_seconds=30,  # ServerUnavailable: servers went away
-          artifact=_translation_table),
+          artifact=_translation_table, drops=_of_summary(assemble.translate_drops)),
     Stage("tasks", assemble.build_tasks_stage,
           "Task-sample tables (captioning, detection, translated variants) for every source.",
           depends_on=("download", "translate"), retries=1, retry_delay_seconds=5),

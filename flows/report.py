@@ -39,6 +39,7 @@ def check_config(parameters: dict[str, Any], deployment: str = "local"):
 def print_products(config) -> None:
     """Where the shards, manifest, report and training run are: only those that exist."""
     from flows.assemble import shard_directory
+    from flows.stages import read_summary
     from pipelines.storage import Storage
     from shards.location import options_for
 
@@ -53,10 +54,8 @@ def print_products(config) -> None:
         print(f"{label + ':':13s} {directory.rstrip('/')}/{name}")
     if config.train is not None and (Path(config.train.out) / "metrics.jsonl").exists():
         print(f"training run: {config.train.out} (tensorboard --logdir {config.train.out}/tensorboard)")
-    marker = storage.path("_stages", "translate.json")
-    if storage.exists(marker):
-        for line in translation_lines(storage.read_json(marker).get("summary") or {}):
-            print(line)
+    for line in translation_lines(read_summary(storage, "translate") or {}):
+        print(line)
     print(flush=True)
 
 

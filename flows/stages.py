@@ -35,25 +35,39 @@ def run_stage(config: Config, stage: str, work: Callable[[], dict[str, Any]],
     """
     storage = Storage(config.storage.root, config.storage.options)
     fingerprint = stage_fingerprint(config, stage, upstream or [])
-    marker = posixpath.join(storage.path("_stages"), f"{stage}.json")
-    if skip_unchanged and storage.exists(marker):
-        saved = storage.read_json(marker)
-        if saved.get("fingerprint") == fingerprint:
-            log.info("stage %s: unchanged since its last run, skipped", stage)
-            return {**saved, "skipped": True}
+    saved = read_marker(storage, stage) if skip_unchanged else None
+    if saved is not None and saved.get("fingerprint") == fingerprint:
+        log.info("stage %s: unchanged since its last run, skipped", stage)
+        return {**saved, "skipped": True}
     started = time.monotonic()
     summary = work()
     record = {"stage": stage, "fingerprint": fingerprint, "seconds": round(time.monotonic() - started, 2),
               "summary": summary, "skipped": False}
-    storage.write_json(marker, record)
+    storage.write_json(marker_path(storage, stage), record)
     return record
+
+
+def marker_path(storage: Storage, stage: str) -> str:
+    """``<root>/_stages/<stage>.json``: ``stage``'s completion marker."""
+    return posixpath.join(storage.path("_stages"), f"{stage}.json")
+
+
+def read_marker(storage: Storage, stage: str) -> dict[str, Any] | None:
+    """``stage``'s marker as its last completed run wrote it (see :func:`run_stage`), or None."""
+    marker = marker_path(storage, stage)
+    return storage.read_json(marker) if storage.exists(marker) else None
+
+
+def read_summary(storage: Storage, stage: str) -> dict[str, Any] | None:
+    """The summary ``stage``'s last completed run returned, or None if it never completed."""
+    saved = read_marker(storage, stage)
+    return None if saved is None else saved.get("summary") or {}
 
 
 def completed_fingerprint(config: Config, stage: str) -> str | None:
     """The fingerprint recorded by ``stage``'s last completed run, or None."""
-    storage = Storage(config.storage.root, config.storage.options)
-    marker = posixpath.join(storage.path("_stages"), f"{stage}.json")
-    return storage.read_json(marker).get("fingerprint") if storage.exists(marker) else None
+    saved = read_marker(Storage(config.storage.root, config.storage.options), stage)
+    return None if saved is None else saved.get("fingerprint")
 
 
 def upstream_fingerprints(config: Config, stages: Sequence[str]) -> list[str]:

@@ -12,8 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pipelines.download import retry
+from pipelines.download.context import STATS_FILE
 from pipelines.download.guards import classify_error
 from pipelines.download.retry import ORIGIN_KEY
+from pipelines.layout.raw import RAW_DIR
 from pipelines.storage import Storage
 
 
@@ -63,10 +65,25 @@ class DownloadStats:
             nodes=Counter(data.get("nodes", {})),
         )
 
+    def drops(self) -> dict[str, dict[str, int]]:
+        """The rows that did not become samples: ``filtered`` and ``failed``, each by reason."""
+        return {"filtered": dict(sorted(self.filtered.items())), "failed": dict(sorted(self.failed.items()))}
+
     def check_balance(self) -> None:
         accounted = sum(self.filtered.values()) + self.downloaded + sum(self.failed.values())
         if accounted != self.urls:
             raise RuntimeError(f"{self.source}: {self.urls} URLs but {accounted} accounted for: {self.to_json()}")
+
+
+def downloaded_stats(storage: Storage) -> list[DownloadStats]:
+    """The counters of every source downloaded under ``storage`` (its ``_vlmix_download.json``)."""
+    return [DownloadStats.from_json(storage.read_json(path))
+            for path in storage.glob(storage.path(RAW_DIR, "*", STATS_FILE))]
+
+
+def download_drops(storage: Storage) -> dict[str, dict[str, dict[str, int]]] | None:
+    """:meth:`DownloadStats.drops` per downloaded source, for the manifest; None when none was downloaded."""
+    return {stats.source: stats.drops() for stats in downloaded_stats(storage)} or None
 
 
 def count_outcomes(storage: Storage, out: str, stats: DownloadStats) -> None:
