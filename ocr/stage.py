@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pipelines.stage import ActorStage, Counters, Pool, Unit, execute
+from pipelines.stage import ActorStage, Counters, Pool, StageContext, Unit, execute
 from pipelines.storage import Storage
 
 from . import corpus
@@ -28,15 +28,9 @@ from .settings import OcrSettings
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class OcrContext:
-    """Where the storage root is (a path or fsspec URI, with its options); shipped to every actor."""
-
-    root: str
-    options: dict = field(default_factory=dict)
-
-    def storage(self) -> Storage:
-        return Storage(self.root, self.options)
+@dataclass(frozen=True)
+class OcrContext(StageContext):
+    """Where the storage root is (:class:`StageContext`); shipped to every actor. OCR needs no more."""
 
 
 class OcrStage(ActorStage):

@@ -40,7 +40,9 @@ one unit at a time with it, reading its unit's input and writing its output itse
 
 Only counters come back to the driver, a few numbers per unit. A stage object and its context are
 shipped to the workers, so both must pickle: settings models, storage URIs and options, never open
-files or clients (a model is built on the actor, by ``setup``).
+files or clients (a model is built on the actor, by ``setup``). Every stage's context extends
+:class:`StageContext` (the storage root and its fsspec options; ``ctx.storage()`` opens it where the
+unit runs) with that stage's settings, a frozen dataclass, so it pickles and no unit can change it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,19 @@ from typing import Any, ClassVar
 
 from pipelines.progress import Progress
 from pipelines.runtime import run_on_actors, run_tasks
+from pipelines.storage import Storage
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Where a stage's units read and write: the storage root (a path or fsspec URI that another
+    process can open) and its fsspec options. A stage's own context extends it with its settings."""
+
+    root: str
+    options: dict = field(default_factory=dict)
+
+    def storage(self) -> Storage:
+        return Storage(self.root, self.options)
 
 
 @dataclass(frozen=True)

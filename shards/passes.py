@@ -37,7 +37,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from pipelines.layout.task_table import PLAN_COLUMNS, read_counters
-from pipelines.stage import Counters, Stage, Unit
+from pipelines.stage import Counters, Stage, StageContext, Unit
 from pipelines.storage import Storage
 from shards.permute import permute
 from shards.schema import encode_sample
@@ -51,11 +51,10 @@ _DUPS = pa.schema([("file", pa.int32()), ("row", pa.int32())])
 
 
 @dataclass(frozen=True)
-class MixContext:
+class MixContext(StageContext):
     """What every pass needs; pickles small (no file lists: units carry their own inputs)."""
 
-    root: str
-    options: dict
+    options: dict  # no default here (the root's options): the work folder after it has none either
     work: str  # the work folder, relative to the root
     dedup: str = "image_task_language"
     buckets: int = 1
@@ -64,9 +63,6 @@ class MixContext:
     total: int = 0
     seed: int = 0
     extra: dict = field(default_factory=dict)
-
-    def storage(self) -> Storage:
-        return Storage(self.root, self.options)
 
     def path(self, storage: Storage, *parts: str) -> str:
         return storage.path(self.work, *parts)

@@ -22,12 +22,9 @@ per-node disks.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,33 +80,27 @@ def _sum_counts(parts) -> dict[str, int]:
 
 def run_on_cluster(tmp: Path, workers: int, config_template: str, demo: Path, args, index: int) -> dict:
     """Start a cluster of ``workers`` CPU nodes, build the mixture on it, stop it."""
-    sys.path.insert(0, str(REPO / "tests" / "scale"))
-    from test_cluster import LocalCluster
+    sys.path.insert(0, str(HERE))
+    from local_cluster import LocalCluster, run_driver
 
     root = tmp / f"run-{index}-{workers}"
     config = tmp / f"config-{index}-{workers}.yaml"
     config.write_text(config_template.format(root=root, demo=demo, scale=args.scale, samples=args.samples))
     cluster = LocalCluster(Path("/tmp") / f"vlmix-bench-{os.getpid()}-{index}")  # short: socket paths
+    overrides = [
+        f"ray.address={cluster.address}",
+        f"ocr.concurrency={workers}",  # one single-threaded OCR actor per worker CPU
+        f"download.samples_per_shard={args.samples_per_shard}",
+    ]
     try:
-        start = time.perf_counter()
-        cluster.start(cpu_workers=workers, gpu_workers=0)
-        started = time.perf_counter() - start
-        overrides = [
-            f"ray.address={cluster.address}",
-            f"ocr.concurrency={workers}",  # one single-threaded OCR actor per worker CPU
-            f"download.samples_per_shard={args.samples_per_shard}",
-        ]
-        done = subprocess.run(
-            [sys.executable, __file__, "--measure", str(config), *sum((["--set", o] for o in overrides), [])],
-            cwd=REPO,
-            env=cluster.env,
-            capture_output=True,
-            text=True,
+        result = run_driver(
+            cluster,
+            lambda: cluster.start(cpu_workers=workers, gpu_workers=0),
+            [__file__, "--measure", str(config)],
+            overrides,
+            workers=workers,
             timeout=1800,
         )
-        if done.returncode != 0:
-            raise RuntimeError(f"the run on {workers} node(s) failed:\n{done.stderr[-4000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
         workers_ids = cluster.worker_ids()
         by_stage = result.pop("nodes")
         result["nodes"] = {
@@ -118,20 +109,9 @@ def run_on_cluster(tmp: Path, workers: int, config_template: str, demo: Path, ar
         result["foreign_nodes"] = {
             stage: sorted(set(by_node) - workers_ids) for stage, by_node in by_stage.items()
         }
-        result["start_s"] = started
-        result["load"] = os.getloadavg()[0]  # the machine's 1-minute load after the run, this run's included
         return result
     finally:
         cluster.stop()
-
-
-@contextlib.contextmanager
-def _removed(path: Path):
-    """Delete the benchmark's data (demo sources, every run's root) when it ends."""
-    try:
-        yield
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def main() -> None:
@@ -150,6 +130,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(HERE))
+    from local_cluster import removed
     from object_storage import CONFIG  # the same demo mixture as the storage benchmark
 
     from flows.demo import DemoServer, generate, write_url_lists
@@ -157,7 +138,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vlmix-bench-cluster-"))
     demo = generate(tmp / "demo", seed=7, scale=args.scale, bad_url_share=0.06)
     results: dict[int, list[dict]] = {1: [], 2: []}
-    with DemoServer(demo, hang_s=5, oversized_mib=4) as server, _removed(tmp):
+    with DemoServer(demo, hang_s=5, oversized_mib=4) as server, removed(tmp):
         write_url_lists(demo, server.base_url)
         for repeat in range(args.repeats):
             for workers in (1, 2) if repeat % 2 == 0 else (2, 1):

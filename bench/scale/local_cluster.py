@@ -4,14 +4,22 @@
 nodes); this subclass lets a worker node have several CPUs and stops the cluster by the ids of its
 own processes (those whose command line names its temp dir or its Ray client server's port, and
 their descendants), never by a name pattern that could match another job's Ray.
+
+:func:`run_driver` starts a cluster and runs a benchmark's driver process against it (its JSON
+result, with the seconds the cluster took to come up); :func:`removed` deletes a benchmark's data.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,3 +79,32 @@ class BenchCluster(LocalCluster):
             pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
             if not pids:
                 return
+
+
+def run_driver(cluster: LocalCluster, start: Callable[[], object], argv: list[str], overrides: list[str],
+               *, workers: int, timeout: float) -> dict:
+    """Start ``cluster`` (``start()``, timed), run ``python *argv --set o ...`` as a driver process
+    in the cluster's environment, and return the JSON of its last line of output, with ``start_s``
+    (seconds the cluster took to come up) and ``load`` (the machine's 1-minute load after the run).
+    The caller stops the cluster."""
+    begin = time.perf_counter()
+    start()
+    started = time.perf_counter() - begin
+    done = subprocess.run(
+        [sys.executable, *argv, *sum((["--set", o] for o in overrides), [])],
+        cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"the run on {workers} node(s) failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["start_s"] = started
+    result["load"] = os.getloadavg()[0]  # after the run, this run's own load included
+    return result
+
+
+@contextlib.contextmanager
+def removed(path: Path):
+    """Delete a benchmark's data (its inputs, every run's root) when it ends."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

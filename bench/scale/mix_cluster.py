@@ -33,13 +33,11 @@ jobs, so the 2-node time is no prediction of a real cluster's (no network, share
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -221,7 +219,7 @@ def _job_tasks(ray) -> list[dict]:
 
 def run_on_cluster(tmp: Path, config: Path, data_dir: Path, workers: int, index: int, args) -> dict:
     sys.path.insert(0, str(HERE))
-    from local_cluster import BenchCluster
+    from local_cluster import BenchCluster, run_driver
 
     root = tmp / "root"  # the same path every run: identical paths, identical bytes expected
     shutil.rmtree(root, ignore_errors=True)
@@ -230,19 +228,9 @@ def run_on_cluster(tmp: Path, config: Path, data_dir: Path, workers: int, index:
                  f"shards.shards_per_task={args.shards_per_task}"]
     cluster = BenchCluster(Path("/tmp") / f"vlmix-mixc-{os.getpid()}-{index}-{workers}")  # short: socket paths
     try:
-        start = time.perf_counter()
-        cluster.start_nodes(workers=workers, cpus=1)
-        started = time.perf_counter() - start
-        done = subprocess.run(
-            [sys.executable, __file__, "--measure", str(config), "--address", cluster.address,
-             *sum((["--set", o] for o in overrides), [])],
-            cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=3600)
-        if done.returncode != 0:
-            raise RuntimeError(f"the run on {workers} node(s) failed:\n{done.stderr[-4000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["start_s"] = started
-        result["load"] = os.getloadavg()[0]
-        return result
+        return run_driver(cluster, lambda: cluster.start_nodes(workers=workers, cpus=1),
+                          [__file__, "--measure", str(config), "--address", cluster.address], overrides,
+                          workers=workers, timeout=3600)
     finally:
         cluster.stop()
 
@@ -298,14 +286,6 @@ def report(results: dict[int, list[dict]], args) -> None:
     print("manifest.json sha256 " + reference.get("manifest.json", "missing"))
 
 
-@contextlib.contextmanager
-def _removed(path: Path):
-    try:
-        yield
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-source", type=int, default=100, help="records per source of the inputs")
@@ -324,9 +304,12 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "tests" / "pipelines"))
     from pretrain_inputs import make_pretrain_inputs
 
+    sys.path.insert(0, str(HERE))
+    from local_cluster import removed
+
     tmp = Path(tempfile.mkdtemp(prefix="vlmix-bench-mixc-"))
     results: dict[int, list[dict]] = {1: [], 2: []}
-    with _removed(tmp):
+    with removed(tmp):
         start = time.perf_counter()
         with make_pretrain_inputs(tmp / "data", per_source=args.per_source, seed=0) as inputs:
             data_dir = inputs.data_dir  # its HTTP server (for the URL lists) is not used

@@ -6,22 +6,18 @@ from dataclasses import dataclass, field
 
 from pipelines.download.settings import Download
 from pipelines.layout.raw import RAW_DIR
+from pipelines.stage import StageContext
 from pipelines.storage import Storage
 
 STATS_FILE = "_vlmix_download.json"  # a source's counters, written last: its completion marker
 SHARD_DIGITS = 5  # digits of a shard id, as img2dataset names them (its ``oom_shard_count``)
 
 
-@dataclass
-class DownloadContext:
-    """The storage root (a URI another process can open, with its fsspec options) and the settings."""
+@dataclass(frozen=True)
+class DownloadContext(StageContext):
+    """The storage root and its options (:class:`StageContext`), and the download settings."""
 
-    root: str
-    options: dict = field(default_factory=dict)
     settings: Download = field(default_factory=Download)
-
-    def storage(self) -> Storage:
-        return Storage(self.root, self.options)
 
 
 def raw_folder(storage: Storage, source: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from pipelines.layout.task_table import table_path
-from pipelines.stage import Counters, Stage, Unit
+from pipelines.stage import Counters, Stage, StageContext, Unit
 from pipelines.storage import Storage
 from pipelines.tasks.build import TaskSettings, build_unit, context, output_datasets, unit_texts
 from pipelines.tasks.kinds import kind_of
@@ -25,16 +25,11 @@ from pipelines.tasks.translated import require_translations
 _TEXTS = pa.schema([("key", pa.string()), ("field", pa.string()), ("text", pa.string())])
 
 
-@dataclass
-class TaskStageContext:
-    """What every unit needs: where the storage root is (URI + fsspec options) and the stage's settings."""
+@dataclass(frozen=True)
+class TaskStageContext(StageContext):
+    """What every unit needs: the storage root and its options (:class:`StageContext`) and the settings."""
 
-    root: str
-    options: dict = field(default_factory=dict)
     settings: TaskSettings = field(default_factory=TaskSettings)
-
-    def storage(self) -> Storage:
-        return Storage(self.root, self.options)
 
 
 class _PerSourceUnits(Stage):
