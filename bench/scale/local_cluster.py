@@ -12,7 +12,6 @@ result, with the seconds the cluster took to come up); :func:`removed` deletes a
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "scale"))
 
-from test_cluster import LocalCluster  # noqa: E402
+from test_cluster import LocalCluster, last_json  # noqa: E402
 
 
 def _processes() -> dict[int, tuple[int, str]]:
@@ -95,7 +94,7 @@ def run_driver(cluster: LocalCluster, start: Callable[[], object], argv: list[st
         cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"the run on {workers} node(s) failed:\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_json(done.stdout)
     result["start_s"] = started
     result["load"] = os.getloadavg()[0]  # after the run, this run's own load included
     return result

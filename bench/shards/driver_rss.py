@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -128,7 +127,10 @@ def measure(root: Path, out: Path, total: int, address: str | None, env: dict, a
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"the driver failed ({'Ray' if address else 'in-process'}, {total}):\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    sys.path.insert(0, str(REPO / "tests" / "scale"))
+    from test_cluster import last_json  # Ray may print warnings after the driver's result line
+
+    result = last_json(done.stdout)
     shutil.rmtree(out, ignore_errors=True)
     return result
 

@@ -37,6 +37,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def last_json(stdout: str):
+    """The last line of a child's stdout that is JSON: Ray may print its own warnings after the
+    child's result (e.g. "raylet has lagging heartbeats" on a loaded machine)."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    raise ValueError(f"no JSON line in the child's output: {stdout[-2000:]!r}")
+
+
 class LocalCluster:
     """Head + workers as separate `ray start` processes, each a node with its own raylet."""
 
@@ -95,7 +106,7 @@ class LocalCluster:
             timeout=120,
             check=True,
         ).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return last_json(out)
 
     def worker_ids(self, gpu: bool | None = None) -> set[str]:
         ids = set()
