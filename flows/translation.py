@@ -65,8 +65,10 @@ def run_translation(
 ) -> dict[str, dict[str, TargetReport]]:
     """Translate the selected sources (default: every source with targets); source -> target -> report.
 
-    With no endpoint (argument or ``translation.endpoints``), vLLM servers are started on the Ray
-    cluster for ``translation.model`` and stopped afterwards.
+    With no endpoint (argument or ``translation.endpoints``), vlmix runs ``translation.model`` on the
+    Ray cluster itself: vLLM's offline engine in an actor pool (``translation.stage.vllm.engine``
+    ``offline``, the default), or OpenAI servers started for the run and stopped afterwards
+    (``server``).
     """
     settings = settings or TranslateSettings()
     storage = Storage(config.storage.root, config.storage.options)
@@ -95,12 +97,12 @@ def run_translation(
         raise NothingToTranslate(f"targets {unknown} are not in the config's `languages`")
 
     endpoints = list(endpoints or config.translation.endpoints)
+    if not endpoints and not config.translation.model:
+        raise NothingToTranslate("no endpoint configured, and no translation.model for vlmix to run")
+    if not endpoints and settings.vllm.engine == "offline":
+        return _translate_on_engines(config, settings, storage, plan, text_columns)
     with contextlib.ExitStack() as stack:
         if not endpoints:
-            if not config.translation.model:
-                raise NothingToTranslate(
-                    "no endpoint configured, and no translation.model for vlmix to serve"
-                )
             fleet = stack.enter_context(
                 launched_servers(config.translation.model, settings.vllm, config.ray.address)
             )
@@ -118,6 +120,27 @@ def _ray_is_up() -> bool:
     import ray
 
     return ray.is_initialized()
+
+
+def _translate_on_engines(config, settings, storage, plan, text_columns):
+    """Parts on an actor pool of vLLM offline engines (:class:`translate.parts.TranslationActors`):
+    one engine per tensor-parallel group of the cluster's GPUs (or ``vllm.servers`` of them, or one
+    on CPU), each translating one part at a time, its distinct texts as one batch."""
+    import ray
+
+    from pipelines.runtime import ensure_ray
+    from pipelines.stage import execute
+    from translate.launch import plan_servers
+    from translate.parts import TranslateContext, TranslationActors
+
+    ensure_ray(config.ray.address, config.ray.num_cpus)
+    device, engines = plan_servers(settings.vllm, ray.cluster_resources().get("GPU", 0))
+    log.info("translating on %d vLLM offline engine(s) on %s for %s", engines, device, config.translation.model)
+    ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages), (),
+                           {}, tuple(text_columns) if text_columns else None)
+    stage = TranslationActors(plan, settings, config.translation.model, device, engines,
+                              config.translation.temperature)
+    return _reports(storage, plan, execute(stage, ctx))
 
 
 def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns):
@@ -138,7 +161,11 @@ def _translate_on_workers(config, settings, storage, endpoints, plan, text_colum
     ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages), tuple(endpoints),
                            client, tuple(text_columns) if text_columns else None)
     stage = TranslationParts(plan, settings.model_copy(update={"workers": workers}))
-    report = execute(stage, ctx)
+    return _reports(storage, plan, execute(stage, ctx))
+
+
+def _reports(storage, plan, report) -> dict[str, dict[str, TargetReport]]:
+    """The executor's counters as a report per source and target (stats over every finished part)."""
     reports: dict[str, dict[str, TargetReport]] = {
         name: {target: TargetReport(name, target) for target in targets} for name, (_, targets) in plan.items()}
     for name, (parts, targets) in plan.items():

@@ -144,7 +144,7 @@ def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple
     ray = _ray_up() if calls else None
     if ray is None:
         for args in calls:
-            yield function(*shared, *args)
+            yield _retried(function, (*shared, *args), retry_on)
         return
     remote = ray.remote(num_cpus=num_cpus, max_retries=2, retry_exceptions=list(retry_on))(function)
     refs = [ray.put(value) for value in shared]
@@ -199,6 +199,18 @@ def warn_if_short_of_gpus(ray, name: str, num_gpus: float) -> None:
 _RETRIES = 2  # a call that failed transiently, or lost its actor, runs at most this many more times
 
 
+def _retried(function, args: tuple, retry_on: tuple):
+    """``function(*args)`` in this process, run again after a transient error, as Ray would."""
+    for attempt in range(_RETRIES + 1):
+        try:
+            return function(*args)
+        except retry_on as err:
+            if attempt == _RETRIES:
+                raise
+            log.warning("a call failed transiently (%s: %s); running it again (retry %d of %d)",
+                        type(err).__name__, err, attempt + 1, _RETRIES)
+
+
 def run_on_actors(setup, setup_args: tuple, function, calls: list[tuple], *, size: int = 1,
                   num_cpus: float = 1, num_gpus: float = 0,
                   retry_on: tuple = (ConnectionError, TimeoutError), name: str = "stage"):
@@ -215,7 +227,7 @@ def run_on_actors(setup, setup_args: tuple, function, calls: list[tuple], *, siz
         if calls:
             state = setup(*setup_args)
             for args in calls:
-                yield function(state, *args)
+                yield _retried(function, (state, *args), retry_on)
         return
     warn_if_short_of_gpus(ray, name, num_gpus)
     member = ray.remote(_PoolActor).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)

@@ -4,7 +4,9 @@ Public face:
 
 - :func:`build_messages`, :data:`PROMPT_VERSION`: the prompt as chat messages;
 - :class:`Translator`, :class:`ChatClient`: the same in pieces, for an existing event loop;
-- :class:`TranslateSettings`: the stage's settings; :func:`launched_servers`: vLLM on Ray.
+- :class:`TranslateSettings`: the stage's settings; :class:`OfflineEngine`, :class:`EngineClient`: vLLM's
+  offline engine in a child process, and the chat interface over it; :func:`launched_servers`: vLLM
+  servers on Ray.
 
 Output contract: translate/README.md. Running it over a mixture config (``vlmix translate``,
 ``flows.translation.run_translation``) is the application's part, in ``flows/``.
@@ -19,6 +21,7 @@ from translate.settings import TranslateSettings, ValidationSettings, VllmServer
 # config loading, which needs only the settings above.
 _LAZY = {
     "ChatClient": "translate.client", "ServerUnavailable": "translate.client",
+    "EngineClient": "translate.engine", "EngineDied": "translate.engine", "OfflineEngine": "translate.engine",
     "ServerStartError": "translate.launch", "VllmProcess": "translate.launch", "launched_servers": "translate.launch",
     "PartStats": "translate.stage", "TargetReport": "translate.stage", "Translator": "translate.stage",
     "OUTPUT_SCHEMA": "translate.table",
@@ -35,6 +38,9 @@ __all__ = [
     "OUTPUT_SCHEMA",
     "PROMPT_VERSION",
     "ChatClient",
+    "EngineClient",
+    "EngineDied",
+    "OfflineEngine",
     "PartStats",
     "ServerStartError",
     "ServerUnavailable",

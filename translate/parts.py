@@ -1,6 +1,9 @@
 """The translation stage on the one contract (:mod:`pipelines.stage`): one input part per unit.
 
-Each unit is a Ray task that opens its own client to the endpoints, reads its part, asks for
+Two shapes, the same units and outputs. :class:`TranslationActors` (vlmix runs the model, engine
+``offline``): an actor pool, each actor holding one vLLM offline engine (``setup``) and translating
+one part at a time with it, the part's distinct texts as one batch. :class:`TranslationParts`
+(endpoints, configured or launched as servers): each unit is a Ray task that opens its own client to the endpoints, reads its part, asks for
 the texts the persistent cache does not hold (each distinct text once), validates the answers
 and writes the part's output for every target. ``max_in_flight`` (``TranslateSettings.workers``)
 units run at once, each with ``concurrency // workers`` requests in flight per endpoint, so the
@@ -20,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pipelines.languages import Language
-from pipelines.stage import Counters, Stage, Unit
+from pipelines.stage import ActorStage, Counters, Pool, Stage, Unit
 from pipelines.storage import Storage
 from translate.client import ChatClient
 from translate.settings import TranslateSettings
@@ -44,7 +47,7 @@ class TranslateContext:
         return Storage(self.root, self.options)
 
 
-class TranslationParts(Stage):
+class _Parts(Stage):
     """``<root>/translate/<source>/<target>/<part>.parquet`` for each input part and target."""
 
     name = "translate"
@@ -52,8 +55,6 @@ class TranslationParts(Stage):
 
     def __init__(self, plan: dict[str, tuple[list[str], list[str]]], settings: TranslateSettings):
         self.plan = plan  # source -> (input part paths, targets)
-        self.num_cpus = settings.cpus_per_worker
-        self.max_in_flight = settings.workers
 
     def units(self, ctx):
         for source, (parts, targets) in self.plan.items():
@@ -65,11 +66,11 @@ class TranslationParts(Stage):
         _, targets = unit.spec
         return all(storage.exists(output_path(storage, unit.group, target, unit.name)) for target in targets)
 
-    def run_unit(self, unit, ctx):
+    def _counters(self, unit: Unit, ctx: TranslateContext, client) -> Counters:
         path, targets = unit.spec
         counters = Counters(tallies={"parts_written": Counter(), "parts_skipped": Counter()})
         try:
-            reports = asyncio.run(_translate_part(ctx, unit.group, path, list(targets)))
+            reports = asyncio.run(_translate_part(ctx, client, unit.group, path, list(targets)))
         except Exception as err:  # an unreadable part: reported as this part's failure, the others go on
             lines = str(err).strip().splitlines()
             message = f"{type(err).__name__}: {lines[-1] if lines else ''}"
@@ -82,8 +83,60 @@ class TranslationParts(Stage):
         return counters
 
 
-async def _translate_part(ctx: TranslateContext, source: str, path: str, targets: list[str]):
-    async with ChatClient(list(ctx.endpoints), **ctx.client) as client:
-        translator = Translator(ctx.storage(), client, ctx.languages, ctx.settings)
+class TranslationParts(_Parts):
+    """Each part a Ray task sending requests to the endpoints (``TranslateSettings.workers`` at once)."""
+
+    def __init__(self, plan: dict[str, tuple[list[str], list[str]]], settings: TranslateSettings):
+        super().__init__(plan, settings)
+        self.num_cpus = settings.cpus_per_worker
+        self.max_in_flight = settings.workers
+
+    def run_unit(self, unit, ctx):
+        return self._counters(unit, ctx, lambda: ChatClient(list(ctx.endpoints), **ctx.client))
+
+
+class TranslationActors(_Parts, ActorStage):
+    """Each actor of ``engines`` (one per tensor-parallel group of GPUs, or one CPU engine) holds a
+    vLLM offline engine and translates one part at a time with it. An engine that dies is started
+    again by its actor, and the part it was on runs again (its finished targets are kept)."""
+
+    def __init__(self, plan, settings: TranslateSettings, model: str, device: str, engines: int,
+                 temperature: float = 0.0):
+        super().__init__(plan, settings)
+        self.settings, self.model, self.device = settings, model, device
+        self.engines, self.temperature = engines, temperature
+
+    def pool(self, ctx) -> Pool:
+        vllm = self.settings.vllm
+        gpus = vllm.tensor_parallel_size if self.device == "cuda" else 0
+        return Pool(size=self.engines, num_cpus=vllm.cpus_per_server, num_gpus=gpus)
+
+    def setup(self, ctx):
+        from translate.engine import OfflineEngine
+
+        engine = OfflineEngine(self.model, self.settings.vllm, self.device)
+        engine.start()
+        return engine
+
+    def run_unit(self, unit, ctx, engine=None):
+        from translate.engine import EngineClient, EngineDied
+
+        restarted = 0
+        if not engine.alive():  # it died during an earlier part: a new one for this part
+            engine.start()
+            restarted = 1
+        client = EngineClient(engine, self.model, self.temperature)
+        counters = self._counters(unit, ctx, lambda: client)
+        if not engine.alive():  # it died during this part: the executor runs the part again
+            raise EngineDied(f"vLLM's engine exited while translating {unit.group}/{unit.name}\n"
+                             f"{engine.log_tail(10)}")
+        counters.tallies["engine_restarts"] = Counter({"engines": restarted})
+        counters.tallies["tokens"] = Counter({"prompt": client.prompt_tokens, "generated": client.completion_tokens})
+        return counters
+
+
+async def _translate_part(ctx: TranslateContext, client, source: str, path: str, targets: list[str]):
+    async with client() as chat:
+        translator = Translator(ctx.storage(), chat, ctx.languages, ctx.settings)
         columns = list(ctx.text_columns) if ctx.text_columns else None
         return await translator.translate_source(source, [path], targets, columns)

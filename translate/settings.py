@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines._model import ConfigModel
 
@@ -44,8 +44,15 @@ class ValidationSettings(ConfigModel):
 
 
 class VllmServers(ConfigModel):
-    """How vlmix starts vLLM servers on the Ray cluster when no endpoint is configured."""
+    """How vlmix runs vLLM on the Ray cluster when no endpoint is configured: its offline engine in
+    the translation actors (the default), or OpenAI-compatible servers the workers call."""
 
+    engine: Literal["offline", "server"] = Field(
+        "offline",
+        description="offline = vllm.LLM inside each translation actor, a whole part per batch, no HTTP "
+        "hop (bench/README.md: the hop cost 10-35% of tokens/s on CPU); server = vLLM's OpenAI server "
+        "per engine, called over HTTP by request-sending workers",
+    )
     python: str | None = Field(
         None,
         description="interpreter with vLLM installed, on every node; None = $VLMIX_VLLM_PYTHON, "
@@ -64,9 +71,30 @@ class VllmServers(ConfigModel):
     gpu_memory_utilization: float | None = Field(
         None, gt=0, le=1, description="vLLM's fraction of GPU memory"
     )
-    extra_args: list[str] = Field(default_factory=list, description="further vLLM server arguments")
+    extra_args: list[str] = Field(
+        default_factory=list, description="further vLLM server arguments (engine: server)"
+    )
+    engine_kwargs: dict = Field(
+        default_factory=dict,
+        description="further vllm.LLM keyword arguments (engine: offline), e.g. {max_num_seqs: 256}",
+    )
     env: dict[str, str] = Field(default_factory=dict, description="environment of the server processes")
-    startup_timeout_s: float = Field(1800.0, gt=0, description="seconds to wait for a server's /health")
+    startup_timeout_s: float = Field(
+        1800.0, gt=0, description="seconds to wait for a server's /health or the engine's model to load"
+    )
+
+    @model_validator(mode="after")
+    def _flags_match_the_engine(self) -> VllmServers:
+        if self.engine == "offline" and self.extra_args:
+            raise ValueError(
+                f"extra_args {self.extra_args} are vLLM server flags, but engine is offline: give the "
+                "offline engine vllm.LLM keywords in engine_kwargs (e.g. {enforce_eager: true}), or set "
+                "engine: server"
+            )
+        if self.engine == "server" and self.engine_kwargs:
+            raise ValueError("engine_kwargs are vllm.LLM keywords for engine: offline; the server takes "
+                             "extra_args (command-line flags)")
+        return self
 
 
 class TranslateSettings(ConfigModel):

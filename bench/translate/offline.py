@@ -11,7 +11,11 @@ messages and token budget built by the stage's own code (``translate.prompt.buil
   validation, output parts out; in this process, no Ray, cache off) against a vLLM OpenAI-compatible
   server started by ``translate.launch.VllmProcess`` (vlmix's own command and environment);
 - ``http``: the same requests from ``bench/translate/run.py``'s bare aiohttp loop, same server and
-  concurrency: what the HTTP hop costs without the stage.
+  concurrency: what the HTTP hop costs without the stage;
+- ``engine``: the stage on vlmix's own offline engine (``translation.stage.vllm.engine: offline``):
+  ``translate.parts.TranslationActors.run_unit`` for each input part in turn, as one actor of the
+  pool does, with one ``translate.engine.OfflineEngine`` (started once, like an actor's); tokens: the
+  replies' completion tokens (``tokens`` tally).
 
 Server tokens: its ``vllm:generation_tokens_total`` counter (/metrics) over the run, the sum of the
 responses' ``usage.completion_tokens`` (checked on direct requests in the warm-up). Both engines get
@@ -45,13 +49,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE, TARGET = "coyo", "zh"
 LANGUAGES = {TARGET: {"name": "Chinese", "scripts": ["Han"]}}
 ENV = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-PATHS = ("offline", "stage", "http")
+PATHS = ("offline", "stage", "http", "engine")
 
 
 def engine_worker(spec: dict, reply_fd: int) -> None:
@@ -172,7 +177,10 @@ def main() -> None:
     from flows.translation import run_translation
     from pipelines.languages import Language
     from pipelines.storage import Storage
+    from pipelines.stage import Counters
+    from translate.engine import OfflineEngine as StageEngine
     from translate.launch import VllmProcess
+    from translate.parts import TranslateContext, TranslationActors
     from translate.prompt import build_messages
     from translate.settings import TranslateSettings, VllmServers
     from translate.tiny_model import build_tiny_model
@@ -213,11 +221,16 @@ def main() -> None:
     server.start()  # both start at once; the offline engine gets the server's environment
     spec = {"model": model, "engine": engine, "prompts": str(prompts)}
     offline = OfflineEngine(args.vllm_python, spec, server.environment(), work / "offline.log")
+    own = VllmServers(python=args.vllm_python, device=args.device, dtype=args.dtype,
+                      max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+                      env=ENV, engine_kwargs={"enable_prefix_caching": False, **limits})  # fmt: skip
+    stage_engine = StageEngine(model, own, device=args.device, log_path=str(work / "engine.log"))
     validator = Validator(language.scripts, settings.validation)
     runs: dict[str, list[dict]] = {name: [] for name in PATHS}
     try:
         load_s = offline.reply()["load_s"]
         url = server.wait_healthy(timeout_s=900)
+        stage_engine.start()
         base = url[: -len("/v1")]
         print(f"up in {time.perf_counter() - started:.0f} s (offline engine {load_s:.0f} s); work {work}")
 
@@ -234,7 +247,7 @@ def main() -> None:
             cpu = [time.process_time() - caller, frontend2 - frontend, engine2 - engine_cpu]
             return {"wall_s": wall, "cpu_s": cpu, **{k: after[k] - tokens[k] for k in tokens}}
 
-        def stage_run(name: str, count: int) -> dict:
+        def write_parts(name: str, count: int) -> Storage:
             storage = Storage(str(work / name))
             size = -(-count // args.parts)
             for index in range(args.parts):
@@ -245,6 +258,38 @@ def main() -> None:
                 storage.write_parquet(
                     storage.path("translate", SOURCE, "_input", f"part-{index:05d}.parquet"), table
                 )
+            return storage
+
+        def written(storage: Storage, name: str, count: int) -> dict:
+            pattern = storage.path("translate", SOURCE, TARGET, "part-*.parquet")
+            out = pa.concat_tables(storage.read_parquet(p) for p in storage.glob(pattern))
+            if out.num_rows != count:
+                raise AssertionError(f"{name}: {out.num_rows} rows of {count}")
+            return dict(zip(out["key"].to_pylist(), out["raw_output"].to_pylist(), strict=True))
+
+        def engine_run(name: str, count: int) -> dict:
+            storage = write_parts(name, count)
+            parts = storage.glob(storage.path("translate", SOURCE, "_input", "*.parquet"))
+            stage = TranslationActors({SOURCE: (parts, [TARGET])}, settings, model, args.device, engines=1)
+            ctx = TranslateContext(storage.root_uri(), storage.options, settings, {TARGET: language}, ())
+            caller, (frontend, engine_cpu) = time.process_time(), cpu_s(stage_engine.process.pid)
+            begun, total = time.perf_counter(), Counters()
+            for unit in stage.units(ctx):  # one actor's loop: a part at a time, each one batch
+                total.add(stage.run_unit(unit, ctx, stage_engine))
+            wall = time.perf_counter() - begun
+            frontend2, engine2 = cpu_s(stage_engine.process.pid)
+            if total.failed:
+                raise AssertionError(f"{name}: failed {total.failed}")
+            flagged = Counter()
+            for path in storage.glob(storage.path("translate", SOURCE, TARGET, "part-*.stats.json")):
+                flagged.update(storage.read_json(path)["flagged"])
+            raw = written(storage, name, count)
+            return {"wall_s": wall, "cpu_s": [time.process_time() - caller, frontend2 - frontend, engine2 - engine_cpu],
+                    "generated": total.tallies["tokens"]["generated"], "prompt": total.tallies["tokens"]["prompt"],
+                    "valid": count - sum(flagged.values()), "flagged": dict(flagged), "texts": raw}  # fmt: skip
+
+        def stage_run(name: str, count: int) -> dict:
+            storage = write_parts(name, count)
             config = validate_config({
                 "storage": {"root": str(work / name)},
                 "tasks": {"captioning": {"share": 1.0}},
@@ -256,11 +301,9 @@ def main() -> None:
             reports = {}
             result = server_run(name, count, lambda: reports.update(run_translation(config, settings)))
             report = reports[SOURCE][TARGET]
-            pattern = storage.path("translate", SOURCE, TARGET, "part-*.parquet")
-            out = pa.concat_tables(storage.read_parquet(p) for p in storage.glob(pattern))
-            if report.failed or report.stats.rows != count or out.num_rows != count:
+            if report.failed or report.stats.rows != count:
                 raise AssertionError(f"{name}: failed {report.failed}, {report.stats.rows} rows of {count}")
-            raw = dict(zip(out["key"].to_pylist(), out["raw_output"].to_pylist(), strict=True))
+            raw = written(storage, name, count)
             return {**result, "valid": report.stats.translated, "flagged": report.stats.flagged, "texts": raw}
 
         def http_run(name: str, count: int) -> dict:
@@ -298,11 +341,12 @@ def main() -> None:
                 usage += json.loads(response.read())["usage"]["completion_tokens"]
         if counters(base)["generated"] - before["generated"] != usage:
             raise AssertionError(f"/metrics disagrees with usage.completion_tokens ({usage}) on 8 requests")
-        measure = {"offline": offline_run, "stage": stage_run, "http": http_run}
+        measure = {"offline": offline_run, "stage": stage_run, "http": http_run, "engine": engine_run}
         for name in PATHS:
             measure[name](f"warm-{name}", 32)
         for round_ in range(args.rounds):
-            for name in PATHS[round_ % 3 :] + PATHS[: round_ % 3]:  # each path first in turn
+            turn = round_ % len(PATHS)
+            for name in PATHS[turn:] + PATHS[:turn]:  # each path first in turn
                 result = measure[name](f"{name}-{round_}", len(texts))
                 result["tokens_per_s"] = result["generated"] / result["wall_s"]
                 runs[name].append(result)
@@ -313,17 +357,17 @@ def main() -> None:
     finally:
         offline.stop()
         server.stop()
+        stage_engine.stop()
     report(args, runs, keys, engine, server.command(), load_start)
 
 
 def report(args, runs: dict[str, list[dict]], keys: list[str], engine: dict, command: list[str], load: float):
-    for name in ("stage", "http"):
+    for name in ("stage", "http", "engine"):
         if {r["generated"] for r in runs[name]} != {r["generated"] for r in runs["offline"]}:
             print(f"WARNING: {name} generated other token counts than the offline engine")
-    equal = [
-        sum(s["texts"][k] == o["texts"][k] for k in keys)
-        for s, o in zip(runs["stage"], runs["offline"], strict=True)
-    ]
+    equal = {name: [sum(s["texts"][k] == o["texts"][k] for k in keys)
+                    for s, o in zip(runs[name], runs["offline"], strict=True)]
+             for name in ("stage", "engine")}  # fmt: skip
     median = {name: statistics.median(r["tokens_per_s"] for r in rs) for name, rs in runs.items()}
     within = {n: statistics.median(a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs[n], runs["offline"], strict=True))
               for n in PATHS}  # fmt: skip
@@ -333,7 +377,7 @@ def report(args, runs: dict[str, list[dict]], keys: list[str], engine: dict, com
         "generated_tokens": {n: sorted({r["generated"] for r in rs}) for n, rs in runs.items()},
         "prompt_tokens": {n: sorted({r["prompt"] for r in rs}) for n, rs in runs.items()},
         "flagged": {n: rs[-1]["flagged"] for n, rs in runs.items()},
-        "stage_outputs_equal_to_offline": equal,
+        "outputs_equal_to_offline": equal,
         "load_average_1min": [round(load, 1), round(os.getloadavg()[0], 1)],
     }  # fmt: skip
     print(json.dumps(summary, ensure_ascii=False))
