@@ -226,7 +226,8 @@ class RoutePass(_PerFile):
     def run_unit(self, unit, ctx):
         storage = ctx.storage()
         languages: Counter = Counter()
-        parts = [_route_table(storage, ctx, *member, languages) for member in unit.spec]
+        dups = _removed_rows(storage, ctx, [member[0] for member in unit.spec])
+        parts = [_route_table(storage, ctx, *member, languages, dups.get(member[0], _NONE)) for member in unit.spec]
         routed = pa.concat_tables(parts).sort_by("position")
         _write_grouped(storage, ctx.path(storage, self.folder, f"{unit.name}.parquet"), routed, "block")
         write_marker(storage, self.marker(storage, ctx, unit),
@@ -234,14 +235,27 @@ class RoutePass(_PerFile):
         return Counters(samples=len(routed))
 
 
-def _route_table(storage: Storage, ctx: MixContext, index: int, dataset: str, path: str, segments, languages: Counter):
-    """One table's picks as routed rows (output position, block, encoded ``.json``, image refs, bytes)."""
+def _removed_rows(storage: Storage, ctx: MixContext, files: list[int]) -> dict[int, np.ndarray]:
+    """Row numbers the dedup pass removed from each of ``files``: every bucket's list read once per
+    unit, not once per table (a table-at-a-time read opens buckets x tables files)."""
+    if ctx.dedup == "off":
+        return {}
+    dups = pads.dataset([ctx.path(storage, "dups", f"{b:05d}.parquet") for b in range(ctx.buckets)],
+                        format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file").isin(files))
+    file_of, row = dups["file"].to_numpy(), dups["row"].to_numpy()
+    return {int(f): row[file_of == f] for f in np.unique(file_of)}
+
+
+_NONE = np.zeros(0, dtype=np.int32)
+
+
+def _route_table(storage: Storage, ctx: MixContext, index: int, dataset: str, path: str, segments,
+                 languages: Counter, removed: np.ndarray):
+    """One table's picks as routed rows (output position, block, encoded ``.json``, image refs, bytes);
+    ``removed``: its rows the dedup pass dropped."""
     table = pq.read_table(path, filesystem=storage.fs)
     keep = np.ones(len(table), dtype=bool)
-    if ctx.dedup != "off":
-        dups = pads.dataset([ctx.path(storage, "dups", f"{b:05d}.parquet") for b in range(ctx.buckets)],
-                            format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == index)
-        keep[dups["row"].to_numpy()] = False
+    keep[removed] = False
     tasks = np.asarray(table["task"].to_pylist(), dtype=object)
     rows_out, repeats_out, global_out = [], [], []
     for task, offset, full, rest in segments:

@@ -23,8 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pipelines.languages import Language
-from pipelines.stage import ActorStage, Counters, Pool, Stage, Unit
-from pipelines.storage import Storage
+from pipelines.stage import ActorStage, Counters, Pool, Stage, StageContext, Unit
 from translate.client import ChatClient
 from translate.settings import TranslateSettings
 from translate.stage import Translator
@@ -32,19 +31,15 @@ from translate.table import output_path, part_name
 
 
 @dataclass(frozen=True)
-class TranslateContext:
+class TranslateContext(StageContext):
     """What every part needs; pickles small (settings models and plain values, no client)."""
 
-    root: str
-    options: dict
+    options: dict  # no default here: the fields after it have none either
     settings: TranslateSettings
     languages: dict[str, Language]
     endpoints: tuple[str, ...]
     client: dict = field(default_factory=dict)  # ChatClient keywords: model, concurrency, timeout_s, ...
     text_columns: tuple[str, ...] | None = None
-
-    def storage(self) -> Storage:
-        return Storage(self.root, self.options)
 
 
 class _Parts(Stage):

@@ -186,7 +186,7 @@ def predicted_opens(tables: int, blocks: int) -> dict[str, int]:
     buckets; each ``pads.dataset`` over a file list opens its first file once more (schema), and
     ``pq.read_table(path)`` opens its file twice (discovery, then the read)."""
     g = math.ceil(tables / 32)
-    return {"index": tables, "dedup": g * (g + 1), "route": 2 * tables + tables * (g + 1),
+    return {"index": tables, "dedup": g * (g + 1), "route": 2 * tables + g * (g + 1),
             "cut": blocks * (g + 1), "write": blocks * (g + 1)}
 
 

@@ -121,6 +121,11 @@ def test_exact_duplicates_are_removed_and_counted_by_source(tmp_path):
     # sample of the same image is another sample (a translation), so it stays.
     assert plan.drops["dedup"] == {"coco": 1, "laion_en": 1}
     assert plan.sources["coco"]["available"] == 9 and plan.sources["coco_zh"]["available"] == 10
+    # The removed rows are never picked, not even as repeats; every other row is (all six tables
+    # share one route unit, so each table's removals must come back to it and no other).
+    repeated = plan_mixture(str(tmp_path), MixSettings(total_samples=300, shares={"captioning": 1.0}))
+    picked = {key.split("-r")[0] for key in repeated.ids()}
+    assert picked == {f"{d}-{i}" for d in datasets for i in range(10)} - {"coco-6", "laion_en-0"}
     image_only = plan_mixture(
         str(tmp_path), MixSettings(total_samples=20, shares={"captioning": 1.0}, dedup="image")
     )
