@@ -121,10 +121,12 @@ fsspec.register_implementation("countfs", CountingFileSystem, clobber=True)
 
 def make_tables(root: Path, tables: int, rows: int) -> None:
     """``tables`` task tables of ``rows`` rows each (three datasets, two tasks), real distinct JPEGs."""
+    import hashlib
+
     from driver_rss import DATASETS
+
     from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
     from pipelines.storage import Storage
-    import hashlib
 
     storage, bases, number = Storage(str(root)), base_images(), 0
     (root / "images").mkdir(parents=True, exist_ok=True)

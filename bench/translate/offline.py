@@ -2,7 +2,7 @@
 
 Generated tokens/s of the same model on the same N distinct captions, each one's Figure-5 chat
 messages and token budget built by the stage's own code (``translate.prompt.build_messages``,
-``TranslateSettings.max_tokens``), greedy, three ways:
+``TranslateSettings.max_tokens``), greedy, four ways:
 
 - ``offline``: ``vllm.LLM(...).chat(conversations, sampling_params)``, all prompts in one call, in a
   child process of the vLLM interpreter (./.venv-vllm; the main environment has no vLLM); tokens:
@@ -18,10 +18,10 @@ messages and token budget built by the stage's own code (``translate.prompt.buil
   replies' completion tokens (``tokens`` tally).
 
 Server tokens: its ``vllm:generation_tokens_total`` counter (/metrics) over the run, the sum of the
-responses' ``usage.completion_tokens`` (checked on direct requests in the warm-up). Both engines get
+responses' ``usage.completion_tokens`` (checked on direct requests in the warm-up). The engines get
 the same model, dtype, context, eager mode, KV cache, batch limits (``max_num_seqs`` and
 ``max_num_batched_tokens``, whose defaults differ between ``LLM`` and the server) and no prefix
-caching (each round does the same work). Both stay up throughout; after an untimed warm-up the paths
+caching (each round does the same work). All stay up throughout; after an untimed warm-up the paths
 alternate in rounds, each first in turn. Every round is checked: one output row per caption, the
 same token counts, the stage's raw outputs compared with the offline texts. Valid rows: the stage's
 count; the offline texts go through the same ``Validator`` (the tests' tiny random model writes
@@ -30,7 +30,7 @@ frontend (server's API process / the ``LLM`` process) and the engine core proces
 
     .venv/bin/python bench/translate/offline.py [--prompts 400] [--rounds 5] [--concurrency 256]
     .venv/bin/python bench/translate/offline.py --model /models/qwen2-7b-instruct --device cuda \\
-        --dtype bfloat16 --vllm-python /opt/vllm/bin/python --prompts 5000 --gpu-memory-utilization 0.4
+        --dtype bfloat16 --vllm-python /opt/vllm/bin/python --prompts 5000 --gpu-memory-utilization 0.2
 
 The vLLM interpreter runs this file too (``--engine-worker``): its top level imports only the stdlib.
 """
@@ -163,7 +163,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", help="a local model directory; default: build the tests' tiny model")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--gpu-memory-utilization", type=float, help="each engine's share (both are up)")
+    parser.add_argument("--gpu-memory-utilization", type=float, help="each engine's share (three are up: keep the sum under 1)")
     parser.add_argument("--vllm-python", default=str(REPO / ".venv-vllm" / "bin" / "python"))
     return parser.parse_args()
 
@@ -176,8 +176,8 @@ def main() -> None:
     from flows.config import validate_config
     from flows.translation import run_translation
     from pipelines.languages import Language
-    from pipelines.storage import Storage
     from pipelines.stage import Counters
+    from pipelines.storage import Storage
     from translate.engine import OfflineEngine as StageEngine
     from translate.launch import VllmProcess
     from translate.parts import TranslateContext, TranslationActors
@@ -215,6 +215,7 @@ def main() -> None:
     vllm = VllmServers(
         python=args.vllm_python, device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
         gpu_memory_utilization=args.gpu_memory_utilization, extra_args=extra, env=ENV,
+        engine="server",
     )  # fmt: skip
     server = VllmProcess(model, vllm, device=args.device, log_path=str(work / "server.log"))
     started = time.perf_counter()

@@ -22,7 +22,14 @@ from flows.translation import run_translation
 from pipelines.languages import Language
 from pipelines.stage import execute
 from tests.translate.conftest import require_vllm, server_settings
-from tests.translate.test_stage_vllm import SETTINGS, assert_rows_preserved, captions, make_config, outputs, write_inputs
+from tests.translate.test_stage_vllm import (
+    SETTINGS,
+    assert_rows_preserved,
+    captions,
+    make_config,
+    outputs,
+    write_inputs,
+)
 from translate.engine import EngineClient, OfflineEngine
 from translate.parts import TranslateContext, TranslationActors
 from translate.stage import Translator
