@@ -10,6 +10,7 @@ lost or doubled row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -106,22 +107,29 @@ def test_an_input_the_engine_refuses_is_flagged_and_its_batch_is_translated(tmp_
     assert report.failed == {} and engine.alive()
 
 
-def _engine_workers() -> list[int]:
-    """Pids of the engine processes of Ray actors (not this module's own engine, a child of this one)."""
-    found = []
+def _engine_processes(workers_only: bool = False) -> list[int]:
+    """Pids of the Ray actors' engine processes: each engine worker and what it started (vLLM's
+    engine core and workers, its resource tracker), found by the engine spec in their environment.
+    Not this module's own engine (a child of this process) nor its process group."""
+    entries = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if not any(v.startswith(b"VLMIX_ENGINE_SPEC=") for v in f.read().split(b"\0")):
+                    continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().split(b"\0")
+                worker = any(part.endswith(b"engine_worker.py") for part in f.read().split(b"\0"))
             with open(f"/proc/{entry}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+                state, parent, group = f.read().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
             continue
-        if parent != os.getpid() and any(part.endswith(b"engine_worker.py") for part in cmdline):
-            found.append(int(entry))
-    return found
+        if state != "Z":
+            entries.append((int(entry), int(parent), int(group), worker))
+    own = {pid for pid, parent, _, _ in entries if parent == os.getpid()}
+    return [pid for pid, _, group, worker in entries
+            if pid not in own and group not in own and (worker or not workers_only)]
 
 
 def test_an_engine_killed_mid_run_is_replaced_and_no_row_is_lost_or_doubled(tmp_path, tiny_model, local_ray):
@@ -138,7 +146,7 @@ def test_an_engine_killed_mid_run_is_replaced_and_no_row_is_lost_or_doubled(tmp_
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not outputs(storage, "zh"):
             time.sleep(0.05)
-        for pid in _engine_workers():
+        for pid in _engine_processes(workers_only=True):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
@@ -151,10 +159,16 @@ def test_an_engine_killed_mid_run_is_replaced_and_no_row_is_lost_or_doubled(tmp_
     assert report.counters.tallies["parts_written"]["zh"] + report.counters.tallies["parts_skipped"]["zh"] == 5
     assert report.counters.tallies["engine_restarts"]["engines"] >= 1
     assert not report.counters.failed
-    deadline = time.monotonic() + 60  # the pool is gone: its engines go with their actors
-    while _engine_workers() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # the pool is gone: its engine workers with it
+    while _engine_processes(workers_only=True) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _engine_workers()
+    assert not _engine_processes(workers_only=True)
+    left = _engine_processes()  # and what they started
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:  # known, open: vLLM's engine core and resource tracker outlive a killed actor
+        pytest.xfail(f"{len(left)} vLLM processes outlived their engine worker")
 
 
 def test_server_flags_on_the_offline_engine_fail_at_validate(tmp_path):
