@@ -16,7 +16,9 @@ the refused ones are answered ``{"rejected": ...}``, as the OpenAI server answer
 a 400. Sampling starts from the model's generation config, as the server's does, then takes the
 request's temperature and token budget.
 
-Its top level imports only the standard library: the pipeline never imports vLLM.
+However the worker ends (told to stop, its actor gone, SIGKILL), nothing it started lives on: see
+:func:`_guard_group`. Its top level imports only the standard library: the pipeline never imports
+vLLM.
 """
 
 from __future__ import annotations
@@ -26,7 +28,32 @@ import json
 import os
 import signal
 import sys
+import time
 from multiprocessing.connection import Listener
+
+GUARD_POLL_S = 0.25
+
+
+def _guard_group() -> None:
+    """Fork a guardian that SIGKILLs this process group once this process is gone, however it went.
+
+    vLLM's engine core, its workers and multiprocessing's resource tracker are children of this
+    process in its process group. When a Ray actor exits, Ray SIGKILLs its direct children (this
+    process), so no handler here runs and they would live on, holding their memory (and GPUs). The
+    guardian is a fork taken before vLLM is imported (a few MiB); it ignores SIGTERM, notices its
+    parent is gone (its parent pid changes) and kills the group, itself last.
+    """
+    if os.getpgid(0) != os.getpid():  # started without a session of its own: make one, so the
+        os.setsid()                   # group killed below is never the caller's
+    parent, group = os.getpid(), os.getpgid(0)
+    if os.fork() != 0:
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while os.getppid() == parent:
+        time.sleep(GUARD_POLL_S)
+    os.killpg(group, signal.SIGKILL)
+    os._exit(0)
 
 
 def _die_with_parent() -> None:
@@ -83,6 +110,7 @@ def _refusal(llm, conversation, sampling, refused):
 
 
 def main() -> None:
+    _guard_group()
     _die_with_parent()
     spec = json.loads(os.environ["VLMIX_ENGINE_SPEC"])
     from vllm import LLM, SamplingParams
