@@ -21,8 +21,8 @@ def deployment_config(deployment: str) -> str:
 
 def check_config(parameters: dict[str, Any], deployment: str = "local"):
     """The loaded config, or None after printing why it is invalid (before anything starts)."""
-    from flows import STAGES
     from flows.config import ConfigError, load_config
+    from flows.registry import STAGE_NAMES as STAGES
 
     path = parameters.get("config") or deployment_config(deployment)
     unknown = sorted(set(parameters.get("stages") or []) - set(STAGES))

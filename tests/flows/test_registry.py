@@ -104,9 +104,9 @@ def test_a_disabled_stage_asked_for_fails_the_flow_before_any_task(tmp_path, pre
 
 
 def test_each_stage_task_has_its_registry_entry_options():
-    from flows import STAGES, build_pretrain_mix
+    from flows import build_pretrain_mix
 
-    assert STAGES == STAGE_NAMES == build_pretrain_mix.STAGES  # the launcher's list agrees with the registry
+    assert build_pretrain_mix.STAGES == STAGE_NAMES
     assert list(build_pretrain_mix.TASKS) == list(STAGE_NAMES)
     for stage in REGISTRY:
         task = build_pretrain_mix.TASKS[stage.name]
@@ -162,3 +162,11 @@ def test_the_cli_chooses_among_the_registry_stages(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(STAGE_NAMES)
     assert "off (runs when" in lines[STAGE_NAMES.index("ocr")] and lines[0].endswith("runs")
+
+
+def test_the_launcher_refuses_an_unknown_stage_before_anything_starts(capsys):
+    from flows.report import check_config
+
+    assert check_config({"config": str(DEMO), "stages": ["dowload"]}) is None
+    assert "unknown stages ['dowload']; the stages are ['download', 'ocr'," in capsys.readouterr().out
+    assert check_config({"config": str(DEMO), "stages": ["download"]}) is not None
