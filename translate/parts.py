@@ -51,6 +51,7 @@ class _Parts(Stage):
 
     def __init__(self, plan: dict[str, tuple[list[str], list[str]]], settings: TranslateSettings):
         self.plan = plan  # source -> (input part paths, targets)
+        self.settings = settings
 
     def units(self, ctx):
         for source, (parts, targets) in self.plan.items():
@@ -99,7 +100,7 @@ class TranslationActors(_Parts, ActorStage):
     def __init__(self, plan, settings: TranslateSettings, model: str, device: str, engines: int,
                  temperature: float = 0.0):
         super().__init__(plan, settings)
-        self.settings, self.model, self.device = settings, model, device
+        self.model, self.device = model, device
         self.engines, self.temperature = engines, temperature
 
     def pool(self, ctx) -> Pool:
