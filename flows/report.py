@@ -22,12 +22,12 @@ def deployment_config(deployment: str) -> str:
 def check_config(parameters: dict[str, Any], deployment: str = "local"):
     """The loaded config, or None after printing why it is invalid (before anything starts)."""
     from flows.config import ConfigError, load_config
-    from flows.registry import STAGE_NAMES as STAGES
+    from flows.registry import STAGE_NAMES
 
     path = parameters.get("config") or deployment_config(deployment)
-    unknown = sorted(set(parameters.get("stages") or []) - set(STAGES))
+    unknown = sorted(set(parameters.get("stages") or []) - set(STAGE_NAMES))
     if unknown:
-        print(f"error: unknown stages {unknown}; the stages are {list(STAGES)}", flush=True)
+        print(f"error: unknown stages {unknown}; the stages are {list(STAGE_NAMES)}", flush=True)
         return None
     try:
         return load_config(path, overrides=parameters.get("overrides", []))

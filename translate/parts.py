@@ -4,11 +4,11 @@ Two shapes, the same units and outputs. :class:`TranslationActors` (vlmix runs t
 ``offline``): an actor pool, each actor holding one vLLM offline engine (``setup``) and translating
 one part at a time with it, the part's distinct texts as one batch. :class:`TranslationParts`
 (endpoints, configured or launched as servers): each unit is a Ray task that opens its own
-client to the endpoints, reads its part, asks for
-the texts the persistent cache does not hold (each distinct text once), validates the answers
-and writes the part's output for every target. ``max_in_flight`` (``TranslateSettings.workers``)
-units run at once, each with ``concurrency // workers`` requests in flight per endpoint, so the
-servers never see more than ``translation.concurrency`` in all. A part whose requests failed
+client to the endpoints, reads its part, asks for the texts the persistent cache does not hold
+(each distinct text once), validates the answers and writes the part's output for every target.
+``max_in_flight`` (``TranslateSettings.workers``) units run at once, each with
+``concurrency // workers`` requests in flight per endpoint, so the servers never see more than
+``translation.concurrency`` in all. A part whose requests failed
 (a server that went away) is reported as failed, not raised: the other parts are written, and
 the caller decides (the flow retries the stage, which redoes only the failed parts).
 
