@@ -1,6 +1,6 @@
 """From the mixture config to the task-sample and shard stages' own settings, and running them.
 
-The stages (``pipelines.tasks``, ``shards.mix``, ``shards``) take small settings objects of
+The stages (``tasks``, ``shards.mix``, ``shards``) take small settings objects of
 their own; this module derives them from a :class:`~flows.config.Config`, so a user writes one
 config and the flow calls one function per stage.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from flows.config import Config, Language, Source
 from pipelines.storage import Storage
-from pipelines.tasks.kinds import kind_of
+from tasks.kinds import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def downloaded_sources(config: Config, names: list[str] | None = None) -> list[S
 
 def download_all(config: Config, names: list[str] | None = None, progress: bool = True) -> dict:
     """Download every URL-list source of ``config`` (or the named ones) on Ray; stats per source."""
-    from pipelines.download import download_sources
+    from download import download_sources
     from pipelines.runtime import ensure_ray
 
     chosen = downloaded_sources(config, names)
@@ -134,7 +134,7 @@ def translate_stage(config: Config) -> dict[str, Any]:
     from flows.translation import run_translation, source_targets
     from pipelines.runtime import ensure_ray
     from pipelines.stage import execute
-    from pipelines.tasks.stage import TranslationInputs
+    from tasks.stage import TranslationInputs
 
     storage = Storage(config.storage.root, config.storage.options)
     chosen = [s for s in task_sources(config) if source_targets(config, s)]
@@ -160,7 +160,7 @@ def translate_stage(config: Config) -> dict[str, Any]:
 
 def translate_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
     """What :func:`translate_stage`'s ``summary`` says it flagged: per ``<source>/<target>``, rows by reason."""
-    from translate.stage import PartStats
+    from translate.translator import PartStats
 
     return {f"{source}/{target}": PartStats.from_json(stats).flagged
             for source, by_target in summary.items() for target, stats in by_target.items()}
@@ -208,7 +208,7 @@ def task_sources(config: Config) -> list[Source]:
 
 
 def task_settings(config: Config):
-    from pipelines.tasks import TaskSettings
+    from tasks import TaskSettings
 
     return TaskSettings(seed=config.seed, prompts=config.task_prompts(),
                         scripts={code: list(language.scripts) for code, language in config.languages.items()})
@@ -216,7 +216,7 @@ def task_settings(config: Config):
 
 def task_context(config: Config):
     """The task stage's context: the storage root as a URI every worker opens, and the stage's settings."""
-    from pipelines.tasks.stage import TaskStageContext
+    from tasks.stage import TaskStageContext
 
     storage = Storage(config.storage.root, config.storage.options)
     return TaskStageContext(storage.root_uri(), config.storage.options, task_settings(config))
@@ -226,8 +226,8 @@ def build_tasks_stage(config: Config) -> dict[str, Any]:
     """Task-sample tables for every source the task stage builds; returns samples and drops per source."""
     from pipelines.runtime import ensure_ray
     from pipelines.stage import execute
-    from pipelines.tasks.build import output_datasets
-    from pipelines.tasks.stage import TaskTables
+    from tasks.build import output_datasets
+    from tasks.stage import TaskTables
 
     ensure_ray(config.ray.address, config.ray.num_cpus)
     sources = task_sources(config)

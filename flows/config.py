@@ -25,10 +25,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskSettings
 from pipelines._model import ConfigModel
-from pipelines.download.settings import Download
+from download.settings import Download
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
-from pipelines.tasks.kinds import kind_names, kind_of
+from tasks.kinds import kind_names, kind_of
 from shards.write import ShardSettings
 from trainer.settings import Preset, Recipe, TrainSettings
 from translate.settings import TranslateSettings
@@ -199,7 +199,7 @@ class Config(ConfigModel):
         prompts, and native ones, when given, replace that fallback.
         """
         from ocr.prompts import GROUNDED, TRANSCRIBE
-        from pipelines.tasks.prompts import PROMPTS
+        from tasks.prompts import PROMPTS
 
         built_in = {**PROMPTS, "transcribe": TRANSCRIBE, "grounded": GROUNDED}.get(purpose, {})
         entry = self.languages.get(language)
@@ -212,7 +212,7 @@ class Config(ConfigModel):
 
     def task_prompts(self) -> dict[str, dict[str, list[str]]]:
         """Every registry language's instruction pools, as the task builder's `prompts` setting."""
-        from pipelines.tasks.prompts import PROMPTS
+        from tasks.prompts import PROMPTS
 
         return self._pools(PROMPTS)
 

@@ -24,7 +24,7 @@ from flows import assemble
 from flows.config import Config
 from flows.retry import transient
 from pipelines.storage import Storage
-from pipelines.tasks.kinds import kind_of
+from tasks.kinds import kind_of
 
 # (artifact key, rows, description) of a stage's table artifact, from its summary.
 Table = tuple[str, list[dict[str, Any]], str]
@@ -86,7 +86,7 @@ def _translation_table(summary: dict[str, Any]) -> Table:
 
 def _download_drops(storage: Storage, _summary: dict[str, Any] | None) -> Drops | None:
     """Every downloaded source's counters in the root (also those downloaded outside the flow)."""
-    from pipelines.download.stats import download_drops
+    from download.stats import download_drops
 
     return download_drops(storage)
 

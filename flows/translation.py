@@ -22,7 +22,7 @@ from pipelines.storage import Storage
 from translate.client import ChatClient
 from translate.launch import launched_servers
 from translate.settings import TranslateSettings
-from translate.stage import TargetReport, Translator, summarise
+from translate.translator import TargetReport, Translator, summarise
 from translate.table import TRANSLATE_DIR
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def _ray_is_up() -> bool:
 
 
 def _translate_on_engines(config, settings, storage, plan, text_columns):
-    """Parts on an actor pool of vLLM offline engines (:class:`translate.parts.TranslationActors`):
+    """Parts on an actor pool of vLLM offline engines (:class:`translate.stage.TranslationActors`):
     one engine per tensor-parallel group of the cluster's GPUs (or ``vllm.servers`` of them, or one
     on CPU), each translating one part at a time, its distinct texts as one batch."""
     import ray
@@ -131,7 +131,7 @@ def _translate_on_engines(config, settings, storage, plan, text_columns):
     from pipelines.runtime import ensure_ray
     from pipelines.stage import execute
     from translate.launch import plan_servers
-    from translate.parts import TranslateContext, TranslationActors
+    from translate.stage import TranslateContext, TranslationActors
 
     ensure_ray(config.ray.address, config.ray.num_cpus)
     device, engines = plan_servers(settings.vllm, ray.cluster_resources().get("GPU", 0))
@@ -144,14 +144,14 @@ def _translate_on_engines(config, settings, storage, plan, text_columns):
 
 
 def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns):
-    """The requests go out from Ray tasks, one input part each (:class:`translate.parts.TranslationParts`
+    """The requests go out from Ray tasks, one input part each (:class:`translate.stage.TranslationParts`
     through the one executor): ``settings.workers`` parts at once, ``translation.concurrency // workers``
     requests in flight per endpoint each (so never more than configured in all). Within a part,
     identical texts are asked once; between parts the persistent cache carries answers. A task whose
     process dies runs again (its finished targets are skipped); a part whose requests failed is
     reported failed, and the other parts are written and reported."""
     from pipelines.stage import execute
-    from translate.parts import TranslateContext, TranslationParts
+    from translate.stage import TranslateContext, TranslationParts
 
     t = config.translation
     workers = max(1, min(settings.workers, t.concurrency))

@@ -1,7 +1,7 @@
 """The description of one dataset of a mixture: the contract every stage reads a source by.
 
 A :class:`Source` says where a dataset is (``locations``, ``image_root``), how it is laid out
-(``kind``: one of the registry in :mod:`pipelines.tasks.kinds`, which checks the rest against what
+(``kind``: one of the registry in :mod:`tasks.kinds`, which checks the rest against what
 the kind can do), what it feeds (``task``, ``language``) and what the stages do with it (URL-list
 ``columns`` and ``filters`` for the download, ``ocr``, ``translate_to``). The mixture config
 (``flows.config``) holds a list of them.
@@ -77,7 +77,7 @@ class Source(ConfigModel):
     """One dataset of the mixture."""
 
     name: str = Field(description="unique id; also the folder name under <root>/<stage>/")
-    kind: str = Field(description="how it is laid out: a kind of the registry (pipelines.tasks.kinds)")
+    kind: str = Field(description="how it is laid out: a kind of the registry (tasks.kinds)")
     task: str = Field(description="the task its samples serve; a key of `tasks`")
     language: str = Field(
         description="language code of its annotations ('en', 'zh'); 'auto' = per sample, from its script"

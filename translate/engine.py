@@ -2,7 +2,7 @@
 
 :class:`OfflineEngine` runs ``vllm.LLM`` in a child process of vLLM's own interpreter
 (:mod:`translate.engine_worker`; vLLM's pins never meet the pipeline's) and hands it whole batches
-over a Unix socket. :class:`EngineClient` is what :class:`translate.stage.Translator` talks to in
+over a Unix socket. :class:`EngineClient` is what :class:`translate.translator.Translator` talks to in
 place of :class:`translate.client.ChatClient`: its ``chat`` calls are gathered into one batch per
 turn of the event loop (a part's distinct texts, for every target, arrive together), so vLLM sees
 the whole part at once and batches it continuously, as ``LLM.chat`` on a list does. Measured
@@ -184,7 +184,7 @@ class OfflineEngine:
 
 
 class EngineClient:
-    """The chat interface :class:`translate.stage.Translator` uses, answered by an :class:`OfflineEngine`.
+    """The chat interface :class:`translate.translator.Translator` uses, answered by an :class:`OfflineEngine`.
 
     ``chat`` calls made in one turn of the event loop go to the engine as one batch; while a batch
     runs, new calls wait and form the next one. One batch is in flight at a time (the engine is busy

@@ -118,7 +118,7 @@ def img2dataset_failures(out: Path) -> dict[str, int]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pipelines.download import classify_error
+    from download import classify_error
 
     failed: dict[str, int] = defaultdict(int)
     for path in out.glob("*.parquet"):
@@ -145,7 +145,7 @@ def run_img2dataset(url_list: Path, out: Path, args) -> tuple[int, float]:
 
 def run_vlmix(url_list: Path, root: Path, args) -> tuple[int, float, dict]:
     from flows.config import validate_config
-    from pipelines.download import download_source
+    from download import download_source
     from pipelines.storage import Storage
 
     config = validate_config({

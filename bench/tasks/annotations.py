@@ -115,7 +115,7 @@ def measure(kind: str, path: str, root: str) -> dict:
     if kind == "floor-stdlib":
         pass
     elif kind == "floor-vlmix":
-        from pipelines.tasks import coco, units  # noqa: F401
+        from tasks import coco, units  # noqa: F401
     elif kind == "coco-baseline":
         with open(path, "rb") as f:
             data = json.load(f)
@@ -127,7 +127,7 @@ def measure(kind: str, path: str, root: str) -> dict:
             objects += sum(1 for a in by_image.get(image["id"], ()) if not a["iscrowd"])
     elif kind == "coco-vlmix":
         from pipelines.storage import Storage
-        from pipelines.tasks import coco
+        from tasks import coco
 
         storage = Storage(root)
         start = time.perf_counter()
@@ -150,7 +150,7 @@ def measure(kind: str, path: str, root: str) -> dict:
         from collections import Counter
 
         from pipelines.storage import Storage
-        from pipelines.tasks import units
+        from tasks import units
 
         storage = Storage(root)
         drops: Counter = Counter()

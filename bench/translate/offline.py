@@ -13,7 +13,7 @@ messages and token budget built by the stage's own code (``translate.prompt.buil
 - ``http``: the same requests from ``bench/translate/run.py``'s bare aiohttp loop, same server and
   concurrency: what the HTTP hop costs without the stage;
 - ``engine``: the stage on vlmix's own offline engine (``translation.stage.vllm.engine: offline``):
-  ``translate.parts.TranslationActors.run_unit`` for each input part in turn, as one actor of the
+  ``translate.stage.TranslationActors.run_unit`` for each input part in turn, as one actor of the
   pool does, with one ``translate.engine.OfflineEngine`` (started once, like an actor's); tokens: the
   replies' completion tokens (``tokens`` tally).
 
@@ -180,7 +180,7 @@ def main() -> None:
     from pipelines.storage import Storage
     from translate.engine import OfflineEngine as StageEngine
     from translate.launch import VllmProcess
-    from translate.parts import TranslateContext, TranslationActors
+    from translate.stage import TranslateContext, TranslationActors
     from translate.prompt import build_messages
     from translate.settings import TranslateSettings, VllmServers
     from translate.tiny_model import build_tiny_model

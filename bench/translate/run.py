@@ -37,7 +37,7 @@ from translate.client import ChatClient
 from translate.launch import VllmProcess
 from translate.prompt import build_messages
 from translate.settings import TranslateSettings, VllmServers
-from translate.stage import Translator
+from translate.translator import Translator
 
 REPO = Path(__file__).resolve().parents[2]
 SUBJECTS = [

@@ -34,8 +34,8 @@ EXPECTED = {
 
 def _downloaded(storage: Storage) -> None:
     """Each source's ``_vlmix_download.json``, as the download stage writes it last."""
-    from pipelines.download.context import STATS_FILE, raw_folder
-    from pipelines.download.stats import DownloadStats
+    from download.context import STATS_FILE, raw_folder
+    from download.stats import DownloadStats
 
     for name, counts in DOWNLOAD.items():
         filtered, failed = Counter(counts["filtered"]), Counter(counts["failed"])
@@ -74,7 +74,7 @@ def test_the_manifest_counts_the_download_ocr_and_translation_drops(tmp_path):
     from flows.assemble import _stage_drops
     from shards import ShardSettings, mix_and_write
     from shards.mix import MixSettings
-    from translate.stage import PartStats
+    from translate.translator import PartStats
 
     root = tmp_path / "root"
     config = validate_config({"storage": {"root": str(root)}, "tasks": {"captioning": {"share": 1.0}},

@@ -413,7 +413,7 @@ def test_conversation_sources_are_read_from_the_bucket(s3, ray_with_s3_env):
     from pipelines.layout.raw import read_image
     from pipelines.layout.task_table import ImageRef
     from pipelines.storage import Storage
-    from pipelines.tasks import TaskSettings, build_task_samples
+    from tasks import TaskSettings, build_task_samples
 
     fs = _s3fs()
     jpeg = io.BytesIO()

@@ -32,8 +32,8 @@ from tests.translate.test_stage_vllm import (
     write_inputs,
 )
 from translate.engine import EngineClient, OfflineEngine
-from translate.parts import TranslateContext, TranslationActors
-from translate.stage import Translator
+from translate.stage import TranslateContext, TranslationActors
+from translate.translator import Translator
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from translate.client import ChatClient
 from translate.launch import free_port
 from translate.prompt import PROMPT_VERSION, build_messages
 from translate.settings import TranslateSettings
-from translate.stage import Translator
+from translate.translator import Translator
 
 SUBJECTS = ["a dog", "two cats", "a red bus", "an old man", "a small boat", "three birds", "a bicycle"]
 PLACES = ["on the beach", "in the park", "near a tall building", "under a tree", "at night"]

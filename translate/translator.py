@@ -1,0 +1,307 @@
+"""The translation stage: English texts of a source -> one output part per input part and target.
+
+For each input part and target language, :class:`Translator` reads the part's texts, asks for each
+*distinct* text once (the run's memory, then the persistent cache, then the server), validates each
+answer, and writes ``<root>/translate/<source>/<target>/part-<stem>.parquet`` with exactly one row
+per input text: the translation, or ``text = null`` and the reason in ``error``. A part whose output
+exists is skipped, so a rerun after a crash does only what is missing; its stats are written first
+(``part-<stem>.stats.json``) and the Parquet file last, under a temporary name then renamed.
+
+If the servers stay unreachable past the client's retries, the parts in flight fail, nothing of
+them is written, and the error is reported; the finished parts stand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from pipelines.languages import Language
+from pipelines.progress import Progress
+from pipelines.storage import Storage
+from translate.cache import CachedAnswer, TranslationCache, text_hash
+from translate.client import ChatClient, Rejected, Reply
+from translate.prompt import PROMPT_VERSION, build_messages
+from translate.settings import TranslateSettings
+from translate.table import OUTPUT_SCHEMA, TRANSLATE_DIR, TextRow, output_path, part_name, read_input
+from translate.validate import Validator
+
+log = logging.getLogger(__name__)
+
+SOURCE_LANGUAGE = "en"
+
+
+@dataclass
+class PartStats:
+    """What one (part, target) produced, and what it cost."""
+
+    rows: int = 0
+    translated: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    distinct_texts: int = 0
+    from_cache: int = 0  # distinct texts answered by the persistent cache
+    from_run: int = 0  # distinct texts another part of this run already asked for
+    requests: int = 0  # distinct texts sent to a server
+
+    @property
+    def deduplicated(self) -> int:
+        """Texts not sent because an identical one was (in this part, or earlier in the run)."""
+        texts = self.rows - self.flagged.get("empty_source", 0)
+        return texts - self.distinct_texts + self.from_run
+
+    def add(self, other: PartStats) -> None:
+        for name in ("rows", "translated", "distinct_texts", "from_cache", "from_run", "requests"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.flagged = dict(Counter(self.flagged) + Counter(other.flagged))
+
+    def to_json(self) -> dict:
+        return {
+            "rows": self.rows,
+            "translated": self.translated,
+            "flagged": dict(sorted(self.flagged.items())),
+            "distinct_texts": self.distinct_texts,
+            "from_cache": self.from_cache,
+            "from_run": self.from_run,
+            "requests": self.requests,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> PartStats:
+        return cls(**data)
+
+
+@dataclass
+class TargetReport:
+    """One source in one target language, over every part (also those finished by earlier runs)."""
+
+    source: str
+    target: str
+    parts_written: int = 0
+    parts_skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # part -> error
+    stats: PartStats = field(default_factory=PartStats)
+
+
+Answer = CachedAnswer | Rejected
+
+
+class Translator:
+    """Translates input parts with one client, one cache and one memory of the run's answers.
+
+    >>> async with ChatClient(urls, model=model) as client:  # doctest: +SKIP
+    ...     reports = await Translator(storage, client, languages, settings).translate_source(
+    ...         "coyo", parts, ["zh"])
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        client: ChatClient,
+        languages: dict[str, Language],
+        settings: TranslateSettings,
+        cache: TranslationCache | None = None,
+    ):
+        self.storage = storage
+        self.client = client
+        self.languages = languages
+        self.settings = settings
+        if cache is None and settings.cache:
+            root = settings.cache_root
+            cache_storage = Storage(root, storage.options) if root else storage
+            cache = TranslationCache(
+                cache_storage,
+                cache_storage.root if root else storage.path(TRANSLATE_DIR, "_cache"),
+                client.model,
+                PROMPT_VERSION,
+            )
+        self.cache = cache
+        self._validators = {
+            code: Validator(lang.scripts, settings.validation) for code, lang in languages.items()
+        }
+        # (target, text hash) -> the answer, as a future while its request is in flight. Failed
+        # requests are forgotten so that a later part asks again.
+        self._memory: dict[tuple[str, str], asyncio.Future] = {}
+
+    async def translate_source(
+        self,
+        source: str,
+        parts: list[str],
+        targets: list[str],
+        text_columns: list[str] | None = None,
+    ) -> dict[str, TargetReport]:
+        """Translate every input part (paths) of ``source`` into each target; skip finished parts."""
+        unknown = [t for t in targets if t not in self.languages]
+        if unknown:
+            raise KeyError(f"targets {unknown} are not in the language registry {sorted(self.languages)}")
+        reports = {t: TargetReport(source, t) for t in targets}
+        slots = asyncio.Semaphore(self.settings.parts_in_flight)
+        progress = Progress("translate", total=len(parts) * len(targets), unit="parts", label=source)
+
+        async def one_part(path: str) -> None:
+            part = part_name(path)
+            todo = [t for t in targets if not self.storage.exists(output_path(self.storage, source, t, part))]
+            for target in set(targets) - set(todo):
+                reports[target].parts_skipped += 1
+            progress.skip(len(targets) - len(todo))
+            if not todo:
+                return
+            async with slots:
+                rows = await asyncio.to_thread(read_input, self.storage, path, text_columns)
+                outcomes = await asyncio.gather(
+                    *(self._translate_part(source, part, rows, t) for t in todo), return_exceptions=True
+                )
+            for target, outcome in zip(todo, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, Exception):
+                        raise outcome
+                    log.error("%s/%s part %s failed: %s", source, target, part, outcome)
+                    reports[target].failed[part] = f"{type(outcome).__name__}: {outcome}"
+                    progress.advance(failed=1)
+                else:
+                    reports[target].parts_written += 1
+                    progress.advance(samples=outcome.rows, drops=sum(outcome.flagged.values()),
+                                     requests=outcome.requests)
+
+        await asyncio.gather(*(one_part(path) for path in parts))
+        progress.done()
+        for target, report in reports.items():
+            report.stats = await asyncio.to_thread(self._summarise, source, target)
+        return reports
+
+    async def _translate_part(self, source: str, part: str, rows: list[TextRow], target: str) -> PartStats:
+        stats = PartStats(rows=len(rows))
+        texts = {row.text.strip() for row in rows if row.text and row.text.strip()}
+        answers, origins = await self._answers(sorted(texts), target, stats)
+        validator = self._validators[target]
+        columns: dict[str, list] = {name: [] for name in OUTPUT_SCHEMA.names}
+        flagged: Counter[str] = Counter()
+        for row in rows:
+            text = row.text.strip() if row.text else ""
+            answer = answers.get(text)
+            output = answer.output if isinstance(answer, CachedAnswer) else None
+            if not text:
+                error = "empty_source"
+            elif isinstance(answer, Rejected):
+                error = f"request_rejected_{answer.status}"
+            else:
+                error = validator.reason(text, output, answer.finish_reason)
+            if error:
+                flagged[error] += 1
+            for name, value in (
+                ("key", row.key),
+                ("field", row.field),
+                ("target_language", target),
+                ("text", output.strip() if error is None else None),
+                ("error", error),
+                ("source_language", SOURCE_LANGUAGE),
+                ("source_text", row.text),
+                ("raw_output", output),
+                ("origin", origins.get(text, "none")),
+                ("model", self.client.model),
+                ("prompt_version", PROMPT_VERSION),
+            ):
+                columns[name].append(value)
+        stats.flagged = dict(flagged)
+        stats.translated = stats.rows - sum(stats.flagged.values())
+        table = pa.table(columns, schema=OUTPUT_SCHEMA)
+        path = output_path(self.storage, source, target, part)
+        await asyncio.to_thread(self.storage.write_json, _stats_path(path), stats.to_json())
+        await asyncio.to_thread(self.storage.write_parquet, path, table)
+        log.info(
+            "%s/%s part %s: %d rows, %d translated, flagged %s",
+            source,
+            target,
+            part,
+            stats.rows,
+            stats.translated,
+            stats.flagged or "none",
+        )
+        return stats
+
+    async def _answers(self, texts: list[str], target: str, stats: PartStats) -> tuple[dict, dict]:
+        """Each distinct text's answer and where it came from (run, cache, request)."""
+        stats.distinct_texts = len(texts)
+        hashes = {text: text_hash(text) for text in texts}
+        origins: dict[str, str] = {}
+        waiting: dict[str, asyncio.Future] = {}
+        for text, digest in hashes.items():
+            if (target, digest) in self._memory:
+                waiting[text] = self._memory[(target, digest)]
+                origins[text] = "run"
+        missing = [text for text in texts if text not in waiting]
+        if self.cache is not None and missing:
+            found = await asyncio.to_thread(self.cache.lookup, target, [hashes[t] for t in missing])
+            for text in missing:
+                if hashes[text] in found:
+                    waiting[text] = _done(found[hashes[text]])
+                    self._memory.setdefault((target, hashes[text]), waiting[text])
+                    origins[text] = "cache"
+        language = self.languages[target].name
+        new = []
+        for text in texts:
+            if text in waiting:
+                continue
+            # Checked again after the cache lookup: another part may have asked meanwhile.
+            if (target, hashes[text]) in self._memory:
+                waiting[text] = self._memory[(target, hashes[text])]
+                origins[text] = "run"
+                continue
+            new.append(text)
+            future = asyncio.ensure_future(self._ask(text, language))
+            self._memory[(target, hashes[text])] = future
+            future.add_done_callback(lambda f, key=(target, hashes[text]): self._forget_failed(key, f))
+            waiting[text] = future
+            origins[text] = "request"
+        stats.from_run = sum(1 for o in origins.values() if o == "run")
+        stats.from_cache = sum(1 for o in origins.values() if o == "cache")
+        stats.requests = len(new)
+        results = await asyncio.gather(*waiting.values(), return_exceptions=True)
+        answers = dict(zip(waiting.keys(), results, strict=True))
+        if self.cache is not None:  # also when the part fails: what was answered is kept
+            entries = [(hashes[t], t, answers[t]) for t in new if isinstance(answers[t], CachedAnswer)]
+            await asyncio.to_thread(self.cache.add, target, entries)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return answers, origins
+
+    async def _ask(self, text: str, language: str) -> Answer:
+        reply = await self.client.chat(build_messages(text, language), self.settings.max_tokens(text))
+        if isinstance(reply, Reply):
+            return CachedAnswer(reply.content, reply.finish_reason)
+        return reply
+
+    def _forget_failed(self, key: tuple[str, str], future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            if self._memory.get(key) is future:
+                del self._memory[key]
+
+    def _summarise(self, source: str, target: str) -> PartStats:
+        return summarise(self.storage, source, target)
+
+
+def summarise(storage: Storage, source: str, target: str) -> PartStats:
+    """Stats over every finished part of (source, target), written as ``stats.json`` beside them."""
+    folder = storage.path(TRANSLATE_DIR, source, target)
+    total = PartStats()
+    for path in storage.glob(posixpath.join(folder, "part-*.parquet")):
+        stats_file = _stats_path(path)
+        if storage.exists(stats_file):
+            total.add(PartStats.from_json(storage.read_json(stats_file)))
+    storage.write_json(posixpath.join(folder, "stats.json"), total.to_json())
+    return total
+
+
+def _stats_path(parquet_path: str) -> str:
+    return parquet_path[: -len(".parquet")] + ".stats.json"
+
+
+def _done(value) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
