@@ -1,0 +1,461 @@
+"""Tiny copies of Table 1b's datasets in the layout their publishers ship, with the awkward cases.
+
+Each ``write_<dataset>(root)`` writes one dataset under ``root/<dataset>/`` exactly as its archive
+unpacks (file names, nesting, field names, JSON shapes) and returns a :class:`Published`: the
+annotation files (what a source's ``locations`` name) and the image folder (its ``image_root``).
+Every copy carries the cases the real files have: several differing answers, several questions on
+one image, a missing image, an empty answer or a broken record, Chinese text, text-only records,
+system turns. ``write_all(root)`` writes every one and returns them by preset name.
+
+The images are small generated pictures of distinct sizes (so box coordinates scaled to the 0..1000
+grid can be checked); none is a copy of a real dataset's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+
+@dataclass
+class Published:
+    """Where one tiny published copy lies: ``locations`` and ``image_root`` as a config names them."""
+
+    root: Path
+    locations: list[str]
+    image_root: Path | None = None
+    missing_images: list[str] = field(default_factory=list)  # referenced but deliberately absent
+
+
+def _image(path: Path, size: tuple[int, int] = (64, 48), colour: int = 90) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
+    Image.new("RGB", size, (colour, 120, 200 - colour % 150)).save(path, format=fmt)
+
+
+def _json(path: Path, payload) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+    return str(path)
+
+
+def _jsonl(path: Path, records: list) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+# ---------------------------------------------------------------- general QA (VQA-style)
+
+def _vqa_pair(base: Path, questions_name: str, annotations_name: str, with_raw: bool) -> Published:
+    """VQA v2 / OK-VQA: questions and annotations files joined by question_id; COCO train2014 images."""
+    images = base / "train2014"
+    for image_id, size in ((9, (64, 48)), (25, (80, 40))):
+        _image(images / f"COCO_train2014_{image_id:012d}.jpg", size, image_id)
+    questions = [
+        {"image_id": 9, "question": "What color is the bus?", "question_id": 9000},
+        {"image_id": 9, "question": "How many people are there?", "question_id": 9001},
+        {"image_id": 25, "question": "Is it raining?", "question_id": 25000},
+        {"image_id": 25, "question": "What is unanswered?", "question_id": 25001},  # all answers empty
+        {"image_id": 77, "question": "What animal is this?", "question_id": 77000},  # image missing
+    ]
+
+    def answers(words):
+        return [{"answer": w, "answer_confidence": "yes", "answer_id": i + 1, **({"raw_answer": w} if with_raw else {})}
+                for i, w in enumerate(words)]
+
+    annotations = [
+        {"question_id": 9000, "image_id": 9, "question_type": "what color is the", "answer_type": "other",
+         "multiple_choice_answer": "red",
+         "answers": answers(["red", "red", "dark red", "red", "maroon", "red", "red", "dark red", "red", "red"])},
+        {"question_id": 9001, "image_id": 9, "question_type": "how many", "answer_type": "number",
+         "multiple_choice_answer": "2", "answers": answers(["2", "3", "2", "2", "two", "2", "3", "2", "2", "2"])},
+        {"question_id": 25000, "image_id": 25, "question_type": "is it", "answer_type": "yes/no",
+         "multiple_choice_answer": "no", "answers": answers(["no"] * 6 + ["yes"] * 4)},
+        {"question_id": 25001, "image_id": 25, "question_type": "what is", "answer_type": "other",
+         "multiple_choice_answer": "", "answers": answers([""] * 10)},
+        {"question_id": 77000, "image_id": 77, "question_type": "what animal is", "answer_type": "other",
+         "multiple_choice_answer": "dog", "answers": answers(["dog"] * 10)},
+    ]
+    header = {"info": {}, "license": {}, "data_subtype": "train2014", "task_type": "Open-Ended", "data_type": "mscoco"}
+    q = _json(base / questions_name, {**header, "questions": questions})
+    a = _json(base / annotations_name, {**header, "annotations": annotations})
+    return Published(base, [q, a], images, missing_images=["COCO_train2014_000000000077.jpg"])
+
+
+def write_vqav2(root: Path) -> Published:
+    return _vqa_pair(root / "vqav2", "v2_OpenEnded_mscoco_train2014_questions.json",
+                     "v2_mscoco_train2014_annotations.json", with_raw=False)
+
+
+def write_okvqa(root: Path) -> Published:
+    return _vqa_pair(root / "okvqa", "OpenEnded_mscoco_train2014_questions.json",
+                     "mscoco_train2014_annotations.json", with_raw=True)
+
+
+def write_gqa(root: Path) -> Published:
+    """GQA balanced questions: one JSON object keyed by question id; images/<imageId>.jpg."""
+    base = root / "gqa"
+    _image(base / "images" / "2354786.jpg", (72, 54), 11)
+    _image(base / "images" / "n161313.jpg", (40, 60), 12)
+    questions = {
+        "02930152": {"imageId": "2354786", "question": "Is the sky dark?", "answer": "yes",
+                     "fullAnswer": "Yes, the sky is dark.", "isBalanced": True, "types": {"structural": "verify"}},
+        "07333408": {"imageId": "2354786", "question": "What is on the white wall?", "answer": "pipe",
+                     "fullAnswer": "The pipe is on the wall.", "isBalanced": True, "types": {"structural": "query"}},
+        "05451384": {"imageId": "n161313", "question": "Who is wearing the shirt?", "answer": "man",
+                     "fullAnswer": "The man is wearing a shirt.", "isBalanced": True, "types": {"structural": "query"}},
+        "201307251": {"imageId": "missing404", "question": "What is this?", "answer": "cat",
+                      "fullAnswer": "It is a cat.", "isBalanced": True, "types": {}},
+        "201640614": {"imageId": "n161313", "question": "Broken record without an answer?", "isBalanced": True},
+    }
+    return Published(base, [_json(base / "questions" / "train_balanced_questions.json", questions)],
+                     base / "images", missing_images=["missing404.jpg"])
+
+
+def write_textvqa(root: Path) -> Published:
+    """TextVQA 0.5.1: {"data": [...]} with ten answers per question; train_images/<image_id>.jpg."""
+    base = root / "textvqa"
+    _image(base / "train_images" / "0054c91397f2fe05.jpg", (60, 60), 21)
+    records = [
+        {"question": "what is the brand of phone?", "image_id": "0054c91397f2fe05", "question_id": 0,
+         "answers": ["nokia"] * 7 + ["nokia phone", "nokia", "toshiba"], "image_width": 1024, "image_height": 1024,
+         "set_name": "train", "image_classes": ["Mobile phone"], "flickr_original_url": "", "flickr_300k_url": ""},
+        {"question": "what does the small white text say?", "image_id": "0054c91397f2fe05", "question_id": 1,
+         "answers": ["copenhagen"] * 4 + ["copenhagen denmark"] * 5 + ["denmark"], "image_width": 1024,
+         "image_height": 1024, "set_name": "train", "image_classes": [], "flickr_original_url": "", "flickr_300k_url": ""},
+        {"question": "whose picture is missing?", "image_id": "ffff000000000000", "question_id": 2,
+         "answers": ["none"] * 10, "set_name": "train"},
+    ]
+    payload = {"dataset_type": "train", "dataset_name": "textvqa", "dataset_version": "0.5.1", "data": records}
+    return Published(base, [_json(base / "TextVQA_0.5.1_train.json", payload)], base / "train_images",
+                     missing_images=["ffff000000000000.jpg"])
+
+
+def write_a_okvqa(root: Path) -> Published:
+    """A-OKVQA v1.0: a JSON array; COCO 2017 images train2017/<image_id:012d>.jpg."""
+    base = root / "a_okvqa"
+    _image(base / "train2017" / "000000299207.jpg", (64, 64), 31)
+    records = [
+        {"split": "train", "image_id": 299207, "question_id": "22MexNkBPpdZGX6sxbxVBH",
+         "question": "What is the man by the bags awaiting?", "choices": ["skateboarder", "train", "delivery", "cab"],
+         "correct_choice_idx": 3, "direct_answers": ["ride", "ride", "bus", "taxi", "travelling", "traffic",
+                                                     "taxi", "cab", "cab", "his ride"],
+         "difficult_direct_answer": False, "rationales": ["A train would not be on the street."]},
+        {"split": "train", "image_id": 299207, "question_id": "2Rk8QKuoCvMVyjBmdW3m9N",
+         "question": "Where will the man go?", "choices": ["home", "airport", "school", "gym"],
+         "correct_choice_idx": 7, "direct_answers": ["airport"] * 10, "difficult_direct_answer": False,
+         "rationales": []},  # index out of range: broken
+    ]
+    return Published(base, [_json(base / "aokvqa_v1p0_train.json", records)], base / "train2017")
+
+
+# ---------------------------------------------------------------- science
+
+def write_ai2d(root: Path) -> Published:
+    """AI2D: one questions file per diagram, ai2d/questions/<N>.png.json; ai2d/images/<N>.png."""
+    base = root / "ai2d"
+    _image(base / "ai2d" / "images" / "0.png", (50, 70), 41)
+    _image(base / "ai2d" / "images" / "1.png", (70, 50), 42)
+    first = {"imageName": "0.png", "questions": {
+        "What is A in the diagram?": {"abcLabel": True, "answerTexts": ["ears", "nose", "mouth", "face"],
+                                      "correctAnswer": 3, "questionId": "0.png-0"},
+        "Which part is used to smell?": {"abcLabel": False, "answerTexts": ["eyes", "nose", "chin", "ears"],
+                                         "correctAnswer": 1, "questionId": "0.png-1"}}}
+    second = {"imageName": "1.png", "questions": {
+        "Which stage comes last?": {"abcLabel": False, "answerTexts": ["egg", "larva"], "correctAnswer": 9,
+                                    "questionId": "1.png-0"}}}  # correctAnswer out of range: dropped
+    third = {"imageName": "2.png", "questions": {"What eats grass?": {
+        "abcLabel": False, "answerTexts": ["cow", "lion"], "correctAnswer": 0, "questionId": "2.png-0"}}}
+    files = [_json(base / "ai2d" / "questions" / f"{name}.json", payload)
+             for name, payload in (("0.png", first), ("1.png", second), ("2.png", third))]
+    return Published(base, files, base / "ai2d" / "images", missing_images=["2.png"])
+
+
+def write_scienceqa(root: Path) -> Published:
+    """ScienceQA: problems.json keyed by problem id (image null for text-only); <split>/<pid>/image.png."""
+    base = root / "scienceqa"
+    _image(base / "train" / "5" / "image.png", (90, 45), 51)
+    problems = {
+        "5": {"question": "Which of these states is farthest north?", "choices": ["West Virginia", "Louisiana",
+              "Arizona", "Oklahoma"], "answer": 0, "hint": "", "image": "image.png", "task": "closed choice",
+              "grade": "grade2", "subject": "social science", "topic": "geography", "category": "Geography",
+              "skill": "Read a map: cardinal directions", "lecture": "Maps have four cardinal directions.",
+              "solution": "West Virginia is farthest north.", "split": "train"},
+        "6": {"question": "Which word would you find on a dictionary page?", "choices": ["bake", "quiet"],
+              "answer": 1, "hint": "Guide words: paste - rotten", "image": None, "task": "closed choice",
+              "grade": "grade3", "subject": "language science", "topic": "reference-skills", "category": "",
+              "skill": "", "lecture": "", "solution": "", "split": "train"},
+        "7": {"question": "Which is a solid?", "choices": ["milk", "rock"], "answer": 1, "hint": "",
+              "image": "image.png", "task": "closed choice", "grade": "grade1", "subject": "natural science",
+              "topic": "physics", "category": "", "skill": "", "lecture": "", "solution": "", "split": "train"},
+    }
+    splits = {"train": ["5", "6", "7"], "val": [], "test": []}
+    return Published(base, [_json(base / "problems.json", problems), _json(base / "pid_splits.json", splits)],
+                     base, missing_images=["train/7/image.png"])
+
+
+# ---------------------------------------------------------------- chart, mathematics, OCR
+
+def write_dvqa(root: Path) -> Published:
+    """DVQA: train_qa.json, a JSON array of {image, question, answer, ...}; images/<image>."""
+    base = root / "dvqa"
+    _image(base / "images" / "bar_train_00000000.png", (64, 64), 61)
+    records = [
+        {"image": "bar_train_00000000.png", "question": "What is the label of the first bar?", "answer": "glow",
+         "question_type": "structure", "question_id": 0, "template_id": "label", "answer_bbox": [10, 50, 20, 8]},
+        {"image": "bar_train_00000000.png", "question": "How many bars are there?", "answer": "3",
+         "question_type": "structure", "question_id": 1, "template_id": "count", "answer_bbox": []},
+    ]
+    return Published(base, [_json(base / "qa" / "train_qa.json", records)], base / "images")
+
+
+def write_ocrvqa(root: Path) -> Published:
+    """OCR-VQA: dataset.json keyed by book id with parallel question/answer lists; images/<id>.jpg."""
+    base = root / "ocrvqa"
+    _image(base / "images" / "1935202119.jpg", (40, 64), 71)
+    records = {
+        "1935202119": {"imageURL": "http://ecx.images-amazon.com/images/I/51ZXkW8mvlL.jpg",
+                       "questions": ["Who wrote this book?", "What is the title of this book?", "Is this a comedy book?"],
+                       "answers": ["Dave Ramsey", "The Total Money Makeover", "No"], "title": "The Total Money Makeover",
+                       "authorName": "Dave Ramsey", "genre": "Business & Money", "split": 1},
+        "0000000000": {"imageURL": "http://example.invalid/x.jpg", "questions": ["Who wrote this book?"],
+                       "answers": [], "title": "", "authorName": "", "genre": "", "split": 1},  # lists disagree
+    }
+    return Published(base, [_json(base / "dataset.json", records)], base / "images")
+
+
+def write_tabmwp(root: Path) -> Published:
+    """TabMWP: problems_train.json keyed by pid (free text or multiple choice); tables/<pid>.png."""
+    base = root / "tabmwp"
+    _image(base / "tables" / "1.png", (80, 40), 81)
+    _image(base / "tables" / "2.png", (80, 40), 82)
+    problems = {
+        "1": {"question": "How much money does Tim need to buy a mug and a pen?", "choices": None, "answer": "7",
+              "unit": "$", "table_title": None, "table": "mug | $5\npen | $2", "row_num": 2, "column_num": 2,
+              "solution": "Add: $5 + $2 = $7.", "ques_type": "free_text", "ans_type": "integer_number",
+              "grade": 3, "split": "train"},
+        "2": {"question": "Which is cheaper?", "choices": ["mug", "pen"], "answer": "pen", "unit": None,
+              "table_title": None, "table": "mug | $5\npen | $2", "row_num": 2, "column_num": 2,
+              "solution": "The pen costs less.", "ques_type": "multi_choice", "ans_type": "extractive_text",
+              "grade": 2, "split": "train"},
+    }
+    return Published(base, [_json(base / "problems_train.json", problems)], base / "tables")
+
+
+def write_geometry3k(root: Path) -> Published:
+    """Geometry3K: one folder per problem, train/<id>/data.json beside train/<id>/img_diagram.png."""
+    base = root / "geometry3k"
+    _image(base / "train" / "0" / "img_diagram.png", (64, 64), 91)
+    files = [
+        _json(base / "train" / "0" / "data.json", {
+            "id": 0, "problem_text": "Find x.", "choices": ["3", "5", "7", "9"], "answer": "B",
+            "problem_type_graph": ["Triangle"], "problem_type_goal": ["Length"], "source": "Glencoe"}),
+        _json(base / "train" / "1" / "data.json", {  # its diagram is missing
+            "id": 1, "problem_text": "Find y.", "choices": ["1", "2", "3", "4"], "answer": "A"}),
+    ]
+    return Published(base, files, base / "train", missing_images=["1/img_diagram.png"])
+
+
+# ---------------------------------------------------------------- grounding
+
+def write_refcoco(root: Path, variant: str = "refcoco") -> Published:
+    """RefCOCO/+/g as the Hub's Parquet (jxu124/<variant>): one row per referred object, COCO JSON inside."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = root / variant
+    _image(base / "coco" / "train2014" / "COCO_train2014_000000581857.jpg", (200, 100), 101)
+
+    def row(ref_id, ann_id, sentences, bbox, image_id=581857, width=200, height=100):
+        file_name = f"COCO_train2014_{image_id:012d}.jpg"
+        return {"sent_ids": [s[0] for s in sentences], "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
+                "ann_id": ann_id, "ref_id": ref_id, "image_id": image_id, "split": "train",
+                "sentences": [{"raw": s[1], "sent": s[1].lower(), "sent_id": s[0], "tokens": s[1].lower().split()}
+                              for s in sentences],
+                "category_id": 1,
+                "raw_anns": json.dumps({"segmentation": [[0, 0, 1, 1, 2, 2]], "area": 1.0, "iscrowd": 0,
+                                        "image_id": image_id, "bbox": bbox, "category_id": 1, "id": ann_id}),
+                "raw_image_info": json.dumps({"license": 1, "file_name": file_name, "height": height,
+                                              "width": width, "id": image_id}),
+                "raw_sentences": json.dumps([{"raw": s[1], "sent_id": s[0]} for s in sentences]),
+                "image_path": f"coco/train2014/{file_name}", "bbox": bbox, "captions": [s[1] for s in sentences],
+                "global_image_id": f"coco.{image_id}", "anns_id": str(ann_id)}
+
+    rows = [
+        row(0, 1719310, [(0, "The lady with the blue shirt"), (1, "lady w back to us")], [20.0, 10.0, 50.0, 80.0]),
+        row(1, 1719311, [(2, "man on the right")], [150.0, 0.0, 50.0, 100.0]),
+        row(2, 1719312, [(3, "broken box")], [10.0, 10.0, -5.0, 20.0]),  # negative width: dropped
+        row(3, 9, [(4, "dog on a missing image")], [1.0, 1.0, 5.0, 5.0], image_id=404),
+    ]
+    path = base / "data" / "train-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return Published(base, [str(path)], base, missing_images=["coco/train2014/COCO_train2014_000000000404.jpg"])
+
+
+def write_visual_genome(root: Path) -> Published:
+    """Visual Genome 1.2: region_descriptions.json (regions per image) + image_data.json; VG_100K(_2)/<id>.jpg."""
+    base = root / "visual_genome"
+    _image(base / "VG_100K" / "1.jpg", (100, 50), 111)
+    _image(base / "VG_100K_2" / "2.jpg", (50, 100), 112)
+    regions = [
+        {"id": 1, "regions": [
+            {"region_id": 1382, "width": 40, "height": 20, "image_id": 1, "phrase": "the clock is green in colour",
+             "y": 10, "x": 50},
+            {"region_id": 1383, "width": 100, "height": 50, "image_id": 1, "phrase": "shade is along the street ",
+             "y": 0, "x": 0},
+            {"region_id": 1384, "width": 0, "height": 5, "image_id": 1, "phrase": "a zero-width region", "y": 3, "x": 3},
+        ]},
+        {"id": 2, "regions": [
+            {"region_id": 4091, "width": 25, "height": 50, "image_id": 2, "phrase": "walk sign is lit up",
+             "y": 25, "x": 10}]},
+    ]
+    image_data = [
+        {"image_id": 1, "url": "https://cs.stanford.edu/people/rak248/VG_100K/1.jpg", "width": 100, "height": 50,
+         "coco_id": None, "flickr_id": None},
+        {"image_id": 2, "url": "https://cs.stanford.edu/people/rak248/VG_100K_2/2.jpg", "width": 50, "height": 100,
+         "coco_id": None, "flickr_id": None},
+    ]
+    return Published(base, [_json(base / "region_descriptions.json", regions),
+                            _json(base / "image_data.json", image_data)], base)
+
+
+# ---------------------------------------------------------------- conversation (LLaVA JSON)
+
+def _llava(base: Path, name: str, image_paths: list[str]) -> Published:
+    for i, rel in enumerate(image_paths):
+        _image(base / rel, (48 + 8 * i, 48), 120 + i)
+    records = [
+        {"id": "000000033471", "image": image_paths[0], "conversations": [
+            {"from": "human", "value": "<image>\nWhat are the colors of the bus in the image?"},
+            {"from": "gpt", "value": "The bus in the image is white and red."},
+            {"from": "human", "value": "What feature can be seen on the back of the bus?"},
+            {"from": "gpt", "value": "The back of the bus features an advertisement."}]},
+        {"id": "000000052846", "image": image_paths[1], "conversations": [  # placeholder after the question
+            {"from": "human", "value": "Describe this picture in detail.\n<image>"},
+            {"from": "gpt", "value": "A cat sleeps on a sofa; the time reads 10:30."}]},
+        {"id": "missing-image", "image": "nowhere/000000000000.jpg", "conversations": [
+            {"from": "human", "value": "<image>\nWhat is shown?"}, {"from": "gpt", "value": "Nothing."}]},
+        {"id": "text-only", "conversations": [
+            {"from": "human", "value": "Write `print(1)` in Python."}, {"from": "gpt", "value": "```python\nprint(1)\n```"}]},
+        {"id": "broken", "image": image_paths[0], "conversations": [{"from": "human", "value": "<image>\nHi"}]},
+    ]
+    return Published(base, [_json(base / name, records)], base, missing_images=["nowhere/000000000000.jpg"])
+
+
+def write_llava_150k(root: Path) -> Published:
+    return _llava(root / "llava_150k", "llava_instruct_150k.json",
+                  ["train2017/000000033471.jpg", "train2017/000000052846.jpg"])
+
+
+def write_sharegpt4v(root: Path) -> Published:
+    return _llava(root / "sharegpt4v", "sharegpt4v_instruct_gpt4-vision_cap100k.json",
+                  ["coco/train2017/000000033471.jpg", "sam/images/sa_545504.jpg"])
+
+
+def write_allava(root: Path) -> Published:
+    return _llava(root / "allava", "ALLaVA-Instruct-LAION-4V.json",
+                  ["allava_laion/images/100277305.jpeg", "allava_laion/images/100277306.jpeg"])
+
+
+def write_svit(root: Path) -> Published:
+    return _llava(root / "svit", "svit_v1_mix_665K.json", ["vg/VG_100K/2354786.jpg", "coco/train2017/000000052846.jpg"])
+
+
+def write_lvis_instruct4v(root: Path) -> Published:
+    return _llava(root / "lvis_instruct4v", "lvis_instruct4v_220k.json",
+                  ["coco/train2017/000000033471.jpg", "coco/val2017/000000052846.jpg"])
+
+
+# ---------------------------------------------------------------- text-only
+
+def write_sharegpt(root: Path) -> Published:
+    """ShareGPT (anon8231489123/ShareGPT_Vicuna_unfiltered): a JSON array of {id, conversations}."""
+    base = root / "sharegpt"
+    records = [
+        {"id": "QWJhYvA_0", "conversations": [
+            {"from": "human", "value": "Summarize the main ideas of Jeff Walker's Product Launch Formula."},
+            {"from": "gpt", "value": "1. Pre-launch: build anticipation.\n2. Launch: open the cart for 7 days."},
+            {"from": "human", "value": "And in 2 sentences?"},
+            {"from": "gpt", "value": "Build anticipation, then sell. It works in 2023 too."}]},
+        {"id": "gpt-first_0", "conversations": [  # starts with the assistant: that turn is left out
+            {"from": "gpt", "value": "Hello! How can I help?"},
+            {"from": "human", "value": "What is 2+2?"}, {"from": "gpt", "value": "2+2 = 4."}]},
+        {"id": "bing_1", "conversations": [
+            {"from": "human", "value": "Who are you?"}, {"from": "bing", "value": "I am Bing."}]},
+        {"id": "empty_0", "conversations": []},
+        {"id": "twohumans_0", "conversations": [
+            {"from": "human", "value": "A"}, {"from": "human", "value": "B"}, {"from": "gpt", "value": "C"}]},
+    ]
+    return Published(base, [_json(base / "ShareGPT_V3_unfiltered_cleaned_split.json", records)])
+
+
+def write_openhermes(root: Path) -> Published:
+    """OpenHermes 2.5 (teknium/OpenHermes-2.5): openhermes2_5.json, conversations with system turns."""
+    base = root / "openhermes"
+    records = [
+        {"conversations": [
+            {"from": "system", "value": "You are an AI assistant. Think step by step.", "weight": None},
+            {"from": "human", "value": "Solve $x^2 = 4$ for x > 0.", "weight": 0.0},
+            {"from": "gpt", "value": "Taking the positive root, $x = 2$.", "weight": 1.0}],
+         "source": "airoboros2.2", "category": "orca", "skip_prompt_formatting": False},
+        {"conversations": [
+            {"from": "human", "value": "Write a haiku about rain.", "weight": None},
+            {"from": "gpt", "value": "Soft rain on the roof\nwhispers of the evening sky\npuddles hold the moon", "weight": None}],
+         "source": "CamelAI", "category": None, "id": "f6c2", "model": None},
+        {"conversations": [{"from": "system", "value": "", "weight": None},
+                           {"from": "human", "value": "Empty answer?", "weight": None},
+                           {"from": "gpt", "value": "   ", "weight": None}], "source": "glaive-code-assist"},
+    ]
+    return Published(base, [_json(base / "openhermes2_5.json", records)])
+
+
+def write_alpaca_gpt4(root: Path) -> Published:
+    """Alpaca-GPT4 (Instruction-Tuning-with-GPT-4/GPT-4-LLM): alpaca_gpt4_data.json of instruction/input/output."""
+    base = root / "alpaca_gpt4"
+    records = [
+        {"instruction": "Give three tips for staying healthy.", "input": "",
+         "output": "1. Eat a balanced diet.\n2. Exercise regularly.\n3. Sleep 7-9 hours."},
+        {"instruction": "Translate the sentence into French.", "input": "I like apples.",
+         "output": "J'aime les pommes."},
+        {"instruction": "", "input": "", "output": "An answer with no instruction."},
+    ]
+    return Published(base, [_json(base / "data" / "alpaca_gpt4_data.json", records)])
+
+
+def write_coig_cqia(root: Path) -> Published:
+    """COIG-CQIA (m-a-p/COIG-CQIA): one JSONL per subset, instruction/input/output with task metadata."""
+    base = root / "coig_cqia"
+    records = [
+        {"instruction": "天空为什么是蓝色的？", "input": "", "output": "因为瑞利散射：短波长的蓝光散射得更多。",
+         "task_type": {"major": ["问答"], "minor": ["百科问答"]}, "domain": ["通用"], "metadata": "",
+         "answer_from": "human", "human_verified": True, "copyright": "CC BY-SA"},
+        {"instruction": "把下面的句子翻译成英文。", "input": "我喜欢读书。", "output": "I like reading.",
+         "task_type": {"major": ["翻译"], "minor": []}, "domain": ["通用"], "metadata": "",
+         "answer_from": "llm", "human_verified": True, "copyright": ""},
+    ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in records] + ["{not json"]
+    path = base / "zhihu" / "zhihu_expansion.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Published(base, [str(path)])
+
+
+WRITERS = {
+    "vqav2": write_vqav2, "okvqa": write_okvqa, "gqa": write_gqa, "textvqa": write_textvqa,
+    "a_okvqa": write_a_okvqa, "ai2d": write_ai2d, "scienceqa": write_scienceqa, "dvqa": write_dvqa,
+    "ocrvqa": write_ocrvqa, "tabmwp": write_tabmwp, "geometry3k": write_geometry3k, "refcoco": write_refcoco,
+    "visual_genome": write_visual_genome, "llava_150k": write_llava_150k, "sharegpt4v": write_sharegpt4v,
+    "allava": write_allava, "svit": write_svit, "lvis_instruct4v": write_lvis_instruct4v,
+    "sharegpt": write_sharegpt, "openhermes": write_openhermes, "alpaca_gpt4": write_alpaca_gpt4,
+    "coig_cqia": write_coig_cqia,
+}
+
+
+def write_all(root: Path) -> dict[str, Published]:
+    """Every tiny published copy under ``root``, by preset name."""
+    return {name: writer(Path(root)) for name, writer in WRITERS.items()}
