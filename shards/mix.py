@@ -7,7 +7,10 @@ total number of samples, a seed. The mixture (:func:`shards.plan.plan_mixture`) 
    language, so a translated variant or a caption and an OCR sample of one image both stay) are
    kept once: the first in (dataset, id) order. Removals are counted per dataset.
 2. **Counts**: ``total * share`` per task, split among the task's datasets by weight (largest
-   remainder rounding, :func:`largest_remainder`, so counts add up exactly).
+   remainder rounding, :func:`largest_remainder`, so counts add up exactly). Or, with
+   ``repeat_time`` (InternVL's meta-file weighting), each dataset gives ``floor(repeat_time *
+   its unique samples)`` (unlisted datasets: 1): a fraction down-samples, above 1 repeats, and the
+   total is what that adds up to (:func:`repeat_counts`).
 3. **Selection** per (task, dataset): without replacement while the dataset suffices; past that,
    every row is taken ``k`` times plus a random remainder, and each repeat is recorded
    (``repeat_time``, as the InternVL trainer's meta file calls it, and a per-sample repeat
@@ -52,7 +55,16 @@ class MixSettings(ConfigModel):
     weight_by_size: bool = Field(
         False, description="multiply each weight by the dataset's unique sample count (natural proportions)"
     )
-    total_samples: int = Field(ge=1, description="samples in the mixture, repeats included")
+    total_samples: int | None = Field(
+        None, ge=1, description="samples in the mixture, repeats included; required with shares, "
+        "None with repeat_time (the total is what the repeat times give)"
+    )
+    repeat_time: dict[str, float] | None = Field(
+        None,
+        description="dataset -> InternVL repeat_time (0.25 keeps a quarter of its unique samples, 3 takes each "
+        "three times; unlisted datasets: 1). Given: counts come from these, `shares` only names the tasks of "
+        "the mixture and `weights` must be empty",
+    )
     seed: int = Field(0, description="fixes the selection and the order")
     datasets: list[str] | None = Field(None, description="task-table datasets to draw from; None = all")
     dedup: Literal["image_task_language", "image", "off"] = Field(
@@ -66,10 +78,17 @@ class MixSettings(ConfigModel):
         for task, share in shares.items():
             if not math.isfinite(share) or share <= 0:
                 raise ValueError(f"share of {task!r} must be a finite number above 0, got {share}")
-        total = sum(shares.values())
-        if not shares or abs(total - 1.0) > 1e-3:
-            raise ValueError(f"task shares must add up to 1, they add up to {total:.4f}")
+        if not shares:
+            raise ValueError("at least one task is needed")
         return shares
+
+    @field_validator("repeat_time")
+    @classmethod
+    def _repeat_time(cls, repeat_time: dict[str, float] | None) -> dict[str, float] | None:
+        for dataset, value in (repeat_time or {}).items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"repeat_time of {dataset!r} must be a finite number >= 0, got {value}")
+        return repeat_time
 
     @field_validator("weights")
     @classmethod
@@ -81,16 +100,34 @@ class MixSettings(ConfigModel):
 
     @model_validator(mode="after")
     def _weights_in_datasets(self) -> MixSettings:
+        if self.repeat_time is None:
+            total = sum(self.shares.values())
+            if abs(total - 1.0) > 1e-3:
+                raise ValueError(f"task shares must add up to 1, they add up to {total:.4f}")
+            if self.total_samples is None:
+                raise ValueError("total_samples is required when the mixture is drawn by task shares")
+        else:
+            if self.weights or self.weight_by_size:
+                raise ValueError("weights and weight_by_size do not apply with repeat_time: give each dataset "
+                                 "its repeat_time instead")
+            if self.total_samples is not None:
+                raise ValueError("total_samples follows from repeat_time: leave it out")
         if self.datasets is not None:
-            unknown = sorted(set(self.weights) - set(self.datasets))
+            unknown = sorted((set(self.weights) | set(self.repeat_time or {})) - set(self.datasets))
             if unknown:
-                raise ValueError(f"weights given for datasets not in `datasets`: {unknown}")
+                raise ValueError(f"weights or repeat times given for datasets not in `datasets`: {unknown}")
         return self
 
     def fingerprint(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+
+
+def repeat_counts(available: dict[str, int], repeat_time: dict[str, float]) -> dict[str, int]:
+    """Samples per dataset under InternVL's ``repeat_time``: ``floor(repeat_time * available)``
+    (InternVL's loader keeps ``int(len * repeat_time)`` of a down-sampled dataset); unlisted: 1."""
+    return {name: math.floor(repeat_time.get(name, 1.0) * n + 1e-9) for name, n in available.items()}
 
 
 def largest_remainder(total: int, weights: dict[str, float]) -> dict[str, int]:

@@ -26,6 +26,7 @@ new one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 from pipelines.layout.task_table import TASKS_DIR, list_task_tables
 from pipelines.stage import execute
 from pipelines.storage import Storage
-from shards.mix import MixError, MixSettings, largest_remainder
+from shards.mix import MixError, MixSettings, largest_remainder, repeat_counts
 from shards.passes import (
     TABLES_PER_UNIT,
     DedupPass,
@@ -104,7 +105,7 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     tables, plan_hash = inputs or plan_inputs(storage, settings, block)
     ctx = MixContext(storage.root_uri(), storage.options, f"_mix/{plan_hash[:16]}", settings.dedup,
                      max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), block,
-                     settings.total_samples, settings.seed)
+                     settings.total_samples or 0, settings.seed)
     names = [unit_name(g) for g in range(groups(len(tables)))]
     execute(IndexPass(tables), ctx)
     index = [record for unit in read_markers(storage, [ctx.path(storage, "index", f"{n}.json") for n in names])
@@ -133,12 +134,13 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     if outside:
         drops["mix"] = dict(sorted(outside.items()))
     segments, tasks, sources, expected = _allocate(settings, tables, rows, dedup_drops)
+    ctx = dataclasses.replace(ctx, total=sum(task["samples"] for task in tasks.values()))  # repeat_time: known now
     execute(RoutePass(tables, segments), ctx)
     routed = sorted({file // TABLES_PER_UNIT for file in segments})
     realised: Counter = Counter()
     for record in read_markers(storage, [ctx.path(storage, "route", f"{unit_name(f)}.json") for f in routed]):
         realised.update(record["languages"])
-    total = settings.total_samples
+    total = ctx.total
     languages = {language: {"target_share": expected[language] / total, "samples": realised[language],
                             "achieved_share": realised[language] / total}
                  for language in sorted(set(expected) | set(realised))}
@@ -154,23 +156,26 @@ def _allocate(settings: MixSettings, tables, rows: Counter, dedup_drops: Counter
             dataset = tables[file][0]
             by_task[task][dataset][file] = by_task[task][dataset].get(file, 0) + n
             languages_of[task, dataset][language] += n
-    total = settings.total_samples
-    task_counts = largest_remainder(total, settings.shares)
+    sizes_of: dict[str, dict[str, int]] = {}
+    for task, share in settings.shares.items():
+        if not by_task.get(task):
+            present = sorted({t for (_, t, _), n in rows.items() if n > 0})
+            raise MixError(f"task {task!r} has a target share of {share} but no samples in the task tables "
+                           f"(tasks present: {present}); build its sources first")
+        sizes_of[task] = {name: sum(files.values()) for name, files in sorted(by_task[task].items())}
+    counts_of = _counts(settings, sizes_of)
+    total = sum(sum(counts.values()) for counts in counts_of.values())
+    if total == 0:
+        raise MixError("the repeat times give an empty mixture")
     segments: dict[int, list] = defaultdict(list)
     tasks, sources, expected = {}, {}, Counter()
     offset = 0
     for task, share in settings.shares.items():
-        datasets = by_task.get(task, {})
-        if not datasets:
-            present = sorted({t for (_, t, _), n in rows.items() if n > 0})
-            raise MixError(f"task {task!r} has a target share of {share} but no samples in the task tables "
-                           f"(tasks present: {present}); build its sources first")
-        sizes = {name: sum(files.values()) for name, files in sorted(datasets.items())}
-        weights = {name: settings.weights.get(name, 1.0) * (sizes[name] if settings.weight_by_size else 1)
-                   for name in sizes}
-        counts = largest_remainder(task_counts[task], weights)
-        tasks[task] = {"target_share": share / sum(settings.shares.values()), "target_samples": task_counts[task],
-                       "samples": task_counts[task], "achieved_share": task_counts[task] / total}
+        datasets, sizes, counts = by_task[task], sizes_of[task], counts_of[task]
+        samples = sum(counts.values())
+        target = share / sum(settings.shares.values()) if settings.repeat_time is None else samples / total
+        tasks[task] = {"target_share": target, "target_samples": samples, "samples": samples,
+                       "achieved_share": samples / total}
         for name, available in sizes.items():
             full, rest = divmod(counts[name], available)
             files = sorted(datasets[name])
@@ -189,10 +194,12 @@ def _allocate(settings: MixSettings, tables, rows: Counter, dedup_drops: Counter
             entry["samples"] += counts[name]
             entry["unique_samples"] += min(counts[name], available)
             entry["weight"] = settings.weights.get(name, 1.0)
+            if settings.repeat_time is not None:
+                entry["target_repeat_time"] = settings.repeat_time.get(name, 1.0)
             entry["duplicates_removed"] = dedup_drops.get(name, 0)
             for language, n in languages_of[task, name].items():
                 expected[language] += counts[name] * n / available
-    unknown = sorted(set(settings.weights) - set(sources))
+    unknown = sorted((set(settings.weights) | set(settings.repeat_time or {})) - set(sources))
     if unknown:
         raise MixError(f"weights name datasets with no samples for any task of the mixture: {unknown}")
     for entry in sources.values():
@@ -200,6 +207,19 @@ def _allocate(settings: MixSettings, tables, rows: Counter, dedup_drops: Counter
                      repeat_time=entry["samples"] / entry["available"])
     assert offset == total, (offset, total)
     return dict(segments), tasks, dict(sorted(sources.items())), expected
+
+
+def _counts(settings: MixSettings, sizes_of: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Samples per task and dataset: by repeat time, or the task's share split by weight."""
+    if settings.repeat_time is not None:
+        return {task: repeat_counts(sizes, settings.repeat_time) for task, sizes in sizes_of.items()}
+    task_counts = largest_remainder(settings.total_samples, settings.shares)
+    counts_of = {}
+    for task, sizes in sizes_of.items():
+        weights = {name: settings.weights.get(name, 1.0) * (sizes[name] if settings.weight_by_size else 1)
+                   for name in sizes}
+        counts_of[task] = largest_remainder(task_counts[task], weights)
+    return counts_of
 
 
 def _plan_hash(storage: Storage, settings: MixSettings, block: int, tables, salt: str) -> str:
