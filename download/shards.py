@@ -26,13 +26,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipelines._imports import require
 from download import retry
 from download.context import SHARD_DIGITS, DownloadContext, raw_folder, shard_name
 from download.fetch import FetchPolicy
 from download.guards import GuardedResizer, bounded_download, classify_error
 from download.settings import Download
 from download.url_lists import read_rows
+from pipelines._imports import require
 from pipelines.layout.raw import finished_shard_ids
 from pipelines.stage import Counters, Stage, Unit
 from pipelines.storage import Storage

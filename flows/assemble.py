@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import Config, Language, Source
+from pipelines.errors import UnitsFailed
 from pipelines.storage import Storage
 from tasks.kinds import kind_of
 
@@ -145,15 +146,13 @@ def translate_stage(config: Config) -> dict[str, Any]:
     if config.demo is not None:
         _prepare_demo_translation(config, storage, chosen)
     reports = run_translation(config, config.translation.stage, sources=[s.name for s in chosen])
-    failed = {f"{s}/{t}": r.failed for s, by in reports.items() for t, r in by.items() if r.failed}
+    failed = {f"{s}/{t}/{part}": error for s, by in reports.items() for t, r in by.items()
+              for part, error in r.failed.items()}
     if failed:
-        message = f"translation parts failed (rerun to resume; finished parts are kept): {failed}"
-        errors = [error for by_part in failed.values() for error in by_part.values()]
-        if any(error.startswith(_TRANSIENT_PART_ERRORS) for error in errors):
-            from translate.client import ServerUnavailable
-
-            raise ServerUnavailable(message)  # servers that went away: the flow retries the stage
-        raise RuntimeError(message)
+        # Transient when every failed part's error was (servers that went away): the flow retries the stage.
+        transient = all(part in r.transient for by in reports.values() for r in by.values() for part in r.failed)
+        raise UnitsFailed(f"translation parts failed (rerun to resume; finished parts are kept): {failed}",
+                          failed, transient)
     return {source: {target: report.stats.to_json() for target, report in by_target.items()}
             for source, by_target in reports.items()}
 
@@ -164,12 +163,6 @@ def translate_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
 
     return {f"{source}/{target}": PartStats.from_json(stats).flagged
             for source, by_target in summary.items() for target, stats in by_target.items()}
-
-
-# How a part's error begins when a server, not the data, was the trouble (a retry may succeed).
-_TRANSIENT_PART_ERRORS = ("ServerUnavailable", "ServerStartError", "ClientError", "ClientConnectorError",
-                          "ServerDisconnectedError", "ConnectionError", "ConnectionResetError", "TimeoutError",
-                          "WorkerCrashedError", "RayActorError", "NodeDiedError")
 
 
 def _prepare_demo_translation(config: Config, storage: Storage, sources: list[Source]) -> None:
@@ -254,6 +247,9 @@ def shard_directory(config: Config) -> str:
 def mix_settings(config: Config):
     from shards.mix import MixSettings
 
+    if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, counts from repeat times
+        return MixSettings(shares={task: 1.0 for task in config.tasks}, repeat_time=config.mixture.repeat_time,
+                           seed=config.seed, dedup=config.mixture.dedup)
     weights = {source.name: source.weight for source in config.sources if source.weight != 1.0}
     return MixSettings(
         shares={task: spec.share for task, spec in config.tasks.items() if spec.share > 0},

@@ -22,14 +22,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from download.settings import Download
 from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskSettings
 from pipelines._model import ConfigModel
-from download.settings import Download
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
-from tasks.kinds import kind_names, kind_of
 from shards.write import ShardSettings
+from tasks.kinds import kind_names, kind_of
 from trainer.settings import Preset, Recipe, TrainSettings
 from translate.settings import TranslateSettings
 
@@ -53,12 +53,15 @@ __all__ = ["Columns", "Config", "ConfigError", "Language", "OcrSource", "Source"
 
 
 class TaskSpec(ConfigModel):
-    share: float = Field(description="target fraction of the mixture's samples (0..1)")
+    share: float | None = Field(
+        None, description="target fraction of the mixture's samples (0..1); left out when the mixture is "
+        "weighted by mixture.repeat_time"
+    )
 
     @field_validator("share")
     @classmethod
-    def _share_range(cls, value: float) -> float:
-        if not math.isfinite(value) or not 0 <= value <= 1:
+    def _share_range(cls, value: float | None) -> float | None:
+        if value is not None and (not math.isfinite(value) or not 0 <= value <= 1):
             raise ValueError("must be a fraction between 0 and 1")
         return value
 
@@ -87,6 +90,11 @@ class Mixture(ConfigModel):
         "image_task_language", description="exact duplicates: same image bytes (and task, language)"
     )
     weight_by_size: bool = Field(False, description="weigh datasets within a task by their size too")
+    repeat_time: dict[str, float] | None = Field(
+        None,
+        description="source -> InternVL repeat_time (0.5 keeps half its samples, 3 takes each three times; "
+        "unlisted sources: 1). Given, it weights the mixture instead of task shares and total_samples",
+    )
 
 
 class Shards(ShardSettings):
@@ -151,10 +159,8 @@ class Config(ConfigModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        total = sum(spec.share for spec in self.tasks.values())
-        if abs(total - 1.0) > 1e-3:
-            raise ValueError(f"task shares must add up to 1, they add up to {total:.4f}")
         names = [source.name for source in self.sources]
+        self._check_weighting(names)
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"source names must be unique; repeated: {duplicated}")
@@ -180,10 +186,31 @@ class Config(ConfigModel):
             if code not in self.languages:
                 raise ValueError(f"translation.targets: {code!r} is not in `languages` {sorted(self.languages)}")
         fed = {source.task for source in self.sources}
-        empty = [task for task, spec in self.tasks.items() if spec.share > 0 and task not in fed]
+        empty = [task for task, spec in self.tasks.items() if (spec.share is None or spec.share > 0) and task not in fed]
         if empty:
             raise ValueError(f"tasks {empty} have a share but no source")
         return self
+
+    def _check_weighting(self, names: list[str]) -> None:
+        """Task shares adding up to 1, or per-source repeat times (then no shares, no weights)."""
+        repeat_time = self.mixture.repeat_time
+        if repeat_time is None:
+            missing = sorted(task for task, spec in self.tasks.items() if spec.share is None)
+            if missing:
+                raise ValueError(f"tasks {missing} need a share (or weight the mixture by mixture.repeat_time)")
+            total = sum(spec.share for spec in self.tasks.values())
+            if abs(total - 1.0) > 1e-3:
+                raise ValueError(f"task shares must add up to 1, they add up to {total:.4f}")
+            return
+        problems = [f"mixture.repeat_time.{name}: no source of that name" for name in repeat_time if name not in names]
+        problems += [f"mixture.repeat_time.{name}: got {value}, expected a finite number >= 0"
+                     for name, value in repeat_time.items() if not math.isfinite(value) or value < 0]
+        problems += [f"tasks.{task}.share: shares do not apply with mixture.repeat_time"
+                     for task, spec in self.tasks.items() if spec.share is not None]
+        problems += [f"sources ({source.name}).weight: weights do not apply with mixture.repeat_time"
+                     for source in self.sources if source.weight != 1.0]
+        if problems:
+            raise ValueError("\n  - ".join(problems))
 
     def source(self, name: str) -> Source:
         for source in self.sources:
@@ -224,11 +251,19 @@ class Config(ConfigModel):
         return {purpose: {code: self.prompt_pool(purpose, code) for code in self.languages} for purpose in purposes}
 
     def task_shares(self) -> dict[str, float]:
-        return {task: spec.share for task, spec in self.tasks.items()}
+        return {task: spec.share for task, spec in self.tasks.items() if spec.share is not None}
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of the whole config: the manifest's config hash."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of the config, its location fields left out (the storage root and
+        options, the Ray address, the shard and demo folders, the train paths, where sources' files are):
+        the manifest's config hash, the same for a run moved to another root."""
+        data = self.model_dump(mode="json", exclude={"storage": True, "ray": True, "paths": True,
+                                                     "shards": {"directory"}, "demo": {"directory"},
+                                                     "train": {"out", "shards"}})
+        for source in data["sources"]:
+            for name in ("locations", "image_root", "obtain"):
+                source.pop(name, None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

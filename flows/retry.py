@@ -1,9 +1,8 @@
-"""Which stage failures are worth another attempt: transient ones only.
+"""Which stage failures the flow tries again: the foundation's one rule, as Prefect's retry condition.
 
-A configuration or data error (``ValueError`` and its kin such as ``ConfigError`` and pydantic's
-``ValidationError``, ``KeyError``, ``TypeError``, a missing input file, a missing dependency) fails
-the same way every time: its task fails at once, with the message. A network error, a timeout, a
-server or Ray worker that went away may not recur: those are retried. Anything else is not.
+What is transient is decided in one place, :func:`pipelines.errors.is_transient`, which the executor
+also applies to every unit: a configuration or data error fails its task at once, with the message;
+a network error, a timeout, a server or Ray worker that went away is retried.
 
 :func:`transient` is the flow's tasks' Prefect ``retry_condition_fn``.
 """
@@ -13,49 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pipelines.errors import is_transient
+
 log = logging.getLogger(__name__)
 
-# Deterministic whatever their base class says (FileNotFoundError is an OSError, but a missing
-# input does not appear by trying again).
-DETERMINISTIC: tuple[type[BaseException], ...] = (
-    ValueError, LookupError, TypeError, AttributeError, AssertionError, NotImplementedError, ImportError,
-    FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError,
-)
-# Transient by type; OSError covers ConnectionError and TimeoutError (its subclasses).
-TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError, EOFError)
-# Transient types of libraries the stages use, by qualified name (nothing is imported to check them).
-TRANSIENT_NAMES = frozenset({
-    "translate.client.ServerUnavailable",  # the vLLM servers stayed unreachable past the client's retries
-    "translate.launch.ServerStartError",  # a vLLM server exited or did not come up in time
-    "aiohttp.client_exceptions.ClientError",
-    "httpx.TransportError",
-    "ray.exceptions.RayActorError",
-    "ray.exceptions.ActorUnavailableError",
-    "ray.exceptions.WorkerCrashedError",
-    "ray.exceptions.NodeDiedError",
-    "ray.exceptions.ObjectLostError",
-    "ray.exceptions.OwnerDiedError",
-    "ray.exceptions.RaySystemError",
-    "ray.exceptions.GetTimeoutError",
-    "ray.exceptions.OutOfMemoryError",
-    "ray.exceptions.ObjectStoreFullError",
-})
-
-
-def _names(error: BaseException) -> set[str]:
-    return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(error).__mro__}
-
-
-def is_transient(error: BaseException) -> bool:
-    """True when trying again may succeed. Ray's wrapped task errors count as their cause."""
-    if isinstance(error, DETERMINISTIC):
-        return False
-    if isinstance(error, TRANSIENT) or _names(error) & TRANSIENT_NAMES:
-        return True
-    cause = error.__cause__ or getattr(error, "cause", None)
-    if isinstance(cause, BaseException) and cause is not error:
-        return is_transient(cause)
-    return False
+__all__ = ["is_transient", "transient"]
 
 
 def transient(task: Any, task_run: Any, state: Any) -> bool:

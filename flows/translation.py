@@ -22,8 +22,8 @@ from pipelines.storage import Storage
 from translate.client import ChatClient
 from translate.launch import launched_servers
 from translate.settings import TranslateSettings
-from translate.translator import TargetReport, Translator, summarise
 from translate.table import TRANSLATE_DIR
+from translate.translator import TargetReport, Translator, summarise
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,8 @@ def _reports(storage, plan, report) -> dict[str, dict[str, TargetReport]]:
                 merged.parts_skipped = counters.tallies.get("parts_skipped", {}).get(target, 0)
                 merged.failed = {key.split(":", 1)[1]: error for key, error in counters.failed.items()
                                  if key.split(":", 1)[0] == target}
+                merged.transient = {key.split(":", 1)[1] for key in counters.transient
+                                    if key.split(":", 1)[0] == target}
             # Parts the executor skipped were finished for every target before this run.
             merged.parts_skipped += len(parts) - merged.parts_written - merged.parts_skipped - len(merged.failed)
             merged.stats = summarise(storage, name, target)  # over every finished part, whichever task wrote it

@@ -19,6 +19,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from pipelines._imports import require
+from pipelines.errors import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +128,15 @@ def _ray_up():
 def _unit_error(ray, err: BaseException) -> BaseException:
     """The unit's own error, as raised on the worker, from Ray's wrapper of it."""
     if isinstance(err, ray.exceptions.RayTaskError):
-        return err.cause if isinstance(err.cause, BaseException) else err.as_instanceof_cause()
-    return err
+        err = err.cause if isinstance(err.cause, BaseException) else err.as_instanceof_cause()
+    return err.error if isinstance(err, _TryAgain) else err
 
 
-def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple = (ConnectionError, TimeoutError),
-              shared: tuple = (), max_in_flight: int | None = None):
+def run_tasks(function, calls: list[tuple], num_cpus: float = 1, shared: tuple = (),
+              max_in_flight: int | None = None):
     """``function(*shared, *args)`` for each ``args`` of ``calls``, yielded as each finishes: Ray tasks
-    when Ray is up (``ensure_ray``), else in this process in order. Transient errors (``retry_on``)
-    are retried by Ray; any other error is deterministic and fails at once.
+    when Ray is up (``ensure_ray``), else in this process in order. Transient errors
+    (:func:`pipelines.errors.is_transient`) are retried by Ray; any other fails at once.
 
     ``shared`` arguments go to the object store once, not with every task (a stage and its context
     are the same for all its units). ``max_in_flight`` caps the tasks submitted at once (a rate
@@ -144,9 +145,9 @@ def run_tasks(function, calls: list[tuple], num_cpus: float = 1, retry_on: tuple
     ray = _ray_up() if calls else None
     if ray is None:
         for args in calls:
-            yield _retried(function, (*shared, *args), retry_on)
+            yield _retried(function, (*shared, *args))
         return
-    remote = ray.remote(num_cpus=num_cpus, max_retries=2, retry_exceptions=list(retry_on))(function)
+    remote = ray.remote(num_cpus=num_cpus, max_retries=_RETRIES, retry_exceptions=[_TryAgain])(_marking(function))
     refs = [ray.put(value) for value in shared]
     waiting = iter(calls)
     limit = max_in_flight or len(calls)
@@ -199,26 +200,47 @@ def warn_if_short_of_gpus(ray, name: str, num_gpus: float) -> None:
 _RETRIES = 2  # a call that failed transiently, or lost its actor, runs at most this many more times
 
 
-def _retried(function, args: tuple, retry_on: tuple):
+class _TryAgain(Exception):
+    """Carries a transient error out of a Ray task, so that Ray (which retries by type) retries it."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(error)
+        self.error = error
+
+
+def _marking(function):
+    """``function`` whose transient errors leave it as :class:`_TryAgain` (unwrapped by :func:`_unit_error`)."""
+    def call(*args):
+        try:
+            return function(*args)
+        except Exception as err:
+            if is_transient(err):
+                raise _TryAgain(err) from err
+            raise
+
+    call.__name__ = call.__qualname__ = getattr(function, "__name__", "call")
+    return call
+
+
+def _retried(function, args: tuple):
     """``function(*args)`` in this process, run again after a transient error, as Ray would."""
     for attempt in range(_RETRIES + 1):
         try:
             return function(*args)
-        except retry_on as err:
-            if attempt == _RETRIES:
+        except Exception as err:
+            if attempt == _RETRIES or not is_transient(err):
                 raise
             log.warning("a call failed transiently (%s: %s); running it again (retry %d of %d)",
                         type(err).__name__, err, attempt + 1, _RETRIES)
 
 
 def run_on_actors(setup, setup_args: tuple, function, calls: list[tuple], *, size: int = 1,
-                  num_cpus: float = 1, num_gpus: float = 0,
-                  retry_on: tuple = (ConnectionError, TimeoutError), name: str = "stage"):
+                  num_cpus: float = 1, num_gpus: float = 0, name: str = "stage"):
     """``function(state, *args)`` for each ``args`` of ``calls``, yielded as each finishes, on a pool of
     ``size`` Ray actors (``num_cpus``/``num_gpus`` each) that each build ``state = setup(*setup_args)``
     once and take one call at a time; in this process, with one ``state``, when Ray is not up.
 
-    A call that fails with a transient error (``retry_on``) runs again, on the first free actor; a call
+    A call that fails with a transient error (:func:`pipelines.errors.is_transient`) runs again, on the first free actor; a call
     whose actor went away (its process or node died) runs again on a new actor that replaces it; each
     at most twice more. Any other error is deterministic and fails at once. The pool is killed when
     the caller stops iterating, however it stops."""
@@ -227,7 +249,7 @@ def run_on_actors(setup, setup_args: tuple, function, calls: list[tuple], *, siz
         if calls:
             state = setup(*setup_args)
             for args in calls:
-                yield _retried(function, (state, *args), retry_on)
+                yield _retried(function, (state, *args))
         return
     warn_if_short_of_gpus(ray, name, num_gpus)
     member = ray.remote(_PoolActor).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)
@@ -263,7 +285,7 @@ def run_on_actors(setup, setup_args: tuple, function, calls: list[tuple], *, siz
             except ray.exceptions.RayTaskError as err:
                 idle.append(actor)
                 error = _unit_error(ray, err)
-                if not isinstance(error, retry_on):
+                if not is_transient(error):
                     raise error from error.__cause__  # its own cause, if any; not Ray's wrapper of it
                 again(index, error, "failed transiently")
                 continue

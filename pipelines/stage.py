@@ -52,6 +52,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pipelines.errors import describe, is_transient
 from pipelines.progress import Progress
 from pipelines.runtime import run_on_actors, run_tasks
 from pipelines.storage import Storage
@@ -86,8 +87,16 @@ class Counters:
     drops: Counter = field(default_factory=Counter)
     # Further named counts a stage keeps, e.g. {"nodes": {ray node id: images}}; summed like drops.
     tallies: dict[str, Counter] = field(default_factory=dict)
-    # Pieces a unit gave up on without failing the stage (a part whose server went away): name -> error.
+    # Pieces a unit gave up on without failing the stage (a part whose server went away): name -> error,
+    # and which of those failures were transient (a rerun, which redoes only them, may succeed).
     failed: dict[str, str] = field(default_factory=dict)
+    transient: set[str] = field(default_factory=set)
+
+    def fail(self, piece: str, error: BaseException) -> None:
+        """Record that ``piece`` was given up on because of ``error``, and whether that was transient."""
+        self.failed[piece] = describe(error)
+        if is_transient(error):
+            self.transient.add(piece)
 
     def add(self, other: Counters) -> None:
         self.samples += other.samples
@@ -95,6 +104,7 @@ class Counters:
         for name, counts in other.tallies.items():
             self.tallies.setdefault(name, Counter()).update(counts)
         self.failed.update(other.failed)
+        self.transient.update(other.transient)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"samples": self.samples, "drops": dict(sorted(self.drops.items()))}
@@ -119,7 +129,8 @@ class StageReport:
 
 
 class Stage:
-    """The contract (see the module docstring). ``retry_on``: the exception types that are transient.
+    """The contract (see the module docstring). What is transient is one rule for every stage
+    (:func:`pipelines.errors.is_transient`): a unit's own "try again" errors subclass ``TransientError``.
 
     ``label`` (a source name) and ``unit_kind`` (``shards``) only make the progress lines read better.
     ``max_in_flight`` caps the units running at once (None: as many as the cluster's CPUs allow),
@@ -129,8 +140,6 @@ class Stage:
     name: ClassVar[str]
     num_cpus: ClassVar[float] = 1
     max_in_flight: int | None = None
-    # Network trouble, a store that timed out: transient. A missing or unreadable file is not.
-    retry_on: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
     actors: ClassVar[bool] = False  # True: units run on a pool of actors that hold a model (ActorStage)
     unit_kind: ClassVar[str] = "units"
     label: str | None = None
@@ -206,14 +215,14 @@ def _run_with(model: Any, stage: ActorStage, unit: Unit, ctx) -> tuple[str, Coun
 
 def _results(stage: Stage, todo: list[Unit], ctx):
     if not stage.actors:
-        return run_tasks(_run, [(unit,) for unit in todo], num_cpus=stage.num_cpus, retry_on=stage.retry_on,
+        return run_tasks(_run, [(unit,) for unit in todo], num_cpus=stage.num_cpus,
                          shared=(stage, ctx), max_in_flight=stage.max_in_flight)
     if not isinstance(stage, ActorStage):
         raise TypeError(f"stage {stage.name!r} sets actors = True but is not an ActorStage (no setup, pool)")
     pool = stage.pool(ctx)
     return run_on_actors(_setup, (stage, ctx), _run_with, [(stage, unit, ctx) for unit in todo],
                          size=pool.size, num_cpus=pool.num_cpus, num_gpus=pool.num_gpus,
-                         retry_on=stage.retry_on, name=" ".join(filter(None, [stage.name, stage.label])))
+                         name=" ".join(filter(None, [stage.name, stage.label])))
 
 
 def execute(stage: Stage, ctx) -> StageReport:

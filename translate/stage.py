@@ -27,8 +27,8 @@ from pipelines.languages import Language
 from pipelines.stage import ActorStage, Counters, Pool, Stage, StageContext, Unit
 from translate.client import ChatClient
 from translate.settings import TranslateSettings
-from translate.translator import Translator
 from translate.table import output_path, part_name
+from translate.translator import Translator
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,14 @@ class _Parts(Stage):
         try:
             reports = asyncio.run(_translate_part(ctx, client, unit.group, path, list(targets)))
         except Exception as err:  # an unreadable part: reported as this part's failure, the others go on
-            lines = str(err).strip().splitlines()
-            message = f"{type(err).__name__}: {lines[-1] if lines else ''}"
-            counters.failed.update({f"{target}:{unit.name}": message for target in targets})
+            for target in targets:
+                counters.fail(f"{target}:{unit.name}", err)
             return counters
         for target, report in reports.items():
             counters.tallies["parts_written"][target] += report.parts_written
             counters.tallies["parts_skipped"][target] += report.parts_skipped
             counters.failed.update({f"{target}:{part}": error for part, error in report.failed.items()})
+            counters.transient.update(f"{target}:{part}" for part in report.transient)
         return counters
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from pipelines.errors import is_transient
 from pipelines.languages import Language
 from pipelines.progress import Progress
 from pipelines.storage import Storage
@@ -84,6 +85,7 @@ class TargetReport:
     parts_written: int = 0
     parts_skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # part -> error
+    transient: set[str] = field(default_factory=set)  # the failed parts whose error was transient
     stats: PartStats = field(default_factory=PartStats)
 
 
@@ -161,6 +163,8 @@ class Translator:
                         raise outcome
                     log.error("%s/%s part %s failed: %s", source, target, part, outcome)
                     reports[target].failed[part] = f"{type(outcome).__name__}: {outcome}"
+                    if is_transient(outcome):
+                        reports[target].transient.add(part)
                     progress.advance(failed=1)
                 else:
                     reports[target].parts_written += 1

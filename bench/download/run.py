@@ -144,8 +144,8 @@ def run_img2dataset(url_list: Path, out: Path, args) -> tuple[int, float]:
 
 
 def run_vlmix(url_list: Path, root: Path, args) -> tuple[int, float, dict]:
-    from flows.config import validate_config
     from download import download_source
+    from flows.config import validate_config
     from pipelines.storage import Storage
 
     config = validate_config({

@@ -180,9 +180,9 @@ def main() -> None:
     from pipelines.storage import Storage
     from translate.engine import OfflineEngine as StageEngine
     from translate.launch import VllmProcess
-    from translate.stage import TranslateContext, TranslationActors
     from translate.prompt import build_messages
     from translate.settings import TranslateSettings, VllmServers
+    from translate.stage import TranslateContext, TranslationActors
     from translate.tiny_model import build_tiny_model
     from translate.validate import Validator
 

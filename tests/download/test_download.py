@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from download import sample_id
 from flows.assemble import download_all
 from flows.config import load_config
 from flows.demo import DemoServer, write_url_lists
-from download import sample_id
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -196,3 +196,53 @@ def test_a_short_of_gpus_cluster_is_said_so(local_ray, caplog):
 def test_pool_settings_are_checked():
     with pytest.raises(ValueError, match="size must be >= 1"):
         Pool(size=0)
+
+
+class Store(Stage):
+    """Ray-task units under the one transient rule: ``flaky`` raises a stage's own ``TransientError`` on its
+    first attempt, ``missing`` a ``FileNotFoundError`` (an ``OSError``, yet deterministic) every time."""
+
+    name = "store"
+
+    def __init__(self, names: list[str]):
+        self.names = names
+
+    def units(self, ctx):
+        yield from (Unit(name) for name in self.names)
+
+    def done(self, unit, ctx):
+        return False
+
+    def run_unit(self, unit, ctx):
+        from pipelines.errors import TransientError
+
+        attempts = Path(ctx.out) / f"{unit.name}.attempts"
+        with attempts.open("a") as f:
+            f.write("x")
+        if unit.name == "missing":
+            raise FileNotFoundError("shard 00003.tar is not there")
+        if unit.name == "flaky" and len(attempts.read_text()) == 1:
+            raise type("StoreHungUp", (TransientError,), {})("the object store hung up")
+        return Counters(samples=1)
+
+
+def test_ray_task_units_follow_the_one_transient_rule_and_raise_their_own_error(ray_workers, tmp_path):
+    report = execute(Store(["flaky"]), Ctx(str(tmp_path)))
+    assert report.counters.samples == 1 and (tmp_path / "flaky.attempts").read_text() == "xx"
+
+    with pytest.raises(FileNotFoundError, match="00003.tar") as failure:
+        execute(Store(["missing"]), Ctx(str(tmp_path)))
+    assert "stage 'store': unit 'missing' failed" in failure.value.__notes__
+    assert (tmp_path / "missing.attempts").read_text() == "x", "a deterministic OSError is not retried"
+
+
+def test_units_failed_says_itself_whether_a_rerun_may_succeed():
+    import pickle
+
+    from pipelines.errors import UnitsFailed, is_transient
+
+    gone = UnitsFailed("parts failed", {"coyo/zh/00001": "ServerUnavailable: gone"}, transient=True)
+    broken = UnitsFailed("parts failed", {"coyo/zh/00002": "ValueError: bad row"}, transient=False)
+    assert is_transient(gone) and not is_transient(broken)
+    again = pickle.loads(pickle.dumps(gone))  # as Ray and Prefect carry it
+    assert again.failed == gone.failed and is_transient(again)

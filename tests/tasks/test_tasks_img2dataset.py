@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from flows.config import Source
-from tasks import TaskSettings, build_task_samples
 from shards import ShardSettings, mix_and_write, verify
 from shards.mix import MixSettings
 from shards.reader import iter_samples
+from tasks import TaskSettings, build_task_samples
 
 _DOWNLOAD = """
 import sys

@@ -216,6 +216,7 @@ def test_an_unreachable_server_fails_cleanly_and_a_rerun_finishes(tmp_path, vllm
 
     failed = run_translation(config, SETTINGS)["coyo"]["zh"]
     assert sorted(failed.failed) == ["00000", "00001"] and "ServerUnavailable" in failed.failed["00000"]
+    assert failed.transient == set(failed.failed)  # a server that went away: the flow's retry may succeed
     assert outputs(storage, "zh") == {}  # nothing half-written
 
     done = run_translation(config, SETTINGS, endpoints=[vllm_url])["coyo"]["zh"]
