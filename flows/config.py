@@ -241,7 +241,7 @@ class Config(ConfigModel):
         """Every registry language's instruction pools, as the task builder's `prompts` setting."""
         from tasks.prompts import PROMPTS
 
-        return self._pools(PROMPTS)
+        return self._pools((*PROMPTS, "transcribe", "grounded"))  # OCR pools too: published scene-text sets
 
     def ocr_prompts(self) -> dict[str, dict[str, list[str]]]:
         """Every registry language's OCR instruction pools (transcribe, grounded), for OcrTaskSettings."""

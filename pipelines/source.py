@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -103,6 +104,11 @@ class Source(ConfigModel):
     keep_original: bool = Field(True, description="also put the untranslated samples into the mixture")
     ocr: OcrSource | None = None
     obtain: str | None = Field(None, description="where a user gets the files named in `locations`")
+    preset: str | None = Field(None, description="published kind: the dataset's reading, by name (tasks.published)")
+    format: dict[str, Any] = Field(
+        default_factory=dict, description="published kind: reader, field paths and conversation settings, "
+        "over the preset's (checked by the kind; tasks.published.mapping.Format)",
+    )
 
     @field_validator("name")
     @classmethod

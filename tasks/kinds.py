@@ -17,6 +17,8 @@ kind                    what it reads                                       task
 ``internvl_jsonl``      InternVL JSONL (conversations; one, several or no   any
                         images) + an image folder
 ``webdataset``          WebDataset tars of images + InternVL ``json``       any
+``published``           a dataset as its publisher ships it, read through   any
+                        a preset (``tasks.published``)
 ======================  ==================================================  =====================
 """
 
@@ -120,4 +122,5 @@ def kind_names() -> list[str]:
 
 
 def _load_builtin_kinds() -> None:
+    import tasks.published.kind  # noqa: F401 - registers the published kind
     import tasks.sources  # noqa: F401 - registers the built-in kinds
