@@ -15,7 +15,7 @@ from download import retry
 from download.context import STATS_FILE
 from download.guards import classify_error
 from download.retry import ORIGIN_KEY
-from pipelines.layout.raw import RAW_DIR
+from pipelines.layout.raw import RAW_DIR, complete_shards
 from pipelines.storage import Storage
 
 
@@ -82,8 +82,24 @@ def downloaded_stats(storage: Storage) -> list[DownloadStats]:
 
 
 def download_drops(storage: Storage) -> dict[str, dict[str, dict[str, int]]] | None:
-    """:meth:`DownloadStats.drops` per downloaded source, for the manifest; None when none was downloaded."""
-    return {stats.source: stats.drops() for stats in downloaded_stats(storage)} or None
+    """The download stage's drops, for the manifest: per source in the root's raw folder, its rows by
+    outcome (:meth:`DownloadStats.drops`); for raw shards that img2dataset wrote outside vlmix (no
+    counters of ours), what img2dataset failed to fetch, by reason. None when nothing was downloaded."""
+    counted = {stats.source: stats.drops() for stats in downloaded_stats(storage)}
+    for folder in storage.glob(storage.path(RAW_DIR, "*")):
+        source = folder.rstrip("/").split("/")[-1]
+        if source not in counted and storage.fs.isdir(folder):
+            counted[source] = {"filtered": {}, "failed": _img2dataset_failures(storage, source)}
+    return dict(sorted(counted.items())) or None
+
+
+def _img2dataset_failures(storage: Storage, source: str) -> dict[str, int]:
+    """img2dataset's own failure counts (``status_dict``) summed over the source's complete shards."""
+    failed: Counter[str] = Counter()
+    for shard in complete_shards(storage, source):
+        stats = storage.read_json(storage.path(RAW_DIR, source, f"{shard}_stats.json"))
+        failed.update({reason: int(n) for reason, n in (stats.get("status_dict") or {}).items() if reason != "success"})
+    return dict(sorted(failed.items()))
 
 
 def count_outcomes(storage: Storage, out: str, stats: DownloadStats) -> None:

@@ -258,22 +258,9 @@ def mix_settings(config: Config):
     )
 
 
-def _stage_drops(storage: Storage) -> dict[str, dict]:
-    """What the registered stages dropped, for the manifest: each entry's ``drops`` of the root and its marker's summary."""
-    from flows.registry import REGISTRY
-    from flows.stages import read_summary
-
-    drops: dict[str, dict] = {}
-    for stage in REGISTRY:
-        if stage.drops is not None:
-            counted = stage.drops(storage, read_summary(storage, stage.name))
-            if counted is not None:
-                drops[stage.name] = counted
-    return drops
-
-
 def mix_stage(config: Config) -> dict[str, Any]:
     """Draw the mixture, write the shards and manifest, verify them; return the manifest's summary."""
+    from flows.registry import stage_drops
     from pipelines.runtime import ensure_ray
     from shards import ShardSettings, mix_and_write, verify
     from shards.location import options_for
@@ -284,7 +271,7 @@ def mix_stage(config: Config) -> dict[str, Any]:
     out = Storage(directory, options_for(directory, storage))  # the root's S3 settings, if on S3 too
     shard_settings = ShardSettings(**config.shards.model_dump(exclude={"directory"}))
     manifest = mix_and_write(storage, out, mix_settings(config), shard_settings,
-                             config_hash=config.fingerprint(), stage_drops=_stage_drops(storage))
+                             config_hash=config.fingerprint(), stage_drops=stage_drops(storage))
     checked = verify(out)
     if checked.problems:
         raise RuntimeError(f"the shards in {directory} fail verification:\n" + "\n".join(checked.problems))

@@ -133,6 +133,20 @@ REGISTRY: tuple[Stage, ...] = (
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in REGISTRY)
+
+
+def stage_drops(storage: Storage) -> dict[str, Drops]:
+    """What the stages dropped, for the manifest's ``drops``: each entry's ``drops`` of the root and its
+    marker's summary, one key per stage, each filled once, by its stage."""
+    from flows.stages import read_summary
+
+    drops: dict[str, Drops] = {}
+    for stage in REGISTRY:
+        if stage.drops is not None:
+            counted = stage.drops(storage, read_summary(storage, stage.name))
+            if counted is not None:
+                drops[stage.name] = counted
+    return drops
 BY_NAME: dict[str, Stage] = {stage.name: stage for stage in REGISTRY}
 
 

@@ -39,7 +39,7 @@ import pyarrow.dataset as pads
 from pydantic import Field
 
 from pipelines._model import ConfigModel
-from pipelines.layout.raw import RAW_DIR, download_drops, resolve_uri
+from pipelines.layout.raw import resolve_uri
 from pipelines.stage import Counters, Stage, Unit, execute
 from pipelines.storage import Storage
 from shards.location import open_directory, options_for
@@ -236,7 +236,7 @@ def _manifest(storage, plan: MixPlan, mix, infos, config_hash, settings_hash, st
         "sources": plan.sources,
         "languages": plan.languages,
         "shards": [{"name": i.name, "samples": i.samples, "bytes": i.bytes, "sha256": i.sha256} for i in infos],
-        "drops": {"download": _all_download_drops(storage), **plan.drops, **(stage_drops or {})},
+        "drops": {**plan.drops, **(stage_drops or {})},  # the other stages' drops, each reported once by its stage
     }
 
 
@@ -298,10 +298,3 @@ class _ImageFiles:
             handle.close()
         self.handles.clear()
 
-
-def _all_download_drops(storage: Storage) -> dict[str, dict[str, int]]:
-    sources = storage.glob(storage.path(RAW_DIR, "*"))
-    return {
-        path.rstrip("/").split("/")[-1]: download_drops(storage, path.rstrip("/").split("/")[-1])
-        for path in sources
-    }

@@ -50,17 +50,6 @@ def complete_shards(storage: Storage, source: str) -> list[str]:
     return [i for i in finished_shard_ids(storage, folder) if storage.exists(posixpath.join(folder, f"{i}.tar"))]
 
 
-def download_drops(storage: Storage, source: str) -> dict[str, int]:
-    """What img2dataset failed to fetch, by reason, summed over the source's complete shards."""
-    drops: Counter[str] = Counter()
-    for shard in complete_shards(storage, source):
-        stats = storage.read_json(storage.path(RAW_DIR, source, f"{shard}_stats.json"))
-        for reason, count in (stats.get("status_dict") or {}).items():
-            if reason != "success":
-                drops[reason] += int(count)
-    return dict(drops)
-
-
 def relative_uri(storage: Storage, path: str) -> str:
     """``path`` relative to the storage root, so task tables survive moving the root."""
     prefix = storage.root + "/"

@@ -71,7 +71,7 @@ def _task_table(storage: Storage, root: Path) -> None:
 
 
 def test_the_manifest_counts_the_download_ocr_and_translation_drops(tmp_path):
-    from flows.assemble import _stage_drops
+    from flows.registry import stage_drops
     from shards import ShardSettings, mix_and_write
     from shards.mix import MixSettings
     from translate.translator import PartStats
@@ -81,16 +81,16 @@ def test_the_manifest_counts_the_download_ocr_and_translation_drops(tmp_path):
                               "sources": [{"name": "laion_en", "kind": "url_list", "task": "captioning",
                                            "language": "en", "locations": ["urls.parquet"]}]})
     storage = Storage(config.storage.root, config.storage.options)
-    assert _stage_drops(storage) == {}  # nothing ran: the manifest's download counts come from the raw shards
+    assert stage_drops(storage) == {}  # nothing ran, nothing dropped
     _downloaded(storage)
     _ran(config, "ocr", OCR)  # as ocr_stage returns it
     _ran(config, "translate", {source: {target: PartStats(**counts).to_json() for target, counts in by_target.items()}
                                for source, by_target in TRANSLATE.items()})  # as translate_stage returns it
-    assert _stage_drops(storage) == EXPECTED
+    assert stage_drops(storage) == EXPECTED
 
     _task_table(storage, root)
     manifest = mix_and_write(storage, tmp_path / "shards", MixSettings(total_samples=6, shares={"captioning": 1.0}),
-                             ShardSettings(), stage_drops=_stage_drops(storage))  # as mix_stage calls it
+                             ShardSettings(), stage_drops=stage_drops(storage))  # as mix_stage calls it
     written = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     for stage, drops in EXPECTED.items():
         assert manifest["drops"][stage] == written["drops"][stage] == drops, stage

@@ -15,9 +15,10 @@ import pytest
 import webdataset
 from PIL import Image
 
+from download.stats import download_drops
 from flows.config import Source
 from pipelines.layout.conversations import ConversationRecord, write_conversation_table
-from pipelines.layout.raw import download_drops, read_image
+from pipelines.layout.raw import read_image
 from pipelines.layout.task_table import ImageRef, read_counters
 from pipelines.storage import Storage
 from tasks import TaskSettings, build_task_samples
@@ -111,7 +112,7 @@ def test_captioning_from_raw_shards(tmp_path):
     assert len({row["conversations"][0]["value"] for row in table}) > 1, "prompts are drawn from the pool"
     drops, inputs = read_counters(pq.read_schema(tmp_path / "tasks" / "laion_en" / "00000.parquet"))
     assert (drops, inputs) == ({"empty_caption": 2}, 10)
-    assert download_drops(storage, "laion_en") == {"failed_to_download": 4}
+    assert download_drops(storage)["laion_en"] == {"filtered": {}, "failed": {"failed_to_download": 4}}
 
     # A rerun skips finished units and builds the shard that was completed since.
     (tmp_path / "raw" / "laion_en" / "00002_stats.json").write_text("{}")

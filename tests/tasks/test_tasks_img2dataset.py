@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from download.stats import download_drops
 from flows.config import Source
+from pipelines.storage import Storage
 from shards import ShardSettings, mix_and_write, verify
 from shards.mix import MixSettings
 from shards.reader import iter_samples
@@ -84,10 +86,11 @@ def test_img2dataset_output_to_verified_shards(tmp_path, image_server):
     )
     assert (result.units_written, result.samples) == (2, 10)
     manifest = mix_and_write(
-        str(root), root / "shards", MixSettings(total_samples=25, shares={"captioning": 1.0}), ShardSettings()
+        str(root), root / "shards", MixSettings(total_samples=25, shares={"captioning": 1.0}), ShardSettings(),
+        stage_drops={"download": download_drops(Storage(str(root)))},  # as the flow passes each stage's drops
     )
     assert verify(root / "shards").ok
-    assert sum(manifest["drops"]["download"]["demo_caps"].values()) == 2  # the two 404s, counted
+    assert sum(manifest["drops"]["download"]["demo_caps"]["failed"].values()) == 2  # the two 404s, counted
     assert manifest["sources"]["demo_caps"]["repeat_time"] == 2.5
     for _key, members in iter_samples(root / "shards" / "mix-000000.tar"):
         record = json.loads(members["json"])
