@@ -43,6 +43,20 @@ class ValidationSettings(ConfigModel):
     )
 
 
+class ConversationSettings(ConfigModel):
+    """How whole conversations (rows of field ``conversations``) are cut into requests and judged."""
+
+    max_piece_chars: int = Field(
+        1500, ge=32, description="characters of prose per request at most (placeholders included); "
+        "longer prose is cut at paragraph, line, sentence, then word boundaries. Keep the prompt "
+        "(about 200 tokens), the piece and its answer (max_tokens) within the model's context",
+    )
+    short_piece_units: int = Field(
+        3, ge=0, description="a piece with fewer letter units (words, CJK characters) may come back "
+        "as it was or in Latin script (a name, a keyword); the whole sample's script is still checked",
+    )
+
+
 class VllmServers(ConfigModel):
     """How vlmix runs vLLM on the Ray cluster when no endpoint is configured: its offline engine in
     the translation actors (the default), or OpenAI-compatible servers the workers call."""
@@ -122,6 +136,7 @@ class TranslateSettings(ConfigModel):
         None, description="where the cache lives; None = <storage root>/translate/_cache (local or s3://)"
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    conversations: ConversationSettings = Field(default_factory=ConversationSettings)
     vllm: VllmServers = Field(default_factory=VllmServers)
 
     @field_validator("max_max_tokens")

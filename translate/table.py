@@ -7,6 +7,9 @@ Input, one file per part, in either shape:
 - *wide*: a ``key`` column and text columns (``text_columns``): a string column gives the field of
   its name, a list-of-strings column ``c`` the fields ``c.0``, ``c.1``, ... (img2dataset's raw
   ``NNNNN.parquet`` is wide: ``key`` + ``caption``; only its ``status == "success"`` rows are read).
+  A ``conversations`` column of ``{from, value}`` turns (the task table's) gives one row per sample,
+  field ``conversations``, its text the turns as JSON: translated whole (translate/conversation.py).
+  Without ``text_columns``, ``caption`` and such a ``conversations`` column are read, where present.
 
 Output: :data:`OUTPUT_SCHEMA`, one row per input text, under
 ``<root>/translate/<source>/<target>/part-<stem>.parquet`` (see translate/README.md).
@@ -14,6 +17,7 @@ Output: :data:`OUTPUT_SCHEMA`, one row per input text, under
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 
@@ -39,6 +43,9 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("prompt_version", pa.string(), nullable=False),
     ]
 )
+
+
+CONVERSATIONS = "conversations"  # the task table's column of {from, value} turns
 
 
 class InputError(ValueError):
@@ -69,7 +76,7 @@ def read_input(storage: Storage, path: str, text_columns: list[str] | None = Non
     if {"key", "field", "text"} <= names and not text_columns:
         keys, fields, texts = (table[c].to_pylist() for c in ("key", "field", "text"))
         return [TextRow(str(k), str(f), t) for k, f, t in zip(keys, fields, texts, strict=True)]
-    columns = text_columns or [c for c in ("caption",) if c in names]
+    columns = text_columns or [c for c in ("caption", CONVERSATIONS) if c in names and _is_text(table, c)]
     missing = [c for c in ["key", *columns] if c not in names]
     if missing or not columns:
         raise InputError(
@@ -83,8 +90,24 @@ def read_input(storage: Storage, path: str, text_columns: list[str] | None = Non
     for index, key in enumerate(data["key"]):
         for column in columns:
             value = data[column][index]
-            if isinstance(value, list):
+            if column == CONVERSATIONS and _is_conversation(table.schema.field(column).type):
+                turns = None if value is None else [{"from": t["from"], "value": t["value"]} for t in value]
+                rows.append(TextRow(str(key), column, None if turns is None else json.dumps(turns, ensure_ascii=False)))
+            elif isinstance(value, list):
                 rows.extend(TextRow(str(key), f"{column}.{i}", item) for i, item in enumerate(value))
             else:
                 rows.append(TextRow(str(key), column, value))
     return rows
+
+
+def _is_conversation(kind: pa.DataType) -> bool:
+    """A list of structs with string ``from`` and ``value``: the task table's ``conversations``."""
+    if not pa.types.is_list(kind) and not pa.types.is_large_list(kind):
+        return False
+    item = kind.value_type
+    return pa.types.is_struct(item) and {"from", "value"} <= {item.field(i).name for i in range(item.num_fields)}
+
+
+def _is_text(table: pa.Table, column: str) -> bool:
+    kind = table.schema.field(column).type
+    return column != CONVERSATIONS or _is_conversation(kind) or pa.types.is_string(kind)

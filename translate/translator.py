@@ -27,6 +27,7 @@ from pipelines.progress import Progress
 from pipelines.storage import Storage
 from translate.cache import CachedAnswer, TranslationCache, text_hash
 from translate.client import ChatClient, Rejected, Reply
+from translate.conversation import CONVERSATION_FIELD, ConversationPlan, origin_of
 from translate.prompt import PROMPT_VERSION, build_messages
 from translate.settings import TranslateSettings
 from translate.table import OUTPUT_SCHEMA, TRANSLATE_DIR, TextRow, output_path, part_name, read_input
@@ -48,14 +49,17 @@ class PartStats:
     from_cache: int = 0  # distinct texts answered by the persistent cache
     from_run: int = 0  # distinct texts another part of this run already asked for
     requests: int = 0  # distinct texts sent to a server
+    texts: int | None = None  # texts to translate, repeats included (a conversation counts its pieces)
 
     @property
     def deduplicated(self) -> int:
         """Texts not sent because an identical one was (in this part, or earlier in the run)."""
-        texts = self.rows - self.flagged.get("empty_source", 0)
+        texts = self.texts if self.texts is not None else self.rows - self.flagged.get("empty_source", 0)
         return texts - self.distinct_texts + self.from_run
 
     def add(self, other: PartStats) -> None:
+        if self.texts is not None or other.texts is not None:  # stats written before texts was counted
+            self.texts = _texts(self) + _texts(other)
         for name in ("rows", "translated", "distinct_texts", "from_cache", "from_run", "requests"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.flagged = dict(Counter(self.flagged) + Counter(other.flagged))
@@ -69,6 +73,7 @@ class PartStats:
             "from_cache": self.from_cache,
             "from_run": self.from_run,
             "requests": self.requests,
+            "texts": self.texts,
         }
 
     @classmethod
@@ -179,33 +184,49 @@ class Translator:
 
     async def _translate_part(self, source: str, part: str, rows: list[TextRow], target: str) -> PartStats:
         stats = PartStats(rows=len(rows))
-        texts = {row.text.strip() for row in rows if row.text and row.text.strip()}
-        answers, origins = await self._answers(sorted(texts), target, stats)
+        # A conversation row is planned into pieces, each asked like any other text (translate/conversation.py).
+        limits = self.settings.conversations
+        plans = {i: ConversationPlan.parse(row.text, limits.max_piece_chars)
+                 for i, row in enumerate(rows) if row.field == CONVERSATION_FIELD}
+        wanted = [row.text.strip() for i, row in enumerate(rows) if i not in plans and row.text and row.text.strip()]
+        wanted += [text for plan in plans.values() if isinstance(plan, ConversationPlan) for text in plan.texts]
+        stats.texts = len(wanted)
+        answers, origins = await self._answers(sorted(set(wanted)), target, stats)
         validator = self._validators[target]
         columns: dict[str, list] = {name: [] for name in OUTPUT_SCHEMA.names}
         flagged: Counter[str] = Counter()
-        for row in rows:
-            text = row.text.strip() if row.text else ""
-            answer = answers.get(text)
-            output = answer.output if isinstance(answer, CachedAnswer) else None
-            if not text:
-                error = "empty_source"
-            elif isinstance(answer, Rejected):
-                error = f"request_rejected_{answer.status}"
+        for index, row in enumerate(rows):
+            plan = plans.get(index)
+            if isinstance(plan, ConversationPlan):
+                outcome = plan.verdict(answers, validator, limits.short_piece_units)
+                translation, error, raw = outcome.text, outcome.error, outcome.raw_output
+                origin = origin_of([origins.get(text, "none") for text in plan.texts])
+            elif plan is not None:  # a conversation that cannot be translated: why
+                translation, error, raw, origin = None, plan, None, "none"
             else:
-                error = validator.reason(text, output, answer.finish_reason)
+                text = row.text.strip() if row.text else ""
+                answer = answers.get(text)
+                raw = answer.output if isinstance(answer, CachedAnswer) else None
+                if not text:
+                    error = "empty_source"
+                elif isinstance(answer, Rejected):
+                    error = f"request_rejected_{answer.status}"
+                else:
+                    error = validator.reason(text, raw, answer.finish_reason)
+                translation = raw.strip() if error is None else None
+                origin = origins.get(text, "none")
             if error:
                 flagged[error] += 1
             for name, value in (
                 ("key", row.key),
                 ("field", row.field),
                 ("target_language", target),
-                ("text", output.strip() if error is None else None),
+                ("text", translation),
                 ("error", error),
                 ("source_language", SOURCE_LANGUAGE),
                 ("source_text", row.text),
-                ("raw_output", output),
-                ("origin", origins.get(text, "none")),
+                ("raw_output", raw),
+                ("origin", origin),
                 ("model", self.client.model),
                 ("prompt_version", PROMPT_VERSION),
             ):
@@ -299,6 +320,10 @@ def summarise(storage: Storage, source: str, target: str) -> PartStats:
             total.add(PartStats.from_json(storage.read_json(stats_file)))
     storage.write_json(posixpath.join(folder, "stats.json"), total.to_json())
     return total
+
+
+def _texts(stats: PartStats) -> int:
+    return stats.texts if stats.texts is not None else stats.rows - stats.flagged.get("empty_source", 0)
 
 
 def _stats_path(parquet_path: str) -> str:

@@ -1,0 +1,76 @@
+"""A TEST DOUBLE for a translation model: a loopback HTTP server speaking the OpenAI chat API.
+
+It stands in for vLLM where the behaviour under test is vlmix's own (how conversations are cut into
+requests, deduplicated, cached, restored and judged), because a real model's answers cannot be
+made to lose a placeholder or change a number on demand. It answers ``/v1/models`` and
+``/v1/chat/completions``; the answer to a request is ``answer(text)``, where ``text`` is what
+follows "Text for translation: " in the user message. :func:`word_for_word` is the default: each
+English word becomes 词 (every character outside a word, placeholders, digits, punctuation and line
+breaks, is kept), so an honest answer is easy to predict by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import regex
+
+from translate.prompt import USER_PREFIX
+
+_WORD = regex.compile(r"[A-Za-z]+(?:'[a-z]+)?")
+
+
+def word_for_word(text: str) -> str:
+    """Each English word -> 词; everything else as it was."""
+    return _WORD.sub("词", text)
+
+
+class TranslatorDouble:
+    """Test double of an OpenAI-compatible translation server on 127.0.0.1 (not a model)."""
+
+    def __init__(self, answer: Callable[[str], str] = word_for_word, model: str = "double-model"):
+        self.answer = answer
+        self.model = model
+        self.asked: Counter[str] = Counter()  # request text -> times asked
+        self.system_prompts: list[str] = []
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._send({"object": "list", "data": [{"id": double.model, "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                system, user = body["messages"]
+                text = user["content"].removeprefix(USER_PREFIX)
+                double.asked[text] += 1
+                double.system_prompts.append(system["content"])
+                content = double.answer(text)
+                self._send({
+                    "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": len(text.split()), "completion_tokens": len(content)},
+                })
+
+            def _send(self, payload):
+                data = json.dumps(payload, ensure_ascii=False).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
