@@ -8,6 +8,7 @@ resumes at shard level by itself; the marker only saves re-reading finished work
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import posixpath
 import time
@@ -21,7 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def stage_fingerprint(config: Config, stage: str, upstream: list[str]) -> str:
-    text = "|".join([config.fingerprint(), stage, *upstream])
+    """What a stage ran on: the whole config but its storage root (the marker lives there; a moved root
+    keeps its markers), so a source's changed location reruns the stages that read it."""
+    canonical = json.dumps(config.model_dump(mode="json", exclude={"storage"}), sort_keys=True,
+                           separators=(",", ":"))
+    text = "|".join([hashlib.sha256(canonical.encode()).hexdigest(), stage, *upstream])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -1,7 +1,9 @@
 """``manifest.json``: what a shard directory holds, and how it came to be.
 
 Keys: ``format``; ``config_hash`` (the caller's config fingerprint, or the settings' own) and
-``settings_hash`` (mix + shard settings); ``seed``; ``total_samples``; ``tasks`` / ``sources`` /
+``settings_hash`` (mix + shard settings); ``plan_hash`` (settings and the inputs' content);
+``inputs_fingerprint`` (the task tables' content: compare it across runs to know whether two
+mixtures were drawn from the same samples); ``seed``; ``total_samples``; ``tasks`` / ``sources`` /
 ``languages``: ``{name: {"target_share", "achieved_share", "samples", ...}}`` (a source also has
 ``available``, ``unique_samples``, ``repeat_time``, ``duplicates_removed``, ``weight`` and its
 per-task counts); ``shards``: ``[{"name", "samples", "bytes", "sha256"}]``; ``drops``: per stage

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from pipelines.layout.task_table import PLAN_COLUMNS, read_counters
+from pipelines.layout.task_table import CONTENT_KEY, PLAN_COLUMNS, content_fingerprint, read_counters
 from pipelines.stage import Counters, Stage, StageContext, Unit
 from pipelines.storage import Storage
 from shards.permute import permute
@@ -145,11 +145,14 @@ def _index_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
     """One table's counts and drops, and (dedup on) its rows' keys and buckets."""
     parquet = pq.ParquetFile(path, filesystem=storage.fs)
     drops, _ = read_counters(parquet.schema_arrow)
+    # What the table holds, not how it is stored: written by the builder, or hashed here for older tables.
+    content = (parquet.schema_arrow.metadata or {}).get(CONTENT_KEY, b"").decode() or content_fingerprint(
+        parquet.read().to_pylist())
     table = parquet.read(columns=PLAN_COLUMNS)
     counts = Counter(_triple(t, lang) for t, lang in zip(table["task"].to_pylist(),
                                                         table["language"].to_pylist(), strict=True))
     record = {"file": index, "dataset": dataset, "rows": len(table), "drops": drops,
-              "counts": dict(sorted(counts.items()))}
+              "counts": dict(sorted(counts.items())), "content": content}
     if ctx.dedup == "off":
         return record, None
     key = table["image_sha256"]
@@ -257,9 +260,11 @@ def _route_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
     keep = np.ones(len(table), dtype=bool)
     keep[removed] = False
     tasks = np.asarray(table["task"].to_pylist(), dtype=object)
+    ids = np.asarray(table["id"].to_pylist(), dtype=object)
     rows_out, repeats_out, global_out = [], [], []
     for task, offset, full, rest in segments:
         survivors = np.flatnonzero(keep & (tasks == task))
+        survivors = survivors[np.argsort(ids[survivors], kind="stable")]  # picks follow ids, not row positions
         # The draw is named by the table's own path, not its number: adding a dataset changes no other's.
         stream = seeded_stream(ctx.seed, f"{task}/{dataset}/{path.rsplit('/', 1)[-1]}")
         chosen = np.sort(stream.choice(len(survivors), rest, replace=False)) if rest else np.zeros(0, np.int64)

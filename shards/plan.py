@@ -15,9 +15,12 @@ the arithmetic between them on the driver:
    ``permute(j)`` and writes them grouped by output block.
 
 The result is a :class:`MixPlan`: the manifest's statistics and where the routed picks are. The
-plan's work folder ``<root>/_mix/<plan hash>/`` is named by the settings and the task tables'
-names and sizes, so a rerun of the same plan resumes it unit by unit, and changed inputs get a
-new one.
+plan's work folder ``<root>/_mix/<hash>/`` is named by the settings and the task tables' names,
+sizes and versions, so a rerun of the same plan resumes it unit by unit, and changed inputs get a
+new one. The plan itself is a function of the settings and the tables' contents only (each
+table's content fingerprint, read by the index pass): :attr:`MixPlan.plan_hash` and
+:attr:`MixPlan.inputs_fingerprint` are equal for the same samples in another row order, download
+order or storage root, and so are the picks (drawn in id order, never by row position).
 
 >>> plan = plan_mixture("/data/mix", MixSettings(total_samples=100_000, seed=1))  # doctest: +SKIP
 >>> plan.tasks["detection"]  # doctest: +SKIP
@@ -59,12 +62,13 @@ class MixPlan:
     """A drawn mixture: its statistics, and ``ctx`` (where its routed picks are, how many)."""
 
     ctx: MixContext
-    plan_hash: str
+    plan_hash: str  # content_hash: the settings and the inputs' content, never where or when they were written
     tasks: dict[str, dict] = field(default_factory=dict)
     sources: dict[str, dict] = field(default_factory=dict)
     languages: dict[str, dict] = field(default_factory=dict)
     drops: dict[str, dict] = field(default_factory=dict)
     routed: list[int] = field(default_factory=list)  # the route units (groups of task tables) with picks
+    inputs_fingerprint: str = ""  # the task tables' content (inputs_fingerprint)
 
     def __len__(self) -> int:
         return self.ctx.total
@@ -102,8 +106,8 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     ``block`` is the number of output positions per block (what one shard-writer task writes);
     ``inputs`` is :func:`plan_inputs`'s answer when the caller has it already."""
     storage = root if isinstance(root, Storage) else Storage(root)
-    tables, plan_hash = inputs or plan_inputs(storage, settings, block)
-    ctx = MixContext(storage.root_uri(), storage.options, f"_mix/{plan_hash[:16]}", settings.dedup,
+    tables, work_hash = inputs or plan_inputs(storage, settings, block)
+    ctx = MixContext(storage.root_uri(), storage.options, f"_mix/{work_hash[:16]}", settings.dedup,
                      max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), block,
                      settings.total_samples or 0, settings.seed)
     names = [unit_name(g) for g in range(groups(len(tables)))]
@@ -144,7 +148,9 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     languages = {language: {"target_share": expected[language] / total, "samples": realised[language],
                             "achieved_share": realised[language] / total}
                  for language in sorted(set(expected) | set(realised))}
-    return MixPlan(ctx, plan_hash, tasks, sources, languages, drops, routed)
+    fingerprint = inputs_fingerprint(tables, index)
+    return MixPlan(ctx, content_hash(settings, block, fingerprint), tasks, sources, languages, drops, routed,
+                   fingerprint)
 
 
 def _allocate(settings: MixSettings, tables, rows: Counter, dedup_drops: Counter):
@@ -223,8 +229,29 @@ def _counts(settings: MixSettings, sizes_of: dict[str, dict[str, int]]) -> dict[
 
 
 def _plan_hash(storage: Storage, settings: MixSettings, block: int, tables, salt: str) -> str:
-    """The settings, the block size and every task table's name and size: what the plan depends on."""
-    sizes = storage.fs.glob(storage.path(TASKS_DIR, "*", "*.parquet"), detail=True)
-    inputs = [(path.split("/")[-2] + "/" + path.split("/")[-1], int(sizes[path]["size"])) for _, path in tables]
+    """The settings, the block size and every task table's name, size and version (its mtime, or its
+    ETag on object storage): names the work folder, so a rewritten table gets a new plan. What the
+    mixture is a function of, the tables' contents, is :func:`content_hash`."""
+    infos = storage.fs.glob(storage.path(TASKS_DIR, "*", "*.parquet"), detail=True)
+    inputs = [(_table_name(path), int(infos[path]["size"]), str(infos[path].get("ETag") or infos[path].get("mtime")
+                                                                or infos[path].get("LastModified") or ""))
+              for _, path in tables]
     canonical = json.dumps([settings.fingerprint(), block, salt, inputs], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _table_name(path: str) -> str:
+    return path.split("/")[-2] + "/" + path.split("/")[-1]
+
+
+def inputs_fingerprint(tables, index: list[dict]) -> str:
+    """sha256 of every task table's name and content fingerprint (the index pass reads it): equal for
+    the same samples in another row order, download order or storage root."""
+    contents = sorted((_table_name(tables[record["file"]][1]), record["content"]) for record in index)
+    return hashlib.sha256(json.dumps(contents, separators=(",", ":")).encode()).hexdigest()
+
+
+def content_hash(settings: MixSettings, block: int, fingerprint: str) -> str:
+    """What the mixture is a function of: the settings, the block size and the inputs' content."""
+    canonical = json.dumps([settings.fingerprint(), block, fingerprint], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

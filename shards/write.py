@@ -18,7 +18,8 @@ workers wrote them.
 
 Resuming: a block is done when its record (``<out>/.vlmix/blocks/<n>.json``) exists; a killed
 block is written again, to the same bytes. ``<out>/.vlmix/plan.json`` names the plan the
-directory belongs to: a directory of another mixture (other inputs or settings) is refused. The
+directory belongs to (settings and the inputs' content, known once the mixture is planned): a
+directory of another mixture (other inputs or settings) is refused. The
 manifest is written last, from the blocks' records, and commits the directory: until it is
 there, readers take the directory as unfinished. Then the records and the plan's work folder
 (``<root>/_mix/...``) are removed.
@@ -200,10 +201,14 @@ def mix_and_write(
     block = shards.max_samples * shards.shards_per_task
     inputs = plan_inputs(storage, mix, block, salt=_fingerprint(shards))
     settings_hash = hashlib.sha256(f"{mix.fingerprint()}:{_fingerprint(shards)}".encode()).hexdigest()
-    finished = _claim(out, shards.prefix, inputs[1])
-    if finished is not None:
-        return finished
     plan = plan_mixture(storage, mix, block, inputs)
+    # The directory's identity: the plan (settings and the inputs' content) and the cut into shards.
+    plan_hash = hashlib.sha256(f"{plan.plan_hash}:{_fingerprint(shards)}".encode()).hexdigest()
+    finished = _claim(out, shards.prefix, plan_hash)
+    if finished is not None:
+        if not shards.keep_work:
+            storage.remove(storage.path(plan.ctx.work))
+        return finished
     ctx = WriteContext(plan.ctx, out.root_uri(), out.options, shards, tuple(plan.routed))
     execute(CutPass(plan.blocks), ctx)
     counts = [r["shards"] for r in read_markers(storage, [plan.ctx.path(storage, "cuts", f"{b:06d}.json")
@@ -212,7 +217,8 @@ def mix_and_write(
     execute(WritePass(firsts, counts), ctx)
     records = read_markers(out, [out.path(STATE, "blocks", f"{b:06d}.json") for b in range(plan.blocks)])
     infos = [ShardInfo(*entry) for record in records for entry in record["shards"]]
-    manifest = _manifest(storage, plan, mix, infos, config_hash or settings_hash, settings_hash, stage_drops)
+    manifest = _manifest(storage, plan, plan_hash, mix, infos, config_hash or settings_hash, settings_hash,
+                         stage_drops)
     if shards.report:
         from shards.report import write_report
 
@@ -224,12 +230,13 @@ def mix_and_write(
     return manifest
 
 
-def _manifest(storage, plan: MixPlan, mix, infos, config_hash, settings_hash, stage_drops) -> dict:
+def _manifest(storage, plan: MixPlan, plan_hash, mix, infos, config_hash, settings_hash, stage_drops) -> dict:
     return {
         "format": FORMAT,
         "config_hash": config_hash,
         "settings_hash": settings_hash,
-        "plan_hash": plan.plan_hash,
+        "plan_hash": plan_hash,
+        "inputs_fingerprint": plan.inputs_fingerprint,
         "seed": mix.seed,
         "total_samples": len(plan),
         "tasks": plan.tasks,

@@ -31,7 +31,8 @@ shard or image folder. Columns (see :data:`SCHEMA`):
 ===================  =========================================================================
 
 The file's Parquet metadata holds the builder's counters: ``vlmix.drops`` (JSON ``{reason: n}``,
-every input record not turned into a row) and ``vlmix.inputs`` (records read). Other stages (the
+every input record not turned into a row), ``vlmix.inputs`` (records read) and ``vlmix.content``
+(:func:`content_fingerprint` of its rows). Rows are in ``id`` order. Other stages (the
 OCR task builder in ``ocr/``) write their task samples with :func:`write_task_table` and flow into
 the mixture like any other dataset.
 """
@@ -52,6 +53,7 @@ from pipelines.storage import Storage
 TASKS_DIR = "tasks"
 DROPS_KEY = b"vlmix.drops"
 INPUTS_KEY = b"vlmix.inputs"
+CONTENT_KEY = b"vlmix.content"
 
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
 IMAGE = pa.struct(
@@ -175,7 +177,9 @@ def write_task_table(
 
     >>> write_task_table(storage, "laion_en", "00000", samples, drops={"empty_caption": 3})  # doctest: +SKIP
     """
-    rows = [_row(sample) for sample in samples]
+    # Rows in id order, whatever order the builder met them in (download threads finish in any order):
+    # a table is a function of its set of samples.
+    rows = sorted((_row(sample) for sample in samples), key=_canonical)
     for row in rows:
         if row["source"] != dataset:
             raise ValueError(f"sample {row['id']!r} has source {row['source']!r}, written into {dataset!r}")
@@ -183,6 +187,7 @@ def write_task_table(
     metadata = {
         DROPS_KEY: json.dumps(dict(sorted(Counter(drops or {}).items()))).encode(),
         INPUTS_KEY: str(inputs if inputs is not None else len(rows)).encode(),
+        CONTENT_KEY: content_fingerprint(rows).encode(),
     }
     table = table.replace_schema_metadata(metadata)
     path = table_path(storage, dataset, unit)
@@ -225,6 +230,23 @@ def _row(sample: TaskSample) -> dict:
     row["images"] = [image.to_row() for image in sample.images]
     row["image_sha256"] = content_sha256(sample.images, sample.conversations)
     return row
+
+
+def _canonical(row: dict) -> tuple[str, str]:
+    """A row's sort key and content: its id, then its JSON without where its images are stored (the
+    byte range in a raw shard depends on download order, the bytes' sha256 does not)."""
+    images = [{k: image[k] for k in ("format", "sha256", "width", "height")} for image in row["images"]]
+    return row["id"], json.dumps({**row, "images": images}, ensure_ascii=False, sort_keys=True)
+
+
+def content_fingerprint(rows: Iterable[dict]) -> str:
+    """sha256 of a table's rows (as :data:`SCHEMA` dicts) in id order, image locations left out: the
+    same set of samples gives the same fingerprint whatever the row order or the storage root."""
+    digest = hashlib.sha256()
+    for _, text in sorted(_canonical(row) for row in rows):
+        digest.update(text.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def list_task_tables(storage: Storage, datasets: Iterable[str] | None = None) -> dict[str, list[str]]:

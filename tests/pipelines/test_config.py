@@ -156,3 +156,10 @@ def test_interpolation_of_paths(tmp_path):
     config = load_config(write(tmp_path, text + "paths: {data: s3://bucket/in}\n"))
     assert config.source("captions").locations == ["s3://bucket/in/urls.parquet"]
     assert "no such setting" in problems(tmp_path, text)[0]
+
+
+def test_fingerprint_leaves_out_where_the_run_is_stored(tmp_path):
+    """The manifest's config hash is the same for a run moved to another storage root."""
+    a = load_config(write(tmp_path, MINIMAL))
+    b = load_config(write(tmp_path, MINIMAL), overrides=["storage.root=s3://bucket/run"])
+    assert a.fingerprint() == b.fingerprint()
