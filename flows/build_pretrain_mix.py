@@ -24,13 +24,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import Config, load_config
-from flows.registry import REGISTRY, STAGE_NAMES, Stage, before, select
+from flows.registry import REGISTRY, Stage, before, select
 from flows.stages import run_stage, upstream_fingerprints
 from pipelines.progress import stage_event
 
-STAGES = STAGE_NAMES
-
-__all__ = ["STAGES", "TASKS", "build_pretrain_mix"]
+__all__ = ["TASKS", "build_pretrain_mix"]
 
 
 def _artifact(create, **kwargs) -> None:
@@ -62,9 +60,8 @@ def stage_task(stage: Stage) -> Task:
                 cache_policy=NO_CACHE)  # the stage's marker is the cache (flows.stages)
 
 
-# One task per registered stage, in order; also module attributes (``build_pretrain_mix.download``).
+# One task per registered stage, in order.
 TASKS: dict[str, Task] = {stage.name: stage_task(stage) for stage in REGISTRY}
-globals().update(TASKS)
 
 
 @flow(name="build-pretrain-mix")

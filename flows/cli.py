@@ -138,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on the demo mixture (no internet needed)")
     _add_config_args(demo, required=False)
-    demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=cmd_demo)
 
     run = commands.add_parser("run", help="run the build-pretrain-mix flow here, without a Prefect server")

@@ -40,7 +40,7 @@ def test_every_stage_task_uses_the_retry_condition():
     from flows import build_pretrain_mix as module
     from flows.retry import transient
 
-    tasks = [getattr(module, stage) for stage in module.STAGES]
+    tasks = list(module.TASKS.values())
     assert all(t.retry_condition_fn is transient for t in tasks)
     assert all(t.retries >= 1 for t in tasks)
 

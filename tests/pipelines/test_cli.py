@@ -16,7 +16,7 @@ FROZEN = {
     "validate": {"config", "--set"},
     "demo-sources": {"--out", "--seed", "--scale", "--bad-url-share", "--serve", "--port"},
     "download": {"--config", "--set", "--source", "--no-progress"},
-    "demo": {"--config", "--set", "--no-progress"},
+    "demo": {"--config", "--set"},
     "run": {"--config", "--set", "--stage"},
 }
 
