@@ -28,13 +28,11 @@ from ocr.tasks import OcrTaskSettings
 from pipelines._model import ConfigModel
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
+from shards.mix import REPORT_TASK_SHARES  # the report's Table 1a shares, owned by the mixer
 from shards.write import ShardSettings
 from tasks.kinds import kind_names, kind_of
 from trainer.settings import Preset, Recipe, TrainSettings
 from translate.settings import TranslateSettings
-
-# The report's pre-training mixture (Table 1a), as fractions of samples.
-REPORT_TASK_SHARES = {"captioning": 0.539, "detection": 0.052, "ocr_large": 0.320, "ocr_small": 0.089}
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
