@@ -86,6 +86,10 @@ class Kind:
         """False when another stage (OCR) writes this source's task tables."""
         return True
 
+    def ocr_input(self, source) -> str | None:
+        """The raw-shard folder whose images the OCR stage reads for this source (None: none)."""
+        return source.images_from or source.name
+
     def purposes(self, source) -> list[str]:
         """Prompt pools the source's samples draw instructions from (checked before any work)."""
         return []
@@ -124,3 +128,22 @@ def kind_names() -> list[str]:
 def _load_builtin_kinds() -> None:
     import tasks.published.kind  # noqa: F401 - registers the published kind
     import tasks.sources  # noqa: F401 - registers the built-in kinds
+
+
+@register
+class PdfKind(Kind):
+    """PDF files (``locations``: a folder or bucket, globs): the PDF stage (``pdf/``) renders each page and
+    writes the samples of the pages whose text layer is right; with ``ocr``, the other pages go through
+    the OCR stage (in ``ocr.language``), whose samples join the same dataset."""
+
+    name = "pdf"
+    tasks = OCR_TASKS
+
+    def problems(self, source, task_names: list[str]) -> list[tuple[str, str]]:
+        return super().problems(source.model_copy(update={"ocr": None}), task_names)  # `ocr` is welcome here
+
+    def built_by_task_stage(self, source) -> bool:
+        return False
+
+    def ocr_input(self, source) -> str | None:
+        return f"{source.name}-ocr" if source.ocr is not None else None
