@@ -150,3 +150,10 @@ BUILDERS: dict[str, Builder] = {"scene_text": scene_text, "document": document, 
                                 "conversation": conversation}
 PURPOSES = {"scene_text": ["transcribe", "grounded"], "document": ["transcribe"], "caption": ["caption"]}
 TRANSLATABLE = {"vqa", "caption", "conversation"}
+
+# Table 1b's builders (grounding, chat) live beside its presets.
+from tasks.published.finetune_builders import FINETUNE_BUILDERS, FINETUNE_PURPOSES, FINETUNE_TRANSLATABLE  # noqa: E402
+
+BUILDERS.update(FINETUNE_BUILDERS)
+PURPOSES.update(FINETUNE_PURPOSES)
+TRANSLATABLE |= FINETUNE_TRANSLATABLE

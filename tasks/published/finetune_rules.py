@@ -118,8 +118,8 @@ def chat_turns(turns, keep_system: bool = True) -> list[dict]:
     for index, turn in enumerate(out):
         if turn["from"] != ("human", "gpt")[index % 2]:
             raise Dropped("bad_conversation", "speakers do not alternate")
-        if turn["from"] == "gpt" and not turn["value"].strip():
-            raise Dropped("empty_answer")
+        if not turn["value"].replace("<image>", "").strip():
+            raise Dropped("empty_answer" if turn["from"] == "gpt" else "empty_question")
     if system:
         if keep_system:
             out.insert(0, {"from": "system", "value": system})

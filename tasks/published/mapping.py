@@ -20,7 +20,8 @@ from pipelines._model import ConfigModel
 from tasks.published.paths import MISSING, PathError, check_path, fill, is_template, resolve
 
 READERS = ("json", "jsonl", "per_file", "parquet")
-BUILDERS = ("scene_text", "document", "vqa", "caption", "conversation")
+# grounding and chat: Table 1b's builders (finetune_builders.py)
+BUILDERS = ("scene_text", "document", "vqa", "caption", "conversation", "grounding", "chat")
 
 
 class Format(ConfigModel):
@@ -35,6 +36,9 @@ class Format(ConfigModel):
                          "'data' for {\"data\": [...]}); an array or an object keyed by id")
     annotations: str | None = Field(None, description="json: a second collection joined to the records "
                                     "(COCO-like files: 'anns'), each naming its record by `link`")
+    annotations_file: str | None = Field(None, description="json: the file holding `annotations`, a name beside "
+                                         "the records' file (VQA's questions and annotations files); default: "
+                                         "the records' own file")
     link: str = Field("image_id", description="annotation field naming its record's id")
     record_id: str = Field("id", description="record field the annotations' `link` refers to ($key: the key)")
     where: dict[str, list[Any]] = Field(default_factory=dict, description="keep only records whose value at "
@@ -82,11 +86,13 @@ class Format(ConfigModel):
             if problem:
                 raise ValueError(problem)
         needs = {"scene_text": "regions", "document": "text", "vqa": "question", "caption": "caption",
-                 "conversation": "conversations"}[self.build]
+                 "conversation": "conversations", "grounding": "regions", "chat": "conversations"}[self.build]
         if getattr(self, needs) is None:
             raise ValueError(f"build {self.build!r} needs `{needs}`")
         if self.build == "vqa" and self.answers is None:
             raise ValueError("build 'vqa' needs `answers`")
+        if self.annotations_file is not None and self.annotations is None:
+            raise ValueError("`annotations_file` names the file of `annotations`: set `annotations` too")
         if self.annotations is not None and self.reader != "json":
             raise ValueError("`annotations` (a joined collection) is read by the json reader only")
         return self

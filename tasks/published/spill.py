@@ -53,7 +53,7 @@ def _collection(storage: Storage, location: str, prefix: str) -> Iterator[tuple[
 
 def _reading_fields(fmt: Format) -> dict:
     return {"records": fmt.records, "annotations": fmt.annotations, "link": fmt.link, "record_id": fmt.record_id,
-            "group_by": fmt.group_by}
+            "group_by": fmt.group_by, "annotations_file": fmt.annotations_file}
 
 
 def _bucket(value: Any, buckets: int) -> int:
@@ -112,7 +112,8 @@ def partition(storage: Storage, source: str, location: str, fmt: Format, per_uni
     records.flush()
     if fmt.annotations is not None:
         annotations = _Parts(storage, folder, "annotations")
-        for key, value in _collection(storage, location, fmt.annotations):
+        beside = posixpath.join(posixpath.dirname(location), fmt.annotations_file) if fmt.annotations_file else location
+        for key, value in _collection(storage, beside, fmt.annotations):
             unit = ids.get(str(resolve(value, fmt.link, None, None)))
             if unit is not None:  # an annotation of a record the file does not list has no image
                 annotations.add(unit, {"k": key, "v": value})
