@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.kinds import Kind, register
+from tasks.kinds import Kind, Unit, register
 from tasks.published.builders import BUILDERS, PURPOSES, TRANSLATABLE
 from tasks.published.images import EmbeddedImages, item_pictures
 from tasks.published.mapping import Format, extract, format_of
@@ -74,7 +74,10 @@ class Published(Kind):
 
         fmt, _ = source_format(source)
         locations = expand_locations(ctx.storage, source)
-        yield from reader_units(ctx.storage, source.name, fmt, locations, ctx.settings.images_per_unit)
+        seen: dict[str, int] = {}
+        for unit in reader_units(ctx.storage, source.name, fmt, locations, ctx.settings.images_per_unit):
+            seen[unit.name] = seen.get(unit.name, 0) + 1  # files of one name in several folders
+            yield unit if seen[unit.name] == 1 else Unit(f"{unit.name}-{seen[unit.name]}", unit.spec)
 
     def items(self, source, unit, ctx, images, drops: Counter):
         fmt, adapt = source_format(source)

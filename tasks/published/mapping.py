@@ -104,7 +104,8 @@ def format_of(preset_format: dict | None, overrides: dict | None) -> Format:
     try:
         return Format(**merged)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'format'}: {e['msg']}" for e in err.errors())
+        problems = "; ".join((f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+                             + e["msg"].removeprefix("Value error, ") for e in err.errors())
         raise ValueError(problems) from None
 
 
