@@ -54,7 +54,7 @@ def ocr_stage(config: Config) -> dict[str, Any]:
     """OCR corpora and their task tables for sources with ``ocr``; transcription samples for OCR-task
     URL lists whose caption is the exact text (SynthDoG-style). Returns per-source counters."""
     from ocr import run_ocr_stage
-    from ocr.tasks import write_ocr_task_tables
+    from ocr.tasks import OcrTaskSettings, write_ocr_task_tables
 
     storage = Storage(config.storage.root, config.storage.options)
     summary: dict[str, Any] = {}
@@ -65,9 +65,8 @@ def ocr_stage(config: Config) -> dict[str, Any]:
         if source.ocr is not None:
             stats = run_ocr_stage(config.storage.root, raw_source, source.ocr.language, config.ocr,
                                   ray_address=config.ray.address, storage_options=config.storage.options)
-            task_settings = config.ocr_tasks.model_copy(
-                update={"task": source.task, "seed": config.seed, "prompts": config.ocr_prompts()}
-            )
+            task_settings = OcrTaskSettings(**config.ocr_tasks.model_dump(), task=source.task, seed=config.seed,
+                                            prompts=config.ocr_prompts())
             write_ocr_task_tables(config.storage.root, raw_source, source.name, task_settings,
                                   storage_options=config.storage.options)
             summary[source.name] = {"kept": stats.get("kept"), "dropped": stats.get("dropped", {})}

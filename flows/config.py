@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from download.settings import Download
 from ocr.settings import OcrSettings
-from ocr.tasks import OcrTaskSettings
+from ocr.tasks import OcrTaskStyle
 from pipelines._model import ConfigModel
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
@@ -145,7 +145,7 @@ class Config(ConfigModel):
     translation: Translation = Field(default_factory=Translation)
     download: Download = Field(default_factory=Download)
     ocr: OcrSettings = Field(default_factory=OcrSettings, description="the OCR stage (engines, actors, filters)")
-    ocr_tasks: OcrTaskSettings = Field(default_factory=OcrTaskSettings, description="OCR corpus -> conversations")
+    ocr_tasks: OcrTaskStyle = Field(default_factory=OcrTaskStyle, description="OCR corpus -> conversations")
     mixture: Mixture = Field(default_factory=Mixture)
     shards: Shards = Field(default_factory=Shards)
     train: TrainStage | None = Field(None, description="train from the shards at the end of the flow")

@@ -16,6 +16,7 @@ __all__ = [
     "OcrResult",
     "OcrSettings",
     "OcrTaskSettings",
+    "OcrTaskStyle",
     "build_engine",
     "ocr_task_records",
     "reading_order",
@@ -37,7 +38,7 @@ def __getattr__(name: str):
         from .reading_order import reading_order
 
         return reading_order
-    if name in ("OcrTaskSettings", "ocr_task_records", "write_ocr_task_tables"):
+    if name in ("OcrTaskSettings", "OcrTaskStyle", "ocr_task_records", "write_ocr_task_tables"):
         from . import tasks
 
         return getattr(tasks, name)

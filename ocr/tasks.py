@@ -26,10 +26,9 @@ from . import corpus
 from .prompts import pool
 
 
-class OcrTaskSettings(ConfigModel):
-    """How OCR corpus rows become conversations."""
+class OcrTaskStyle(ConfigModel):
+    """How OCR corpus rows become conversations: what a mixture config sets (``ocr_tasks``)."""
 
-    task: str = Field("ocr_large", description="Task name of the samples in the mixture.")
     grounded_fraction: float = Field(
         0.5,
         ge=0.0,
@@ -39,6 +38,13 @@ class OcrTaskSettings(ConfigModel):
     box_format: Literal["box", "quad"] = Field(
         "box", description="Grounded variant: axis-aligned <box> or the line's <quad>rilateral."
     )
+
+
+class OcrTaskSettings(OcrTaskStyle):
+    """The style plus what a run knows of the source and the mixture: its task, the seed, the prompt
+    pools of the configured languages (the flow derives these; a config never sets them)."""
+
+    task: str = Field("ocr_large", description="Task name of the samples in the mixture.")
     seed: int = Field(0, description="Seed of the prompt and variant draws.")
     prompts: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict,

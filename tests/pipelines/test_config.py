@@ -163,3 +163,20 @@ def test_fingerprint_leaves_out_where_the_run_is_stored(tmp_path):
     a = load_config(write(tmp_path, MINIMAL))
     b = load_config(write(tmp_path, MINIMAL), overrides=["storage.root=s3://bucket/run"])
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_ocr_tasks_in_a_config_set_the_style_only_and_the_run_takes_task_seed_and_prompts_from_the_mixture(tmp_path):
+    """What the YAML says is what runs: ``ocr_tasks`` cannot set what the flow derives (no silent override)."""
+    base = {"storage": {"root": str(tmp_path)}, "tasks": {"captioning": {"share": 1.0}},
+            "sources": [{"name": "a", "kind": "url_list", "task": "captioning", "language": "en",
+                         "locations": ["urls.parquet"]}]}
+    config = _validate({**base, "ocr_tasks": {"grounded_fraction": 0.25, "box_format": "quad"}})
+    assert (config.ocr_tasks.grounded_fraction, config.ocr_tasks.box_format) == (0.25, "quad")
+    with pytest.raises(ConfigError, match=r"ocr_tasks\.seed"):
+        _validate({**base, "ocr_tasks": {"seed": 3}})
+
+
+def _validate(raw: dict):
+    from flows.config import validate_config
+
+    return validate_config(raw)
