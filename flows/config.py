@@ -88,6 +88,10 @@ class Mixture(ConfigModel):
         "image_task_language", description="exact duplicates: same image bytes (and task, language)"
     )
     weight_by_size: bool = Field(False, description="weigh datasets within a task by their size too")
+    min_kept_share: float = Field(
+        0.5, ge=0, le=1, description="a source whose task samples are fewer than this share of the records read "
+        "fails the mix with its top drop reasons (none kept always fails); a source's own min_kept_share wins",
+    )
     repeat_time: dict[str, float] | None = Field(
         None,
         description="source -> InternVL repeat_time (0.5 keeps half its samples, 3 takes each three times; "

@@ -98,6 +98,10 @@ class Source(ConfigModel):
     columns: Columns = Field(default_factory=Columns)
     filters: UrlFilters = Field(default_factory=UrlFilters)
     weight: float = Field(1.0, description="relative weight among the sources of the same task")
+    min_kept_share: float | None = Field(
+        None, ge=0, le=1, description="this source's floor on kept records (None: mixture.min_kept_share); "
+        "0 lets it lose everything, with a warning",
+    )
     translate_to: list[str] = Field(
         default_factory=list, description="language codes its English annotations are translated into"
     )

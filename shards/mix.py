@@ -66,6 +66,13 @@ class MixSettings(ConfigModel):
         "the mixture and `weights` must be empty",
     )
     seed: int = Field(0, description="fixes the selection and the order")
+    min_kept_share: float = Field(
+        0.5, ge=0, le=1, description="a dataset whose task tables kept less than this share of the records "
+        "their builder read fails the mix, naming its top drop reasons (one with no sample fails unless its floor is 0)",
+    )
+    min_kept_shares: dict[str, float] = Field(
+        default_factory=dict, description="dataset -> its own min_kept_share; 0 allows it, even empty, with a warning"
+    )
     datasets: list[str] | None = Field(None, description="task-table datasets to draw from; None = all")
     dedup: Literal["image_task_language", "image", "off"] = Field(
         "image_task_language",

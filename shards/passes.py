@@ -144,14 +144,14 @@ class IndexPass(_PerFile):
 def _index_table(storage: Storage, ctx: MixContext, index: int, dataset: str, path: str):
     """One table's counts and drops, and (dedup on) its rows' keys and buckets."""
     parquet = pq.ParquetFile(path, filesystem=storage.fs)
-    drops, _ = read_counters(parquet.schema_arrow)
+    drops, inputs = read_counters(parquet.schema_arrow)
     # What the table holds, not how it is stored: written by the builder, or hashed here for older tables.
     content = (parquet.schema_arrow.metadata or {}).get(CONTENT_KEY, b"").decode() or content_fingerprint(
         parquet.read().to_pylist())
     table = parquet.read(columns=PLAN_COLUMNS)
     counts = Counter(_triple(t, lang) for t, lang in zip(table["task"].to_pylist(),
                                                         table["language"].to_pylist(), strict=True))
-    record = {"file": index, "dataset": dataset, "rows": len(table), "drops": drops,
+    record = {"file": index, "dataset": dataset, "rows": len(table), "inputs": inputs, "drops": drops,
               "counts": dict(sorted(counts.items())), "content": content}
     if ctx.dedup == "off":
         return record, None

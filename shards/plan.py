@@ -53,6 +53,7 @@ from shards.passes import (
     seeded_stream,
     unit_name,
 )
+from shards.yields import check_kept_shares
 
 TABLES_PER_BUCKET = 32  # dedup buckets: one per this many task tables (a bucket holds their keys)
 
@@ -114,6 +115,7 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     execute(IndexPass(tables), ctx)
     index = [record for unit in read_markers(storage, [ctx.path(storage, "index", f"{n}.json") for n in names])
              for record in unit["tables"]]
+    check_kept_shares(index, settings.min_kept_share, settings.min_kept_shares)
     rows: Counter = Counter()  # (file, task, language) -> rows that survive dedup
     table_drops: dict[str, Counter] = defaultdict(Counter)
     for record in index:
