@@ -1,0 +1,225 @@
+"""The PDF stage: PDF files in; page images, text-layer OCR samples and pages for the OCR stage out.
+
+    units: the source's PDFs (``locations``: files, globs, brace ranges, local or s3://), in
+    ``files_per_unit`` chunks ──> Ray task per unit: each PDF opened in the sandboxed renderer
+    (:mod:`pdf.sandbox`), each page rendered and read, decided (:mod:`pdf.decide`), written
+
+What one unit ``NNNNN`` of source ``S`` writes, in this order (the last is its completion marker):
+
+- ``raw/S/NNNNN.tar`` (+ ``_stats.json``): the pages whose text layer is their transcription, as
+  ``<key>.jpg`` + ``<key>.json`` (the PDF, the page number, the decision) in the download stage's
+  raw-shard layout (:mod:`pipelines.layout.raw`);
+- ``raw/S-ocr/NNNNN.tar`` (+ ``_stats.json``), when the source has ``ocr``: the pages that need OCR,
+  in the same layout, which the OCR stage reads like any downloaded images (its task tables land in
+  ``tasks/S/`` too, so both halves are one dataset of the mixture);
+- ``tasks/S/NNNNN-text.parquet``: the text-layer pages' OCR samples (:mod:`pdf.samples`).
+
+Counters: ``samples`` (text-layer samples), ``drops`` (files: ``too_large``, ``encrypted``,
+``corrupt``; pages: ``too_many_pages``, ``render_timeout``, ``render_memory``, ``render_error``,
+``render_abandoned``, ``blank_page``, ``no_language``, ``needs_ocr`` when the source has no ``ocr``),
+and tallies ``pdf_pages`` (``text_layer``, ``ocr``, ``files``) and ``ocr_reasons`` (why each page went to OCR).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import fsspec
+from braceexpand import braceexpand
+
+from pipelines.layout.raw import RAW_DIR, relative_uri
+from pipelines.layout.task_table import ImageRef, Picture, TaskSample, table_path, write_task_table
+from pipelines.source import Source
+from pipelines.stage import Counters, Stage, StageContext, Unit
+from pipelines.storage import Storage
+
+from .decide import decide
+from .page import PageData
+from .samples import conversation
+from .settings import PdfSettings
+
+OCR_SUFFIX = "-ocr"  # raw/<source>-ocr: the pages the OCR stage reads
+TEXT_SUFFIX = "-text"  # tasks/<source>/<unit>-text.parquet: the text-layer samples
+_WILDCARDS = set("*?[")
+
+
+@dataclass(frozen=True)
+class PdfContext(StageContext):
+    """The storage root and the PDF stage's settings, shipped to every worker."""
+
+    settings: PdfSettings = field(default_factory=PdfSettings)
+
+
+def ocr_raw_source(source_name: str) -> str:
+    """The raw folder holding a PDF source's pages that need OCR."""
+    return source_name + OCR_SUFFIX
+
+
+def list_pdfs(source: Source, options: dict) -> list[str]:
+    """Every PDF the source's ``locations`` name (braces expanded, globs listed), as URIs, sorted.
+    Raises FileNotFoundError naming the source (and its ``obtain``) for what matches nothing."""
+    found, missing = [], []
+    for location in source.locations:
+        for name in braceexpand(location):
+            fs, path = fsspec.core.url_to_fs(name, **options)
+            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            matches = sorted(fs.glob(path)) if _WILDCARDS & set(path) else ([path] if fs.exists(path) else [])
+            found += [m if protocol in ("file", "local") else f"{protocol}://{m}" for m in matches
+                      if not fs.isdir(m)]
+            if not matches:
+                missing.append(name)
+    if missing:
+        hint = f"; {source.obtain}" if source.obtain else ""
+        raise FileNotFoundError(f"source {source.name!r}: no PDF at {', '.join(missing[:3])}{hint}")
+    return sorted(dict.fromkeys(found))
+
+
+class _Shard:
+    """A raw shard built in memory: image + JSON members, and where each image's bytes lie."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self.tar = tarfile.open(fileobj=self.buffer, mode="w")
+        self.count = 0
+
+    def add(self, key: str, page: PageData, meta: dict) -> tuple[int, int]:
+        info = tarfile.TarInfo(f"{key}.{page.image_format}")
+        info.size = len(page.image)
+        self.tar.addfile(info, io.BytesIO(page.image))
+        offset = info.offset_data
+        data = json.dumps(meta, ensure_ascii=False).encode()
+        info = tarfile.TarInfo(f"{key}.json")
+        info.size = len(data)
+        self.tar.addfile(info, io.BytesIO(data))
+        self.count += 1
+        return offset, len(page.image)
+
+    def write(self, storage: Storage, folder: str, unit: str) -> str:
+        self.tar.close()
+        path = storage.path(RAW_DIR, folder, f"{unit}.tar")
+        storage.write_bytes(path, self.buffer.getvalue())
+        storage.write_json(storage.path(RAW_DIR, folder, f"{unit}_stats.json"),
+                           {"count": self.count, "successes": self.count, "status_dict": {"success": self.count}})
+        return path
+
+
+class PdfStage(Stage):
+    """The PDF stage for one source (see the module docstring)."""
+
+    name = "pdf"
+    unit_kind = "units"
+    retry_on = (ConnectionError, TimeoutError)
+
+    def __init__(self, source: Source, ocr: bool | None = None) -> None:
+        self.source = source
+        self.ocr = source.ocr is not None if ocr is None else ocr
+        self.label = source.name
+
+    def units(self, ctx: PdfContext) -> Iterator[Unit]:
+        files = list_pdfs(self.source, ctx.options)
+        step = ctx.settings.files_per_unit
+        for index, start in enumerate(range(0, len(files), step)):
+            yield Unit(f"{index:05d}", tuple(files[start:start + step]), group=self.source.name)
+
+    def done(self, unit: Unit, ctx: PdfContext) -> bool:
+        storage = ctx.storage()
+        return storage.exists(table_path(storage, self.source.name, unit.name + TEXT_SUFFIX))
+
+    def run_unit(self, unit: Unit, ctx: PdfContext) -> Counters:
+        from .sandbox import Renderer
+
+        storage, settings, name = ctx.storage(), ctx.settings, self.source.name
+        text, ocr = _Shard(), _Shard()
+        text_path = storage.path(RAW_DIR, name, f"{unit.name}.tar")
+        counters = Counters(tallies={"pdf_pages": Counter(), "ocr_reasons": Counter()})
+        drops, pages, reasons = counters.drops, counters.tallies["pdf_pages"], counters.tallies["ocr_reasons"]
+        samples: list[TaskSample] = []
+        with Renderer(settings) as renderer:
+            for file_index, uri in enumerate(unit.spec):
+                pages["files"] += 1
+                data = _read(uri, ctx.options, settings, drops)
+                if data is None:
+                    continue
+                count, reason = renderer.open(data)
+                if reason is not None:
+                    drops[reason] += 1
+                    continue
+                if count > settings.max_pages:
+                    drops["too_many_pages"] += count - settings.max_pages
+                for number in range(min(count, settings.max_pages)):
+                    page, reason = renderer.page(number)
+                    if reason is not None:
+                        drops[reason] += 1
+                        if reason in ("render_timeout", "render_memory"):
+                            drops["render_abandoned"] += min(count, settings.max_pages) - number - 1
+                            break
+                        continue
+                    key = f"{unit.name}_{file_index:04d}_{number:05d}"
+                    meta = {"url": f"{uri}#page={number + 1}", "pdf": uri, "page": number + 1,
+                            "width": page.width, "height": page.height}
+                    decision = decide(page, self.source.language, settings)
+                    if decision.use == "drop":
+                        drops[decision.reason] += 1
+                    elif decision.use == "ocr":
+                        reasons[decision.reason] += 1
+                        if self.ocr:
+                            pages["ocr"] += 1
+                            ocr.add(key, page, {**meta, "decision": "ocr", "reason": decision.reason})
+                        else:
+                            drops["needs_ocr"] += 1
+                    else:
+                        pages["text_layer"] += 1
+                        offset, size = text.add(key, page, {**meta, "decision": "text", "language": decision.language})
+                        turns, _ = conversation(decision.lines, page.width, page.height, decision.language, name,
+                                                key, settings)
+                        picture = Picture(ImageRef(relative_uri(storage, text_path), offset, size), page.image_format,
+                                          hashlib.sha256(page.image).hexdigest(), page.width, page.height)
+                        samples.append(TaskSample(source=name, key=key, task=self.source.task,
+                                                  language=decision.language, images=[picture],
+                                                  conversations=turns, url=meta["url"]))
+        text.write(storage, name, unit.name)
+        if self.ocr:
+            ocr.write(storage, ocr_raw_source(name), unit.name)
+        write_task_table(storage, name, unit.name + TEXT_SUFFIX, samples, drops,
+                         inputs=len(samples) + sum(drops.values()))
+        counters.samples = len(samples)
+        return counters
+
+
+def _read(uri: str, options: dict, settings: PdfSettings, drops: Counter) -> bytes | None:
+    """The file's bytes, or None (counted ``too_large``) when it is over ``max_file_mb``."""
+    fs, path = fsspec.core.url_to_fs(uri, **options)
+    if fs.size(path) > settings.max_file_mb * 1024 * 1024:
+        drops["too_large"] += 1
+        return None
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def pdf_summary(counters: Counters) -> dict:
+    """A source's counters as the flow reports them."""
+    tallies = counters.tallies
+    return {"samples": counters.samples, "pages": dict(sorted(tallies.get("pdf_pages", {}).items())),
+            "ocr_reasons": dict(sorted(tallies.get("ocr_reasons", {}).items())),
+            "drops": dict(sorted(counters.drops.items()))}
+
+
+def run_pdf_stage(sources: list[Source], settings: PdfSettings, root: str, options: dict | None = None) -> dict:
+    """Every PDF source through the stage (on Ray when it is up); per source, :func:`pdf_summary`."""
+    from pipelines.stage import execute
+
+    ctx = PdfContext(root, dict(options or {}), settings)
+    summary = {}
+    for source in sources:
+        report = execute(PdfStage(source), ctx)
+        summary[source.name] = pdf_summary(report.groups.get(source.name, report.counters))
+    return summary
+
+
+__all__ = ["OCR_SUFFIX", "PdfContext", "PdfStage", "list_pdfs", "ocr_raw_source", "run_pdf_stage"]
