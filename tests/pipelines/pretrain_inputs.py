@@ -17,8 +17,12 @@ the format of the copy named (columns, types and part-file names as published):
 - objects365: ``objects365/zhiyuan_objv2_train.json`` (Objects365 v2 COCO JSON); its file_name
   ``images/v1/patch8/objects365_v1_00420917.jpg`` is unpacked from ``train/patch8.tar.gz`` as
   ``images/train/patch8/objects365_v1_00420917.jpg``: image_root + the last two path parts
-- coco_caption, textcaps, all_seeing and the OCR-small sets: InternVL chat-format JSONL beside their
-  image folders (single image, several images with ``width_list``, or none; multi-turn)
+- coco_caption, textcaps and the OCR-small sets: the annotation files as their publishers ship them
+  (``tests/tasks/pretrain_published.py``: Karpathy's dataset_coco.json, TextCaps JSON, LSVT/ArT
+  labels, ReCTS and RCTW-17 files per image, CTW JSONL, COCO-Text/TextOCR, SynthDoG Parquet with
+  embedded images, DocVQA/InfoVQA/ST-VQA/ChartQA/PlotQA questions, MMC-Inst JSONL), with illegible
+  regions, several answers, a missing image and Chinese text among them
+- all_seeing: ``all-seeing/as_pretrain_10m.json``, AS-V2's JSON array of grounded conversations
 - common_crawl_pdf: ``cc-pdf/shards-000000.tar`` and ``shards-000001.tar`` of the config's
   ``shards-{000000..000999}.tar`` range, each sample ``<key>.jpg`` + ``<key>.json``
 
@@ -51,7 +55,9 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ocr"))  # ocr_synth: pages PP-OCR reads
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))  # the published annotation copies
 from ocr_synth import EN_FONTS, EN_LINES, ZH_LINES, render_page  # noqa: E402
+from pretrain_published import write as write_published  # noqa: E402
 
 # File names as the publishers name their parts (one part each here).
 URL_LIST_FILES = {
@@ -85,20 +91,12 @@ O365_CATEGORIES = {
     24: ("Flower", "花"), 25: ("Bench", "长椅"),
 }
 OTHER_LANGUAGE_CAPTIONS = {"de": "Ein roter Kreis auf weißem Hintergrund", "ja": "白い背景の赤い丸"}
-OCR_SMALL = {  # source -> (jsonl path(s), image folder, language, style); image_root is <dir>/images
-    "mmc_inst": ("mmc-inst/train.jsonl", "mmc-inst", "en", "chart"),
-    "lsvt": ("lsvt/train.jsonl", "lsvt", "zh", "read"),
-    "st_vqa": ("st-vqa/train.jsonl", "st-vqa", "en", "vqa"),
-    "rctw17": ("rctw-17/train.jsonl", "rctw-17", "zh", "quad"),
-    "rects": ("rects/train.jsonl", "rects", "zh", "read"),
-    "art": ("art/train.jsonl", "art", "auto", "read"),
-    "coco_text": ("coco-text/train.jsonl", "coco", "en", "read"),
-    "chartqa": ("chartqa/train.jsonl", "chartqa", "en", "chart"),
-    "ctw": ("ctw/train.jsonl", "ctw", "zh", "vqa"),
-    "docvqa": ("docvqa/train.jsonl", "docvqa", "en", "doc"),
-    "textocr": ("textocr/train.jsonl", "textocr", "en", "quad"),
-    "plotqa": ("plotqa/train.jsonl", "plotqa", "en", "chart"),
-    "infovqa": ("infovqa/train.jsonl", "infovqa", "en", "doc"),
+ALL_SEEING_JSON = "all-seeing/as_pretrain_10m.json"
+PUBLISHED_SOURCES = {  # config source -> preset whose tiny published copy it reads (tests/tasks/pretrain_published.py)
+    "coco_caption": "coco_karpathy", "textcaps": "textcaps", "mmc_inst": "mmc_inst", "lsvt": "lsvt",
+    "st_vqa": "st_vqa", "rctw17": "rctw17", "rects": "rects", "art": "art", "synthdog": "synthdog",
+    "coco_text": "coco_text", "chartqa": "chartqa", "ctw": "ctw", "docvqa": "docvqa", "textocr": "textocr",
+    "plotqa": "plotqa", "infovqa": "infovqa",
 }
 _MARKUP = re.compile(r"<image>|<box>.*?</box>|<quad>.*?</quad>|</?ref>", re.DOTALL)
 
@@ -277,12 +275,9 @@ class _Writer:
         self.grit()
         self.wukong()
         self.laion_coco()
-        self.jsonl_captions()
+        self.published()
         self.objects365()
         self.all_seeing()
-        for name in OCR_SMALL:
-            self.ocr_small(name)
-        self.synthdog()
         self.cc_pdf()
 
     # -- URL lists --
@@ -456,30 +451,11 @@ class _Writer:
         if source:
             self.inputs.sources[source] = self.inputs.sources.get(source, 0) + len(records)
 
-    def jsonl_captions(self) -> None:
-        rng, records = self.rng("coco_caption"), []
-        for i in range(self.n):
-            scene = draw_scene(rng)
-            name = f"train2014/COCO_train2014_{100 + i:012d}.jpg"
-            save(scene.image, self.root / "coco/images" / name, quality=90)
-            turns = [{"from": "human", "value": "<image>\nProvide a one-sentence caption for the provided image."},
-                     {"from": "gpt", "value": caption(scene, i % 3, "en")[0] + "."}]
-            if i == 0:  # multi-turn
-                turns += [{"from": "human", "value": "How many shapes are in the picture?"},
-                          {"from": "gpt", "value": f"There are {len(scene.objects)} shapes."}]
-            records.append({"id": i, "image": name, "width": scene.image.width, "height": scene.image.height,
-                            "conversations": turns})
-        self.write_jsonl("coco/coco_karpathy_train.jsonl", records, "coco_caption")
-        rng, records = self.rng("textcaps"), []
-        for i in range(self.n):
-            lines = rng.sample(EN_LINES, 1)
-            image, _ = text_image(lines, "en", seed=rng.randrange(10**6))
-            name = f"train_images/{rng.getrandbits(64):016x}.jpg"
-            save(image, self.root / "textcaps/images" / name, quality=90)
-            records.append({"id": i, "image": name, "width": image.width, "height": image.height, "conversations": [
-                {"from": "human", "value": "<image>\nBriefly describe the image, including any text in it."},
-                {"from": "gpt", "value": f"A white sign that reads \"{lines[0]}\"."}]})
-        self.write_jsonl("textcaps/textcaps_train.jsonl", records, "textcaps")
+    def published(self) -> None:
+        """The annotation datasets read through presets, as their publishers ship them."""
+        for source, preset in PUBLISHED_SOURCES.items():
+            written = write_published(preset, self.root, self.n, self.seed)
+            self.inputs.sources[source] = written.records
 
     def objects365(self) -> None:
         rng, images, annotations = self.rng("objects365"), [], []
@@ -539,71 +515,11 @@ class _Writer:
                           f"{t('The image shows', '图中有')} {''.join(parts)} {bg}")]
             conversations = [m for human, gpt in turns for m in
                              ({"from": "human", "value": human}, {"from": "gpt", "value": gpt})]
-            records.append({"id": i, "image": name, "width": w, "height": h, "conversations": conversations})
-        self.write_jsonl("all-seeing/as_v1_grounding.jsonl", records, "all_seeing")
-
-    def ocr_record(self, source: str, folder: str, language: str, style: str, i: int, rng) -> dict:
-        """One OCR-small record in ``style``: read | vqa | quad | doc | chart."""
-        ext = "png" if source in ("chartqa", "plotqa") else "jpg"
-        name = (f"train2014/COCO_train2014_{900_000 + i:012d}.jpg" if source == "coco_text"
-                else f"{language}/{source}_{i:05d}.{ext}" if source in ("art", "synthdog") else f"{source}_{i:05d}.{ext}")
-        if style == "chart":
-            labels = rng.sample(["2019", "2020", "2021", "2022", "2023"], 3)
-            values = rng.sample((12, 18, 25, 37, 42, 3.5, 7.25), len(labels))
-            image = chart_image(labels, values, rng.randrange(10**6))
-            best = labels[values.index(max(values))]
-            turns = [("<image>\nWhat is the value of the tallest bar?", f"{max(values):g}"),
-                     ("Which year has the tallest bar?", best)]
-            boxes = []
-        else:
-            pool = ZH_LINES if language == "zh" else EN_LINES
-            lines = rng.sample(pool, 3 if style == "doc" else 2)
-            image, boxes = text_image(lines, language, seed=rng.randrange(10**6))
-            read = "<image>\n请识别图中的文字。" if language == "zh" else "<image>\nRead all the text in the image."
-            if style == "quad":
-                w, h = image.size
-                answer = "\n".join(f"<ref>{line}</ref><quad>[{quad_1000(box, w, h)}]</quad>"
-                                   for line, box in zip(lines, boxes, strict=True))
-                turns = [(read + (" 并给出每行文字的位置。" if language == "zh" else " Give the position of each line."),
-                          answer)]
-            elif style == "doc":
-                turns = [("<image>\nWhat is written on the first line?", lines[0]),
-                         ("How many lines of text are on the page?", str(len(lines)))]
-            elif style == "vqa":
-                turns = [("<image>\n" + ("图中招牌上写着什么？" if language == "zh" else "What does the sign say?"), lines[0])]
-            else:
-                turns = [(read, "\n".join(lines))]
-        save(image, self.root / folder / "images" / name, "PNG" if ext == "png" else "JPEG")
-        return {"id": i, "image": name, "width": image.width, "height": image.height,
-                "conversations": [m for human, gpt in turns for m in
-                                  ({"from": "human", "value": human}, {"from": "gpt", "value": gpt})]}
-
-    def ocr_small(self, source: str) -> None:
-        relative, folder, language, style = OCR_SMALL[source]
-        rng, records = self.rng(source), []
-        for i in range(self.n):
-            lang = ("en", "zh")[i % 2] if language == "auto" else language
-            records.append(self.ocr_record(source, folder, lang, style, i, rng))
-        if source == "mmc_inst" and len(records) >= 2:  # multi-image and text-only records, as the InternVL format allows
-            a, b = records[0], records[1]
-            records.append({"id": len(records), "image": [a["image"], b["image"]],
-                            "width_list": [a["width"], b["width"]], "height_list": [a["height"], b["height"]],
-                            "conversations": [
-                                {"from": "human", "value": "Image-1: <image>\nImage-2: <image>\n"
-                                 "What is the tallest bar's value in each chart?"},
-                                {"from": "gpt", "value": f"{a['conversations'][1]['value']} in Image-1 and "
-                                 f"{b['conversations'][1]['value']} in Image-2."}]})
-            records.append({"id": len(records), "conversations": [
-                {"from": "human", "value": "A bar chart shows 12, 18 and 25. What is their sum?"},
-                {"from": "gpt", "value": "The sum is 55."}]})
-        self.write_jsonl(relative, records, source)
-
-    def synthdog(self) -> None:
-        for language in ("en", "zh"):
-            rng = self.rng(f"synthdog:{language}")
-            records = [self.ocr_record("synthdog", "synthdog", language, "read", i, rng)
-                       for i in range(max(1, self.n // 2))]
-            self.write_jsonl(f"synthdog/synthdog_{language}.jsonl", records, "synthdog")
+            records.append({"id": f"as_{i}", "image": name, "conversations": conversations})
+        path = self.root / ALL_SEEING_JSON  # AS-V2's as_pretrain_10m.json: one JSON array
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+        self.inputs.sources["all_seeing"] = len(records)
 
     def cc_pdf(self) -> None:
         rng, count = self.rng("common_crawl_pdf"), 0

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
-from pretrain_inputs import make_pretrain_inputs, natural_language_pieces
+from pretrain_inputs import PUBLISHED_SOURCES, make_pretrain_inputs, natural_language_pieces
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((REPO / "configs" / "pretrain.yaml").read_text())
@@ -66,10 +66,6 @@ def expand(location: str) -> list[str]:
         names = [location[: match.start()] + f"{i:0{width}d}" + location[match.end():] for i in range(lo, hi + 1)]
         return [n for n in names if Path(n).exists()]
     return sorted(glob.glob(location))
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_every_config_source_is_written_where_the_config_looks(inputs):
@@ -137,34 +133,27 @@ def test_grit_ref_exps_are_caption_spans_with_fractional_corners(inputs):
             assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1 and 0 < score < 1
 
 
-def test_internvl_jsonl_records_are_well_formed(inputs):
-    seen = {"multi_turn": 0, "multi_image": 0, "text_only": 0, "quad": 0, "number_answer": 0}
-    languages = set()
-    for source in CONFIG["sources"]:
-        if source["kind"] != "internvl_jsonl":
+def test_every_published_source_builds_samples_and_counts_its_broken_records(inputs, tmp_path):
+    """The presets read the copies where the config points (in-process, the task stage's own code)."""
+    from flows.config import load_config
+    from ocr.prompts import GROUNDED, TRANSCRIBE
+    from tasks import TaskSettings, build_task_samples
+
+    config = load_config(REPO / "configs" / "pretrain.yaml", overrides=[f"paths.data={inputs.data_dir}"])
+    settings = TaskSettings(prompts={"transcribe": TRANSCRIBE, "grounded": GROUNDED},
+                            scripts={"en": ["Latin"], "zh": ["Han"]})
+    drops = {}
+    for source in config.sources:
+        if source.kind != "published":
             continue
-        root = Path(resolved(source["image_root"], inputs))
-        for location in source["locations"]:
-            for record in records(Path(resolved(location, inputs))):
-                turns = record["conversations"]
-                assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
-                images = record.get("image")
-                images = [] if images is None else [images] if isinstance(images, str) else images
-                text = "".join(t["value"] for t in turns)
-                assert text.count("<image>") == len(images), record
-                for name in images:
-                    with Image.open(root / name) as image:
-                        expected = (record["width"], record["height"]) if len(images) == 1 else image.size
-                        assert image.size == expected, name
-                seen["multi_turn"] += len(turns) > 2
-                seen["multi_image"] += len(images) > 1
-                seen["text_only"] += "image" not in record
-                seen["quad"] += "<quad>[[" in text
-                seen["number_answer"] += any(re.search(r"\d", t["value"]) for t in turns[1::2])
-                if source["language"] == "auto":
-                    languages.add("zh" if re.search(r"[\u4e00-\u9fff]", turns[-1]["value"]) else "en")
-    assert all(seen.values()), seen
-    assert languages == {"en", "zh"}
+        result = build_task_samples(source.model_copy(update={"translate_to": [], "keep_original": True}),
+                                    str(tmp_path / "root"), settings)
+        assert result.samples > 0, source.name
+        drops[source.name] = result.drops
+    assert set(drops) == {"all_seeing", *PUBLISHED_SOURCES}
+    assert drops["lsvt"]["image_missing"] == 1 and drops["docvqa"]["object:empty_answer"] == 1
+    assert all(drops[name]["object:illegible_region"] > 0 for name in ("lsvt", "art", "rects", "rctw17", "ctw",
+                                                                       "coco_text", "textocr"))
 
 
 def test_objects365_is_coco_json_whose_file_names_resolve_as_unpacked(inputs):
@@ -199,7 +188,8 @@ def test_translations_cover_every_text_a_translation_could_ask_for(inputs):
     zh = inputs.translations["zh"]
     assert all(re.search(r"[\u4e00-\u9fff]", value) for value in zh.values())
     source = CONFIG_SOURCES["all_seeing"]
-    pieces = [piece for record in records(Path(resolved(source["locations"][0], inputs)))
+    document = json.loads(Path(resolved(source["locations"][0], inputs)).read_text(encoding="utf-8"))
+    pieces = [piece for record in document
               for turn in record["conversations"] for piece in natural_language_pieces(turn["value"])]
     assert pieces and [p for p in pieces if p not in zh] == []
     coyo = pq.read_table(expand(resolved(CONFIG_SOURCES["coyo"]["locations"][0], inputs))[0])
@@ -226,7 +216,8 @@ def test_webdataset_shards_hold_a_page_and_an_internvl_sample(inputs):
 
 def test_the_same_seed_writes_the_same_annotations(inputs, tmp_path):
     with make_pretrain_inputs(tmp_path / "again", per_source=4, seed=3) as again:
-        for relative in ("all-seeing/as_v1_grounding.jsonl", "objects365/zhiyuan_objv2_train.json"):
+        for relative in ("all-seeing/as_pretrain_10m.json", "objects365/zhiyuan_objv2_train.json",
+                         "lsvt/train_full_labels.json", "docvqa/train/train_v1.0.json"):
             assert (again.data_dir / relative).read_bytes() == (inputs.data_dir / relative).read_bytes()
         assert again.translations == inputs.translations
 
