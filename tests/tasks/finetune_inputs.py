@@ -194,8 +194,8 @@ def write_scienceqa(root: Path) -> Published:
               "topic": "physics", "category": "", "skill": "", "lecture": "", "solution": "", "split": "train"},
     }
     splits = {"train": ["5", "6", "7"], "val": [], "test": []}
-    return Published(base, [_json(base / "problems.json", problems), _json(base / "pid_splits.json", splits)],
-                     base, missing_images=["train/7/image.png"])
+    _json(base / "pid_splits.json", splits)  # shipped beside it; the problems carry their split too
+    return Published(base, [_json(base / "problems.json", problems)], base, missing_images=["train/7/image.png"])
 
 
 # ---------------------------------------------------------------- chart, mathematics, OCR
@@ -320,15 +320,17 @@ def write_visual_genome(root: Path) -> Published:
         {"image_id": 2, "url": "https://cs.stanford.edu/people/rak248/VG_100K_2/2.jpg", "width": 50, "height": 100,
          "coco_id": None, "flickr_id": None},
     ]
-    return Published(base, [_json(base / "region_descriptions.json", regions),
-                            _json(base / "image_data.json", image_data)], base)
+    _json(base / "image_data.json", image_data)  # shipped beside it (sizes, URLs); the regions need no join
+    return Published(base, [_json(base / "region_descriptions.json", regions)], base)
 
 
 # ---------------------------------------------------------------- conversation (LLaVA JSON)
 
-def _llava(base: Path, name: str, image_paths: list[str]) -> Published:
+def _llava(base: Path, name: str, image_paths: list[str], image_dir: str = "") -> Published:
+    """LLaVA JSON; image paths are relative to ``base/image_dir`` (the source's image_root)."""
+    root = base / image_dir if image_dir else base
     for i, rel in enumerate(image_paths):
-        _image(base / rel, (48 + 8 * i, 48), 120 + i)
+        _image(root / rel, (48 + 8 * i, 48), 120 + i)
     records = [
         {"id": "000000033471", "image": image_paths[0], "conversations": [
             {"from": "human", "value": "<image>\nWhat are the colors of the bus in the image?"},
@@ -344,12 +346,12 @@ def _llava(base: Path, name: str, image_paths: list[str]) -> Published:
             {"from": "human", "value": "Write `print(1)` in Python."}, {"from": "gpt", "value": "```python\nprint(1)\n```"}]},
         {"id": "broken", "image": image_paths[0], "conversations": [{"from": "human", "value": "<image>\nHi"}]},
     ]
-    return Published(base, [_json(base / name, records)], base, missing_images=["nowhere/000000000000.jpg"])
+    return Published(base, [_json(base / name, records)], root, missing_images=["nowhere/000000000000.jpg"])
 
 
 def write_llava_150k(root: Path) -> Published:
-    return _llava(root / "llava_150k", "llava_instruct_150k.json",
-                  ["train2017/000000033471.jpg", "train2017/000000052846.jpg"])
+    return _llava(root / "llava_150k", "llava_instruct_150k.json", ["000000033471.jpg", "000000052846.jpg"],
+                  image_dir="train2017")  # its records name COCO train2017 files by name alone
 
 
 def write_sharegpt4v(root: Path) -> Published:
