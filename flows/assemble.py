@@ -56,7 +56,6 @@ def ocr_stage(config: Config) -> dict[str, Any]:
     from ocr import run_ocr_stage
     from ocr.tasks import OcrTaskSettings, write_ocr_task_tables
 
-    storage = Storage(config.storage.root, config.storage.options)
     summary: dict[str, Any] = {}
     for source in config.sources:
         if kind_of(source).built_by_task_stage(source):
@@ -71,7 +70,7 @@ def ocr_stage(config: Config) -> dict[str, Any]:
                                   storage_options=config.storage.options)
             summary[source.name] = {"kept": stats.get("kept"), "dropped": stats.get("dropped", {})}
         else:
-            summary[source.name] = _transcriptions_from_captions(config, storage, source, raw_source)
+            summary[source.name] = _transcriptions_from_captions(config, source, raw_source)
     return summary
 
 
@@ -80,38 +79,20 @@ def ocr_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
     return {source: counts.get("dropped", {}) for source, counts in summary.items()}
 
 
-def _transcriptions_from_captions(config: Config, storage: Storage, source: Source, raw_source: str) -> dict:
-    """OCR samples whose answer is the caption itself: the exact text of a rendered image."""
-    import random
+def _transcriptions_from_captions(config: Config, source: Source, raw_source: str) -> dict[str, Any]:
+    """OCR samples whose answer is the caption (:mod:`ocr.captions`), one Ray task per raw shard."""
+    from ocr.captions import CaptionTranscriptions, TranscriptionContext
+    from pipelines.runtime import ensure_ray
+    from pipelines.stage import execute
 
-    from pipelines.layout.conversations import ConversationRecord, write_conversation_table
-    from pipelines.layout.raw import complete_shards, iter_raw_shard
-
-    kept, dropped = 0, 0
-    for shard in complete_shards(storage, raw_source):
-        target = storage.path("tasks", source.name, f"{shard}.parquet")
-        if storage.exists(target):
-            continue
-        records = {}
-        for sample in iter_raw_shard(storage, raw_source, shard):
-            text = sample.caption.strip()
-            if not text:
-                dropped += 1
-                continue
-            language = source.language if source.language != "auto" else language_of(text, config.languages)
-            prompts = config.prompt_pool("transcribe", language)
-            if not prompts:
-                raise ValueError(
-                    f"source {source.name!r}: no transcription prompts for language {language!r}; "
-                    f"add it to `languages` (configured: {sorted(config.languages)})"
-                )
-            rng = random.Random(f"{config.seed}:{source.name}:{sample.key}")
-            prompt = rng.choice(prompts)
-            records[sample.key] = ConversationRecord(sample.key, language, [
-                {"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": text}])
-        kept += len(records)
-        write_conversation_table(storage, source.name, source.task, raw_source, shard, records)
-    return {"kept": kept, "dropped": {"empty_caption": dropped} if dropped else {}}
+    ensure_ray(config.ray.address, config.ray.num_cpus)
+    languages = sorted({source.language} if source.language != "auto" else {*config.languages, "en"})
+    ctx = TranscriptionContext(
+        Storage(config.storage.root, config.storage.options).root_uri(), config.storage.options, seed=config.seed,
+        prompts={code: config.prompt_pool("transcribe", code) for code in languages},
+        scripts={code: list(language.scripts) for code, language in config.languages.items()})
+    report = execute(CaptionTranscriptions(source.name, raw_source, source.task, source.language), ctx)
+    return {"kept": report.counters.samples, "dropped": dict(sorted(report.counters.drops.items()))}
 
 
 def language_of(text: str, languages: dict[str, Language]) -> str:
