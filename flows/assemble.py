@@ -121,7 +121,9 @@ def translate_stage(config: Config) -> dict[str, Any]:
     ensure_ray(config.ray.address, config.ray.num_cpus)
     execute(TranslationInputs(chosen), task_context(config))
     if config.demo is not None:
-        _prepare_demo_translation(config, storage, chosen)
+        from flows.demo.translation import prepare_demo_translation
+
+        prepare_demo_translation(config, storage, chosen)
     reports = run_translation(config, config.translation.stage, sources=[s.name for s in chosen])
     failed = {f"{s}/{t}/{part}": error for s, by in reports.items() for t, r in by.items()
               for part, error in r.failed.items()}
@@ -140,36 +142,6 @@ def translate_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
 
     return {f"{source}/{target}": PartStats.from_json(stats).flagged
             for source, by_target in summary.items() for target, stats in by_target.items()}
-
-
-def _prepare_demo_translation(config: Config, storage: Storage, sources: list[Source]) -> None:
-    """The demo serves a tiny random model, built here, and loads its translation memory into the cache.
-
-    The model's answers are noise (flagged by validation); the memory holds reference translations
-    of the demo's closed vocabulary (zh, ja), so translated samples appear as a real model's would.
-    """
-    from pathlib import Path as LocalPath
-
-    from flows.demo.generate import reference_translations
-    from flows.translation import source_targets
-    from translate.cache import CachedAnswer, TranslationCache, text_hash
-    from translate.prompt import PROMPT_VERSION
-    from translate.tiny_model import build_tiny_model
-
-    model = config.translation.model
-    if model is None:
-        raise ValueError("translation.model: the demo needs a model path for its tiny local LLM")
-    if not (LocalPath(model) / "config.json").exists():
-        log.info("building the demo's tiny chat model in %s", model)
-        build_tiny_model(model)
-    cache_root = config.translation.stage.cache_root or storage.path("translate", "_cache")
-    cache = TranslationCache(storage, cache_root, model, PROMPT_VERSION)
-    for target in sorted({t for s in sources for t in source_targets(config, s)}):
-        memory = reference_translations(config.demo.directory, target)
-        hashes = {text_hash(text): text for text in memory}
-        known = cache.lookup(target, list(hashes))
-        entries = [(h, text, CachedAnswer(memory[text], "stop")) for h, text in hashes.items() if h not in known]
-        cache.add(target, entries)
 
 
 def task_sources(config: Config) -> list[Source]:
