@@ -147,3 +147,27 @@ def test_a_format_field_overrides_the_preset_and_bad_ones_are_named(tmp_path):
     source = Source(name="x", kind="published", preset="lsvt", task="ocr_small", language="en", locations=["a"],
                     image_root="i", translate_to=["zh"])
     assert [p[0] for p in kind_of(source).problems(source, ["ocr_small"])] == ["translate_to"]
+
+
+def test_a_users_own_dataset_of_a_known_shape_needs_only_config(tmp_path):
+    """The README's example: an object keyed by image, regions with their own field names."""
+    import json
+
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (400, 200), "white").save(tmp_path / "images" / "img_1.jpg")
+    labels = {"img_1": [{"text": "出口", "poly": [[200, 100], [300, 100], [300, 150], [200, 150]], "bad": False},
+                        {"text": "入口", "poly": [[20, 10], [120, 10], [120, 60], [20, 60]], "bad": False},
+                        {"text": "??", "poly": [[0, 0], [5, 0], [5, 5], [0, 5]], "bad": True}]}
+    (tmp_path / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
+    source = Source(name="my_signs", kind="published", task="ocr_small", language="zh",
+                    locations=[str(tmp_path / "labels.json")], image_root=str(tmp_path / "images"),
+                    format={"reader": "json", "image": "{$key}.jpg", "regions": "", "region_text": "text",
+                            "region_points": "poly", "region_illegible": "bad", "build": "scene_text",
+                            "grounded_fraction": 1.0})
+    result = build_task_samples(source, str(tmp_path / "root"), SETTINGS)
+    (row,) = [r for p in (tmp_path / "root" / "tasks" / "my_signs").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    assert row["conversations"][1]["value"] == ("<ref>入口</ref><box>[[50, 50, 300, 300]]</box>\n"
+                                                "<ref>出口</ref><box>[[500, 500, 750, 750]]</box>")
+    assert result.drops == {"object:illegible_region": 1}
