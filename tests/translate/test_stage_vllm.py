@@ -175,6 +175,34 @@ def test_good_cached_translations_are_emitted_as_translated(tmp_path, vllm_url, 
     assert report.stats.translated == sum(1 for r in rows if r["source_text"] in good)
 
 
+def test_conversations_through_the_real_server_are_judged_whole(tmp_path, vllm_url, tiny_model):
+    """Two conversations: one whose every piece the cache holds in good Chinese (translated whole, no
+    request), one the tiny model answers with noise (flagged whole, every answer kept)."""
+    import json
+
+    known = [{"from": "human", "value": "<image>\nWhat is at `https://x.org`?"},
+             {"from": "gpt", "value": "A red bus with 2 doors.\n```\nbus = 2\n```"}]
+    noise = [{"from": "human", "value": "Describe the scene in detail."},
+             {"from": "gpt", "value": "Three birds sit on a wire near a tall building at night."}]
+    storage = Storage(str(tmp_path))
+    storage.write_parquet(storage.path("translate", "coyo", "_input", "part-00000.parquet"), pa.table({
+        "key": ["known", "noise"], "field": ["conversations"] * 2,
+        "text": [json.dumps(known), json.dumps(noise)]}))
+    cache = TranslationCache(storage, storage.path("translate", "_cache"), str(tiny_model), PROMPT_VERSION)
+    good = {"What is at {{1}}?": "{{1}} 上有什么？", "A red bus with 2 doors.": "一辆有2扇门的红色公共汽车。"}
+    cache.add("zh", [(text_hash(t), t, CachedAnswer(z, "stop")) for t, z in good.items()])
+
+    run_translation(make_config(tmp_path, vllm_url, model=str(tiny_model)), SETTINGS)
+    rows = {r["key"]: r for r in outputs(storage, "zh")["part-00000.parquet"]}
+    assert json.loads(rows["known"]["text"]) == [
+        {"from": "human", "value": "<image>\n`https://x.org` 上有什么？"},
+        {"from": "gpt", "value": "一辆有2扇门的红色公共汽车。\n```\nbus = 2\n```"}]
+    assert rows["known"]["origin"] == "cache" and rows["known"]["error"] is None
+    assert rows["noise"]["text"] is None and rows["noise"]["origin"] == "request"
+    assert rows["noise"]["error"] not in (None, "bad_conversation", "empty_source")  # judged on its answers
+    assert len(json.loads(rows["noise"]["raw_output"])) == 2  # one answer per turn's piece, kept
+
+
 def test_a_new_language_needs_only_configuration(tmp_path, vllm_url):
     parts = [captions(8)]
     write_inputs(tmp_path, "coyo", parts)
