@@ -9,7 +9,7 @@ What one unit ``NNNNN`` of source ``S`` writes, in this order (the last is its c
 - ``raw/S/NNNNN.tar`` (+ ``_stats.json``): the pages whose text layer is their transcription, as
   ``<key>.jpg`` + ``<key>.json`` (the PDF, the page number, the decision) in the download stage's
   raw-shard layout (:mod:`pipelines.layout.raw`);
-- ``raw/S-ocr/NNNNN.tar`` (+ ``_stats.json``), when the source has ``ocr``: the pages that need OCR,
+- ``raw/S-ocr/NNNNN.tar`` (+ ``_stats.json``), when the source has ``ocr`` and the unit such pages: the pages that need OCR,
   in the same layout, which the OCR stage reads like any downloaded images (its task tables land in
   ``tasks/S/`` too, so both halves are one dataset of the mixture);
 - ``tasks/S/NNNNN-text.parquet``: the text-layer pages' OCR samples (:mod:`pdf.samples`).
@@ -91,8 +91,9 @@ class _Shard:
     def add(self, key: str, page: PageData, meta: dict) -> tuple[int, int]:
         info = tarfile.TarInfo(f"{key}.{page.image_format}")
         info.size = len(page.image)
+        # The image's bytes follow its header (a writing tarfile keeps no data offsets).
+        offset = self.tar.offset + len(info.tobuf(self.tar.format, self.tar.encoding, self.tar.errors))
         self.tar.addfile(info, io.BytesIO(page.image))
-        offset = info.offset_data
         data = json.dumps(meta, ensure_ascii=False).encode()
         info = tarfile.TarInfo(f"{key}.json")
         info.size = len(data)
@@ -184,7 +185,7 @@ class PdfStage(Stage):
                                                   language=decision.language, images=[picture],
                                                   conversations=turns, url=meta["url"]))
         text.write(storage, name, unit.name)
-        if self.ocr:
+        if ocr.count:  # a unit with no page to OCR gives the OCR stage no empty shard
             ocr.write(storage, ocr_raw_source(name), unit.name)
         write_task_table(storage, name, unit.name + TEXT_SUFFIX, samples, drops,
                          inputs=len(samples) + sum(drops.values()))
