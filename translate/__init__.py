@@ -23,7 +23,7 @@ _LAZY = {
     "ChatClient": "translate.client", "ServerUnavailable": "translate.client",
     "EngineClient": "translate.engine", "EngineDied": "translate.engine", "OfflineEngine": "translate.engine",
     "ServerStartError": "translate.launch", "VllmProcess": "translate.launch", "launched_servers": "translate.launch",
-    "PartStats": "translate.translator", "TargetReport": "translate.translator", "Translator": "translate.translator",
+    "PartStats": "translate.stats", "TargetReport": "translate.stats", "Translator": "translate.translator",
     "OUTPUT_SCHEMA": "translate.table",
 }
 
