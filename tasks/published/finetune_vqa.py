@@ -125,6 +125,17 @@ def _geometry3k(record: Any, extras: dict) -> tuple[Any, dict] | None:
     return {**record, "mc_question": question, "mc_answer": answer}, extras
 
 
+def _vsr(record: Any, extras: dict) -> tuple[Any, dict] | None:
+    """VSR: a spatial statement and whether annotators found it true of the image (label 1) or not (0)."""
+    if not isinstance(record, dict):
+        return None
+    label = record.get("label")
+    answer = "Yes" if label == 1 else "No" if label == 0 else ""  # another label: counted object:empty_answer
+    question = f'Is this statement about the image true: "{str(record.get("caption") or "").strip()}"? ' \
+               "Answer yes or no."
+    return {**record, "vsr_question": question, "vsr_answer": answer}, extras
+
+
 def _vqa_preset(name: str, questions: str, annotations: str, answer_field: str, about: str) -> Preset:
     return Preset(name, {
         "reader": "json", "records": "questions", "annotations": "annotations", "annotations_file": annotations,
@@ -157,6 +168,14 @@ PRESETS = [
        "train_balanced_questions.json: an object keyed by question id of {imageId, question, answer, "
        "fullAnswer, types, ...}; the short `answer` (fullAnswer via format.answers); images.zip as images/<imageId>.jpg",
        files={"gqa/questions/train_balanced_questions.json": "questions", "gqa/images/": "images (`image_root`)"}),
+    Preset("vsr", {
+        "reader": "jsonl", "group_by": "image", "key": "image", "image": "image", "question": "vsr_question",
+        "answers": "vsr_answer", "build": "vqa",
+    }, adapt=_vsr, about="VSR (cambridgeltl/visual-spatial-reasoning): data/splits/random/train.jsonl (or zeroshot/), "
+       "JSON Lines of {image, image_link, caption, label (1 true, 0 false), relation, ...}; asked as a yes/no "
+       "question about the statement; COCO 2017 images by file name (the publisher merges train2017 and "
+       "val2017 into one folder, trainval2017/, or ships them as vsr_images.zip's images/)",
+       files={"vsr/train.jsonl": "statements", "vsr/images/": "their COCO 2017 images"}),
     # ---- OCR QA ----
     Preset("textvqa", {
         "reader": "json", "records": "data", "group_by": "image_id", "key": "image_id", "image": "{image_id}.jpg",
@@ -203,6 +222,19 @@ PRESETS = [
     }, about="DVQA (kushalkafle.com/projects/dvqa.html): qa/train_qa.json, an array of {image, question, answer, "
        "question_type, question_id, template_id, answer_bbox}; images/<image>",
        files={"dvqa/qa/train_qa.json": "questions", "dvqa/images/": "bar charts"}),
+    Preset("lrv_instruction", {
+        "reader": "json", "group_by": "image_id", "key": "image_id", "image": "image_id", "question": "question",
+        "answers": "answer", "build": "vqa",
+    }, about="LRV-Instruction's chart part (FuxiaoLiu/LRV-Instruction, download.txt): chart_release_update.json, an "
+       "array of {image_id (the chart's file name), question, answer}, positive and negative (unanswerable) "
+       "instructions with free-form answers; chart_image.zip unpacks as chart_image/<image_id>",
+       files={"lrv_instruction/chart_release_update.json": "instructions", "lrv_instruction/chart_image/": "charts"}),
+    Preset("lrv_instruction_vg", {
+        "reader": "json", "group_by": "image_id", "key": "image_id", "image": "{image_id}.jpg",
+        "question": "question", "answers": "answer", "build": "vqa",
+    }, about="LRV-Instruction's Visual Genome part: filter_cap1.json and filter_cap_more1.json, arrays of {image_id, "
+       "question, answer, ...}; the authors' image.tar.gz unpacks as image/<image_id>.jpg",
+       files={"lrv_instruction/filter_cap1.json": "instructions", "lrv_instruction/image/": "their VG images"}),
     # ---- mathematics ----
     Preset("tabmwp", {
         "reader": "json", "key": "$key", "image": "image_file", "question": "mc_question", "answers": "mc_answer",

@@ -153,6 +153,38 @@ def write_a_okvqa(root: Path) -> Published:
     return Published(base, [_json(base / "aokvqa_v1p0_train.json", records)], base / "train2017")
 
 
+def write_vsr(root: Path) -> Published:
+    """VSR: JSON Lines of {image, image_link, caption, label, relation, ...}; COCO 2017 images by name."""
+    base = root / "vsr"
+    _image(base / "images" / "000000296471.jpg", (64, 48), 141)
+    records = [
+        {"image": "000000296471.jpg", "image_link": "http://images.cocodataset.org/train2017/000000296471.jpg",
+         "caption": "The cat is inside the refrigerator.", "label": 0, "relation": "inside", "annotator_id": 27,
+         "vote_true_validator_id": "[]", "vote_false_validator_id": "[1, 2, 20]", "reference_frame": None},
+        {"image": "000000296471.jpg", "image_link": "http://images.cocodataset.org/train2017/000000296471.jpg",
+         "caption": "The cat is near the bowl.", "label": 1, "relation": "near", "annotator_id": 2,
+         "vote_true_validator_id": "[2]", "vote_false_validator_id": "[]", "reference_frame": None},
+        {"image": "000000363875.jpg", "image_link": "http://images.cocodataset.org/val2017/000000363875.jpg",
+         "caption": "The motorcycle is far away from the bus.", "label": 0, "relation": "far away from"},
+    ]
+    return Published(base, [_jsonl(base / "train.jsonl", records)], base / "images",
+                     missing_images=["000000363875.jpg"])
+
+
+def write_lrv_instruction(root: Path) -> Published:
+    """LRV-Instruction's chart part: chart_release_update.json, an array of {image_id, question, answer}."""
+    base = root / "lrv_instruction"
+    _image(base / "chart_image" / "statistic_id1001.png", (80, 60), 151)
+    records = [
+        {"image_id": "statistic_id1001.png", "question": "What was the revenue in 2019?",
+         "answer": "The revenue in 2019 was 3.2 billion U.S. dollars."},
+        {"image_id": "statistic_id1001.png", "question": "What does the pie chart say about 1850?",
+         "answer": "The chart is a bar chart and shows no data for 1850."},
+        {"image_id": "statistic_id1001.png", "question": "Empty answer?", "answer": ""},
+    ]
+    return Published(base, [_json(base / "chart_release_update.json", records)], base / "chart_image")
+
+
 # ---------------------------------------------------------------- science
 
 def write_ai2d(root: Path) -> Published:
@@ -449,7 +481,7 @@ def write_coig_cqia(root: Path) -> Published:
 
 WRITERS = {
     "vqav2": write_vqav2, "okvqa": write_okvqa, "gqa": write_gqa, "textvqa": write_textvqa,
-    "a_okvqa": write_a_okvqa, "ai2d": write_ai2d, "scienceqa": write_scienceqa, "dvqa": write_dvqa,
+    "a_okvqa": write_a_okvqa, "vsr": write_vsr, "lrv_instruction": write_lrv_instruction, "ai2d": write_ai2d, "scienceqa": write_scienceqa, "dvqa": write_dvqa,
     "ocrvqa": write_ocrvqa, "tabmwp": write_tabmwp, "geometry3k": write_geometry3k, "refcoco": write_refcoco,
     "visual_genome": write_visual_genome, "llava_150k": write_llava_150k, "sharegpt4v": write_sharegpt4v,
     "allava": write_allava, "svit": write_svit, "lvis_instruct4v": write_lvis_instruct4v,

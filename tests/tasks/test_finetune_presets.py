@@ -138,6 +138,23 @@ def test_chart_math_and_book_cover_questions(tmp_path):
     assert pairs(samples["2"])[0][1] == "AB"[problems["2"]["choices"].index(problems["2"]["answer"])]
 
 
+def test_vsr_statements_become_yes_no_questions_and_lrv_keeps_free_answers(tmp_path):
+    vsr = finetune_inputs.write_vsr(tmp_path)
+    samples, drops, _ = build(tmp_path / "v", "vsr", vsr)
+    lines = [json.loads(x) for x in Path(vsr.locations[0]).read_text(encoding="utf-8").splitlines()]
+    turns = pairs(samples["000000296471.jpg"])
+    assert [a for _, a in turns] == [("Yes" if r["label"] else "No") for r in lines[:2]]
+    assert all(r["caption"] in q for (q, _), r in zip(turns, lines[:2], strict=True))
+    assert drops["image_missing"] == 1
+
+    lrv = finetune_inputs.write_lrv_instruction(tmp_path)
+    samples, drops, _ = build(tmp_path / "l", "lrv_instruction", lrv)
+    records = load(lrv.locations[0])
+    assert [(q.removeprefix("<image>\n"), a) for q, a in pairs(samples["statistic_id1001.png"])] == [
+        (r["question"], r["answer"]) for r in records[:2]]
+    assert drops["object:empty_answer"] == 1
+
+
 def _scaled(box, width, height):
     x, y, w, h = box
     return [round(x / width * 1000), round(y / height * 1000), round((x + w) / width * 1000),
