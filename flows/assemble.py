@@ -37,7 +37,7 @@ def download_all(config: Config, names: list[str] | None = None, progress: bool 
 
     chosen = downloaded_sources(config, names)
     ensure_ray(config.ray.address, config.ray.num_cpus)
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     return download_sources(chosen, config.download, storage, progress)
 
 
@@ -88,7 +88,7 @@ def _transcriptions_from_captions(config: Config, source: Source, raw_source: st
     ensure_ray(config.ray.address, config.ray.num_cpus)
     languages = sorted({source.language} if source.language != "auto" else {*config.languages, "en"})
     ctx = TranscriptionContext(
-        Storage(config.storage.root, config.storage.options).root_uri(), config.storage.options, seed=config.seed,
+        config.storage.open().root_uri(), config.storage.options, seed=config.seed,
         prompts={code: config.prompt_pool("transcribe", code) for code in languages},
         scripts={code: list(language.scripts) for code, language in config.languages.items()})
     report = execute(CaptionTranscriptions(source.name, raw_source, source.task, source.language), ctx)
@@ -114,7 +114,7 @@ def translate_stage(config: Config) -> dict[str, Any]:
     from pipelines.stage import execute
     from tasks.stage import TranslationInputs
 
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     chosen = [s for s in task_sources(config) if source_targets(config, s)]
     if not chosen:
         return {}
@@ -160,7 +160,7 @@ def task_context(config: Config):
     """The task stage's context: the storage root as a URI every worker opens, and the stage's settings."""
     from tasks.stage import TaskStageContext
 
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     return TaskStageContext(storage.root_uri(), config.storage.options, task_settings(config))
 
 
@@ -189,7 +189,7 @@ def shard_directory(config: Config) -> str:
     path or an fsspec URI (``s3://bucket/run/shards``)."""
     if config.shards.directory:
         return config.shards.directory
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     return storage.uri(storage.path("shards"))
 
 
@@ -218,7 +218,7 @@ def mix_stage(config: Config) -> dict[str, Any]:
     from shards.location import options_for
 
     ensure_ray(config.ray.address, config.ray.num_cpus)  # the mixer's passes run as Ray tasks
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     directory = shard_directory(config)
     out = Storage(directory, options_for(directory, storage))  # the root's S3 settings, if on S3 too
     shard_settings = ShardSettings(**config.shards.model_dump(exclude={"directory"}))

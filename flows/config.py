@@ -122,6 +122,13 @@ class Storage(ConfigModel):
         default_factory=dict, description="fsspec storage options, e.g. {endpoint_url: ...} for S3"
     )
 
+    def open(self):
+        """The root, opened with its options (:class:`pipelines.storage.Storage`): the one way the
+        application turns this setting into storage; stages get ``StageContext(root_uri, options)``."""
+        from pipelines.storage import Storage as Root
+
+        return Root(self.root, self.options)
+
 
 class RayConfig(ConfigModel):
     address: str | None = Field(None, description="None = local Ray on this machine; 'auto' or ray://host:port")

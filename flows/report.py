@@ -43,7 +43,7 @@ def print_products(config) -> None:
     from pipelines.storage import Storage
     from shards.location import options_for
 
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     directory = shard_directory(config)
     out = Storage(directory, options_for(directory, storage))
     found = [(label, name) for label, name in (("manifest", "manifest.json"), ("report", "report.md"),

@@ -38,7 +38,7 @@ def run_stage(config: Config, stage: str, work: Callable[[], dict[str, Any]],
     returned: JSON-able counters). With ``skip_unchanged`` false the work runs every time (the
     marker is written all the same, for the stages after it).
     """
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     fingerprint = stage_fingerprint(config, stage, upstream or [])
     saved = read_marker(storage, stage) if skip_unchanged else None
     if saved is not None and saved.get("fingerprint") == fingerprint:
@@ -71,7 +71,7 @@ def read_summary(storage: Storage, stage: str) -> dict[str, Any] | None:
 
 def completed_fingerprint(config: Config, stage: str) -> str | None:
     """The fingerprint recorded by ``stage``'s last completed run, or None."""
-    saved = read_marker(Storage(config.storage.root, config.storage.options), stage)
+    saved = read_marker(config.storage.open(), stage)
     return None if saved is None else saved.get("fingerprint")
 
 

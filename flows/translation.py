@@ -71,7 +71,7 @@ def run_translation(
     (``server``).
     """
     settings = settings or TranslateSettings()
-    storage = Storage(config.storage.root, config.storage.options)
+    storage = config.storage.open()
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     plan: dict[str, tuple[list[str], list[str]]] = {}
     for source in chosen:
