@@ -37,6 +37,29 @@ def _instruction(record: Any, extras: dict) -> tuple[Any, dict] | None:
     return {**record, "conversations": turns}, extras
 
 
+def _cauldron(record: Any, extras: dict) -> tuple[Any, dict] | None:
+    """The Cauldron: ``texts`` [{user, assistant}] as turns about the row's one embedded image."""
+    if not isinstance(record, dict) or not isinstance(record.get("texts"), list):
+        return None
+    images = record.get("images") or []
+    if len(images) != 1:
+        return None  # rows of several images (nlvr2, ...) are not read
+    turns = []
+    for text in record["texts"]:
+        if isinstance(text, dict):
+            turns += [{"from": "human", "value": str(text.get("user") or "")},
+                      {"from": "gpt", "value": str(text.get("assistant") or "")}]
+    return {**record, "image": images[0], "conversations": turns}, extras
+
+
+def _cauldron_preset(name: str, subset: str, about: str) -> Preset:
+    return Preset(name, {"reader": "parquet", "key": "$key", "image": "image", "conversations": "conversations",
+                         "build": "chat"}, adapt=_cauldron, about=about + (
+        f"; read from HuggingFaceM4/the_cauldron's {subset} subset ({subset}/train-*.parquet: images "
+        "[{bytes, path}] embedded, texts [{user, assistant, source}]); rows with several images are "
+        "counted unreadable_record"), files={f"the_cauldron/{subset}/train-*.parquet": "rows, images inside"})
+
+
 _LLAVA_FORMAT = {"reader": "json", "key": "id", "image": "image", "conversations": "conversations", "build": "chat"}
 
 
@@ -69,6 +92,12 @@ PRESETS = [
     _llava_preset("lvis_instruct4v", "lvis_instruct4v_220k.json",
                   "LVIS-Instruct4V (X2FD/LVIS-Instruct4V on the Hub): lvis_instruct4v_220k.json, a LLaVA-format "
                   "array over COCO 2017 images (coco/train2017/..., coco/val2017/...)", "the folder holding coco/"),
+    # ---- The Cauldron (Hub Parquet) where the publisher's own files do not fit one record per image ----
+    _cauldron_preset("the_cauldron", "<subset>", "Any subset of The Cauldron (set `locations` to its files)"),
+    _cauldron_preset("clevr_math", "clevr_math", "CLEVR-Math (dali-does/clevr-math ships a loading script over "
+                     "zipped CLEVR scenes, no files to read as they are)"),
+    _cauldron_preset("tqa", "tqa", "TQA (allenai.org/data/tqa: tqa_v1_train.json holds lessons whose diagram "
+                     "questions each name their own image, several images a record)"),
     # ---- text-only ----
     Preset("sharegpt", {"reader": "json", "key": "id", "conversations": "conversations", "build": "chat"},
            adapt=_llava, about="ShareGPT as released for Vicuna (anon8231489123/ShareGPT_Vicuna_unfiltered on the Hub): "

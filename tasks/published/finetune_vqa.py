@@ -13,6 +13,7 @@ record the adapt step cannot read is ``unreadable_record``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tasks.published.finetune_rules import SHORT_ANSWER, Dropped, letter, lettered
@@ -136,6 +137,24 @@ def _vsr(record: Any, extras: dict) -> tuple[Any, dict] | None:
     return {**record, "vsr_question": question, "vsr_answer": answer}, extras
 
 
+_OPTION = re.compile(r"(?:^|,)\s*([a-e])\s*\)\s*")
+
+
+def _mathqa(record: Any, extras: dict) -> tuple[Any, dict] | None:
+    """MathQA: options as one string ``a ) 38 , b ) 27.675 , ...``; ``correct`` a letter; text only."""
+    if not isinstance(record, dict) or not isinstance(record.get("options"), str):
+        return None
+    parts = _OPTION.split(record["options"])[1:]  # letter, text, letter, text, ...
+    choices = [text.strip() for text in parts[1::2]]
+    correct = str(record.get("correct") or "").strip().lower()
+    try:
+        question = lettered(str(record.get("Problem") or ""), choices)
+        answer = letter(choices, parts[0::2].index(correct)) if correct in parts[0::2] else ""
+    except Dropped:
+        question, answer = str(record.get("Problem") or ""), ""
+    return {**record, "mc_question": question, "mc_answer": answer}, extras
+
+
 def _vqa_preset(name: str, questions: str, annotations: str, answer_field: str, about: str) -> Preset:
     return Preset(name, {
         "reader": "json", "records": "questions", "annotations": "annotations", "annotations_file": annotations,
@@ -243,6 +262,12 @@ PRESETS = [
        "problem id of {question, choices (null: free text), answer, unit, table, solution, ques_type, ...}; "
        "the table image tables/<id>.png",
        files={"tabmwp/problems_train.json": "problems", "tabmwp/tables/": "table images"}),
+    Preset("mathqa", {
+        "reader": "json", "key": "$key", "question": "mc_question", "answers": "mc_answer", "build": "vqa",
+    }, adapt=_mathqa, about="MathQA (math-qa.github.io, MathQA.zip): train.json, an array of {Problem, Rationale, "
+       "options ('a ) 38 , b ) 27.675 , ...'), correct (a letter), annotated_formula, linear_formula, category}; "
+       "word problems without images (text-only), lettered options answered by the letter",
+       files={"mathqa/train.json": "problems"}),
     Preset("geometry3k", {
         "reader": "per_file", "key": "$parent", "image": "{$parent}/img_diagram.png", "question": "mc_question",
         "answers": "mc_answer", "build": "vqa",

@@ -5,8 +5,9 @@ over a list: the ``raw`` of every sentence), ``0:8`` (a slice of a list: the eig
 head of a CSV row), ``ground_truth.$json.gt_parse.text_sequence`` (``$json`` parses the JSON string
 found so far). The empty path is the record itself. Names that start with ``$`` and stand alone
 are what the reader knows about the record rather than what it holds: ``$key`` (the key of an
-object keyed by id, or the record's ordinal), ``$stem``/``$parent``/``$name`` (of a per-image annotation
-file), ``$row`` (a Parquet row's ordinal), ``$annotations`` (the items a json reader joined to the record).
+object keyed by id; else the file's stem and the record's position in it), ``$stem``/``$parent``/
+``$name`` (of a per-image annotation file), ``$row`` (a Parquet row's ordinal), ``$annotations``
+(the items a json reader joined to the record).
 
 A template is a string with ``{path}`` fields: ``"train_images/{$key}.jpg"``, ``"png/{image_index}.png"``.
 

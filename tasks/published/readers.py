@@ -80,8 +80,9 @@ def unit_records(storage: Storage, source: str, fmt: Format, unit: Unit, drops: 
         yield from spill.unit_records(storage, source, unit.spec[1], fmt, unit.spec[2])
     elif kind == "jsonl":
         _, location, start, end = unit.spec
+        stem = line_units.file_stem(location)  # keys stay unique across a source's files
         for offset, record in line_units.read_records(storage, location, start, end, drops):
-            yield record, {"$key": f"o{offset}"}
+            yield record, {"$key": f"{stem}-o{offset}"}
     elif kind == "per_file":
         for path in unit.spec[1]:
             record = _annotation_file(storage, path, drops)

@@ -25,7 +25,7 @@ from typing import Any
 from pipelines.storage import Storage
 from tasks.published.mapping import Format
 from tasks.published.paths import resolve
-from tasks.units import spill_folder, unit_name
+from tasks.units import file_stem, spill_folder, unit_name
 
 _BATCH = 20_000  # records buffered across units before their part files are written
 ANNOTATIONS = "$annotations"
@@ -100,8 +100,9 @@ def partition(storage: Storage, source: str, location: str, fmt: Format, per_uni
         buckets = max(1, -(-count // per_unit))
     else:
         buckets, count = 0, 0
+    stem = file_stem(location)
     for ordinal, (key, value) in enumerate(_collection(storage, location, fmt.records)):
-        extras = {"$key": key if key is not None else str(ordinal)}
+        extras = {"$key": key if key is not None else f"{stem}-{ordinal}"}  # an array's: file and position
         if fmt.group_by:
             unit = _bucket(resolve(value, fmt.group_by, extras, None), buckets)
         else:
