@@ -292,6 +292,46 @@ def write_geometry3k(root: Path) -> Published:
     return Published(base, files, base / "train", missing_images=["1/img_diagram.png"])
 
 
+def write_mathqa(root: Path) -> Published:
+    """MathQA: train.json, an array of {Problem, Rationale, options (one string), correct, ...}; no images."""
+    base = root / "mathqa"
+    records = [
+        {"Problem": "a train 120 m long passes a pole in 6 seconds . find its speed in m / s .",
+         "Rationale": "\"speed = 120 / 6 = 20 m / s answer : c\"", "options": "a ) 10 , b ) 15 , c ) 20 , d ) 25 , e ) 30",
+         "correct": "c", "annotated_formula": "divide(120, 6)", "linear_formula": "divide(n0,n1)|",
+         "category": "physics"},
+        {"Problem": "what is 1,000 + 200 ?", "Rationale": "", "options": "a ) 1,200 , b ) 1,100",
+         "correct": "f", "annotated_formula": "", "linear_formula": "", "category": "general"},  # no option f
+    ]
+    return Published(base, [_json(base / "train.json", records)])
+
+
+def write_cauldron(root: Path, subset: str = "clevr_math") -> Published:
+    """The Cauldron (HuggingFaceM4/the_cauldron): <subset>/train-*.parquet, images embedded, texts as turns."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def png(size):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (10, 200, 30)).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    rows = [
+        {"images": [png((48, 32))], "texts": [
+            {"user": "Subtract all red cubes. How many objects are left?", "assistant": "Answer: 3", "source": "clevr_math"},
+            {"user": "Subtract all balls. How many objects are left?", "assistant": "Answer: 1", "source": "clevr_math"}]},
+        {"images": [png((32, 32)), png((32, 32))], "texts": [  # two images: not read
+            {"user": "Are they equal?", "assistant": "Yes.", "source": "clevr_math"}]},
+        {"images": [png((40, 40))], "texts": [{"user": "How many?", "assistant": "", "source": "clevr_math"}]},
+    ]
+    path = root / "the_cauldron" / subset / "train-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return Published(path.parent, [str(path)])
+
+
 # ---------------------------------------------------------------- grounding
 
 def write_refcoco(root: Path, variant: str = "refcoco") -> Published:
@@ -482,7 +522,7 @@ def write_coig_cqia(root: Path) -> Published:
 WRITERS = {
     "vqav2": write_vqav2, "okvqa": write_okvqa, "gqa": write_gqa, "textvqa": write_textvqa,
     "a_okvqa": write_a_okvqa, "vsr": write_vsr, "lrv_instruction": write_lrv_instruction, "ai2d": write_ai2d, "scienceqa": write_scienceqa, "dvqa": write_dvqa,
-    "ocrvqa": write_ocrvqa, "tabmwp": write_tabmwp, "geometry3k": write_geometry3k, "refcoco": write_refcoco,
+    "ocrvqa": write_ocrvqa, "mathqa": write_mathqa, "clevr_math": write_cauldron, "tabmwp": write_tabmwp, "geometry3k": write_geometry3k, "refcoco": write_refcoco,
     "visual_genome": write_visual_genome, "llava_150k": write_llava_150k, "sharegpt4v": write_sharegpt4v,
     "allava": write_allava, "svit": write_svit, "lvis_instruct4v": write_lvis_instruct4v,
     "sharegpt": write_sharegpt, "openhermes": write_openhermes, "alpaca_gpt4": write_alpaca_gpt4,

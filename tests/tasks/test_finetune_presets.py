@@ -155,6 +155,25 @@ def test_vsr_statements_become_yes_no_questions_and_lrv_keeps_free_answers(tmp_p
     assert drops["object:empty_answer"] == 1
 
 
+def test_mathqa_is_text_only_multiple_choice_and_the_cauldron_embeds_its_images(tmp_path):
+    mathqa = finetune_inputs.write_mathqa(tmp_path)
+    samples, drops, _ = build(tmp_path / "m", "mathqa", mathqa)
+    record = load(mathqa.locations[0])[0]
+    (sample,) = samples.values()
+    question, answer = pairs(sample)[0]
+    assert sample.images == [] and question.startswith(record["Problem"]) and answer == record["correct"].upper()
+    assert "C. 20" in question.splitlines()
+    assert drops["object:empty_answer"] == 1  # its `correct` names no option
+
+    cauldron = finetune_inputs.write_cauldron(tmp_path)
+    samples, drops, _ = build(tmp_path / "c", "clevr_math", cauldron)
+    row = pq.read_table(cauldron.locations[0]).to_pylist()[0]
+    (sample,) = samples.values()
+    assert [(q.removeprefix("<image>\n"), a) for q, a in pairs(sample)] == [(t["user"], t["assistant"]) for t in row["texts"]]
+    assert (sample.images[0].width, sample.images[0].height) == (48, 32)  # the embedded image
+    assert drops["unreadable_record"] == 1 and drops["empty_answer"] == 1
+
+
 def _scaled(box, width, height):
     x, y, w, h = box
     return [round(x / width * 1000), round(y / height * 1000), round((x + w) / width * 1000),

@@ -53,7 +53,8 @@ def test_openhermes_keeps_its_system_prompt_before_the_question(tmp_path):
     published = finetune_inputs.write_openhermes(tmp_path)
     samples, drops, _ = build(tmp_path, "openhermes", published)
     system, question, answer = (t["value"] for t in load(published.locations[0])[0]["conversations"])
-    assert samples["0"].conversations == [{"from": "human", "value": f"{system}\n\n{question}"},
+    first = next(s for key, s in samples.items() if key != "f6c2")  # keyed by its position: it has no id
+    assert first.conversations == [{"from": "human", "value": f"{system}\n\n{question}"},
                                           {"from": "gpt", "value": answer}]
     assert samples["f6c2"].conversations[0]["value"] == "Write a haiku about rain."
     assert drops["empty_answer"] == 1
@@ -83,7 +84,7 @@ def test_every_finetune_preset_names_its_source_and_files_and_has_a_published_co
     for name in names:
         chosen = preset(name)
         assert chosen.about and chosen.files, name
-        assert name in finetune_inputs.WRITERS or name in ("refcoco_plus", "refcocog", "lrv_instruction_vg"), name
+        assert name in finetune_inputs.WRITERS or name in ("refcoco_plus", "refcocog", "lrv_instruction_vg", "the_cauldron", "tqa"), name
 
 
 def test_rules():
