@@ -60,6 +60,27 @@ def _cauldron_preset(name: str, subset: str, about: str) -> Preset:
         "counted unreadable_record"), files={f"the_cauldron/{subset}/train-*.parquet": "rows, images inside"})
 
 
+DETAILED_OCR_PROMPT = "Describe the image in detail, and transcribe the text in it with where it is."
+
+
+def _textocr_gpt4v(record: Any, extras: dict) -> tuple[Any, dict] | None:
+    """TextOCR-GPT4V: GPT-4V's description of a TextOCR image (the full ``caption``) answers one request."""
+    if not isinstance(record, dict):
+        return None
+    turns = [{"from": "human", "value": DETAILED_OCR_PROMPT}, {"from": "gpt", "value": str(record.get("caption") or "")}]
+    return {**record, "conversations": turns}, extras
+
+
+def _wikipedia(record: Any, extras: dict) -> tuple[Any, dict] | None:
+    """A Wikipedia article's lead (its text up to the first blank line) answers a request about its title."""
+    if not isinstance(record, dict):
+        return None
+    title, text = str(record.get("title") or "").strip(), str(record.get("text") or "").strip()
+    lead = text.split("\n\n", 1)[0].strip()
+    turns = [{"from": "human", "value": f"Tell me about {title}." if title else ""}, {"from": "gpt", "value": lead}]
+    return {**record, "conversations": turns}, extras
+
+
 _LLAVA_FORMAT = {"reader": "json", "key": "id", "image": "image", "conversations": "conversations", "build": "chat"}
 
 
@@ -92,6 +113,12 @@ PRESETS = [
     _llava_preset("lvis_instruct4v", "lvis_instruct4v_220k.json",
                   "LVIS-Instruct4V (X2FD/LVIS-Instruct4V on the Hub): lvis_instruct4v_220k.json, a LLaVA-format "
                   "array over COCO 2017 images (coco/train2017/..., coco/val2017/...)", "the folder holding coco/"),
+    Preset("textocr_gpt4v", {"reader": "jsonl", "key": "filename", "image": "filename",
+                             "conversations": "conversations", "build": "chat"},
+           adapt=_textocr_gpt4v, about="TextOCR-GPT4V (jimmycarter/textocr-gpt4v on the Hub): train.jsonl of "
+           "{filename (a TextOCR train image), caption (GPT-4V's DESCRIPTION and TEXT sections), caption_condensed}; "
+           f"the caption answers \"{DETAILED_OCR_PROMPT}\"; images are TextOCR's train_images/",
+           files={"textocr_gpt4v/train.jsonl": "captions", "textocr/train_images/": "TextOCR train images"}),
     # ---- The Cauldron (Hub Parquet) where the publisher's own files do not fit one record per image ----
     _cauldron_preset("the_cauldron", "<subset>", "Any subset of The Cauldron (set `locations` to its files)"),
     _cauldron_preset("clevr_math", "clevr_math", "CLEVR-Math (dali-does/clevr-math ships a loading script over "
@@ -109,6 +136,11 @@ PRESETS = [
            "of {conversations [{from: system|human|gpt, value, weight}], source, category, id?, ...}; the "
            "system prompt goes in front of the first question; records without an id keyed by ordinal",
            files={"openhermes/openhermes2_5.json": "conversations"}),
+    Preset("wikipedia", {"reader": "parquet", "key": "id", "conversations": "conversations", "build": "chat"},
+           adapt=_wikipedia, about="Wikipedia as the Wikimedia Foundation's Hub dumps (wikimedia/wikipedia, one "
+           "subset per dump and language: 20231101.en/train-*.parquet, 20231101.zh/...) of {id, url, title, text}; "
+           "text-only: an article's lead paragraph answers 'Tell me about <title>.'",
+           files={"wikipedia/20231101.en/train-*.parquet": "articles"}),
     Preset("alpaca_gpt4", {"reader": "json", "key": "$key", "conversations": "conversations", "build": "chat"},
            adapt=_instruction, about="Alpaca-GPT4 (Instruction-Tuning-with-GPT-4/GPT-4-LLM): data/alpaca_gpt4_data.json "
            "(and alpaca_gpt4_data_zh.json), an array of {instruction, input, output}",

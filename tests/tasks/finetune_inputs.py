@@ -519,6 +519,35 @@ def write_coig_cqia(root: Path) -> Published:
     return Published(base, [str(path)])
 
 
+def write_textocr_gpt4v(root: Path) -> Published:
+    """TextOCR-GPT4V: train.jsonl of {filename, caption, caption_condensed}; images are TextOCR's."""
+    base = root / "textocr_gpt4v"
+    _image(base / "train_images" / "a4ea732cd3d5948a.jpg", (64, 64), 161)
+    records = [
+        {"filename": "a4ea732cd3d5948a.jpg", "caption": "DESCRIPTION\nA shop front at night.\n\nTEXT\n"
+         "The sign above the door says \"OPEN 24 HOURS\".", "caption_condensed": "A shop sign: OPEN 24 HOURS."},
+        {"filename": "0000000000000000.jpg", "caption": "DESCRIPTION\nMissing.", "caption_condensed": ""},
+    ]
+    return Published(base, [_jsonl(base / "train.jsonl", records)], base / "train_images",
+                     missing_images=["0000000000000000.jpg"])
+
+
+def write_wikipedia(root: Path) -> Published:
+    """Wikipedia (wikimedia/wikipedia): <dump>.<language>/train-*.parquet of {id, url, title, text}."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"id": "12", "url": "https://en.wikipedia.org/wiki/Anarchism", "title": "Anarchism",
+         "text": "Anarchism is a political philosophy.\n\nHistory\n\nThe earliest forms..."},
+        {"id": "25", "url": "https://en.wikipedia.org/wiki/Empty", "title": "Empty", "text": ""},
+    ]
+    path = root / "wikipedia" / "20231101.en" / "train-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return Published(path.parent, [str(path)])
+
+
 WRITERS = {
     "vqav2": write_vqav2, "okvqa": write_okvqa, "gqa": write_gqa, "textvqa": write_textvqa,
     "a_okvqa": write_a_okvqa, "vsr": write_vsr, "lrv_instruction": write_lrv_instruction, "ai2d": write_ai2d, "scienceqa": write_scienceqa, "dvqa": write_dvqa,
@@ -526,7 +555,7 @@ WRITERS = {
     "visual_genome": write_visual_genome, "llava_150k": write_llava_150k, "sharegpt4v": write_sharegpt4v,
     "allava": write_allava, "svit": write_svit, "lvis_instruct4v": write_lvis_instruct4v,
     "sharegpt": write_sharegpt, "openhermes": write_openhermes, "alpaca_gpt4": write_alpaca_gpt4,
-    "coig_cqia": write_coig_cqia,
+    "coig_cqia": write_coig_cqia, "textocr_gpt4v": write_textocr_gpt4v, "wikipedia": write_wikipedia,
 }
 
 

@@ -74,6 +74,24 @@ def test_instruction_records_become_one_exchange(tmp_path, name, language):
     assert drops == ({"empty_question": 1} if name == "alpaca_gpt4" else {"invalid_json": 1})
 
 
+def test_textocr_gpt4v_and_wikipedia_answer_a_fixed_request(tmp_path):
+    published = finetune_inputs.write_textocr_gpt4v(tmp_path)
+    samples, drops, _ = build(tmp_path / "t", "textocr_gpt4v", published)
+    record = json.loads(Path(published.locations[0]).read_text(encoding="utf-8").splitlines()[0])
+    sample = samples[record["filename"]]
+    assert sample.conversations[1]["value"] == record["caption"] and len(sample.images) == 1
+    assert drops["image_missing"] == 1
+
+    import pyarrow.parquet as pq
+
+    published = finetune_inputs.write_wikipedia(tmp_path)
+    samples, drops, _ = build(tmp_path / "w", "wikipedia", published)
+    row = pq.read_table(published.locations[0]).to_pylist()[0]
+    assert samples[row["id"]].conversations == [{"from": "human", "value": f"Tell me about {row['title']}."},
+                                                {"from": "gpt", "value": row["text"].split("\n\n")[0]}]
+    assert drops["empty_answer"] == 1
+
+
 def test_every_finetune_preset_names_its_source_and_files_and_has_a_published_copy():
     import importlib
 
