@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from pipelines.runtime import run_tasks
 from pipelines.stage import Unit
 from pipelines.storage import Storage
 from tasks import units as line_units
@@ -45,16 +46,24 @@ def reader_units(storage: Storage, source: str, fmt: Format, locations: list[str
         for index, start in enumerate(range(0, len(files), per_unit)):
             yield Unit(f"{stem}-{index:05d}", ("per_file", tuple(files[start:start + per_unit])))
         return
+    if fmt.reader == "json":
+        # The one pass over each JSON file runs where the units do (Ray tasks when Ray is up), not here.
+        calls = [(location,) for location in locations]
+        split = dict(run_tasks(_partition, calls, shared=(storage.root_uri(), storage.options, source, fmt, per_unit)))
+        for location in locations:
+            yield from (Unit(name, ("json", location, name)) for name in split[location])
+        return
     for location in locations:
-        if fmt.reader == "json":
-            for name in spill.partition(storage, source, location, fmt, per_unit):
-                yield Unit(name, ("json", location, name))
-        elif fmt.reader == "jsonl":
+        if fmt.reader == "jsonl":
             ranges = line_units.line_ranges(storage, source, location, per_unit)
             for index, (start, end) in enumerate(ranges):
                 yield Unit(line_units.unit_name(location, index), ("jsonl", location, start, end))
         else:
             yield from _parquet_units(storage, location, per_unit)
+
+
+def _partition(root: str, options: dict, source: str, fmt: Format, per_unit: int, location: str) -> tuple[str, list]:
+    return location, spill.partition(Storage(root, options), source, location, fmt, per_unit)
 
 
 def _parquet_units(storage: Storage, location: str, per_unit: int) -> Iterator[Unit]:

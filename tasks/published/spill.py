@@ -3,9 +3,9 @@
 A JSON file holds its records as an array (``[...]``, ``{"data": [...]}``) or as an object keyed by id
 (LSVT's ``{"gt_0": [...], ...}``, COCO-Text's ``imgs``); which one is found from the file. ``ijson``
 streams the records into per-unit JSON Lines part files under ``<root>/tasks/_units/<source>/<file>-<hash>/``
-(``{"k": key, "v": record}`` a line), ``images_per_unit`` records a unit; its ``index.json`` is written
-last, so a killed split starts over and a finished one is reused (keyed by the file's size and the
-format's reading fields).
+(``{"k": key, "v": record}`` a line), ``images_per_unit`` records a unit, one Ray task per file when
+Ray is up; its ``index.json`` is written last, so a killed split starts over and a finished one is
+reused (keyed by the file's size and the format's reading fields).
 
 - ``group_by``: the records are counted first, then each goes to the unit its group's hash names, so the
   questions of one document are never split between units.

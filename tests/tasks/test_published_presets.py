@@ -171,3 +171,8 @@ def test_a_users_own_dataset_of_a_known_shape_needs_only_config(tmp_path):
     assert row["conversations"][1]["value"] == ("<ref>入口</ref><box>[[50, 50, 300, 300]]</box>\n"
                                                 "<ref>出口</ref><box>[[500, 500, 750, 750]]</box>")
     assert result.drops == {"object:illegible_region": 1}
+
+
+def test_with_ray_up_the_json_split_runs_in_ray_tasks_and_builds_the_same(local_ray, tmp_path):
+    written, result, rows = build("docvqa", tmp_path)
+    assert len(rows) == len(written.truth) - 1 and result.drops["image_missing"] == 1
