@@ -10,7 +10,6 @@ from tasks.build import (
     TaskSettings,
     build_task_samples,
     build_unit,
-    iter_units,
     translated_dataset,
     unit_texts,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "Unit",
     "build_task_samples",
     "build_unit",
-    "iter_units",
     "kind_names",
     "kind_of",
     "translated_dataset",

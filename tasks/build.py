@@ -80,18 +80,19 @@ def build_task_samples(source, root: str | Storage, settings: TaskSettings) -> B
     from pipelines.stage import execute
     from tasks.stage import TaskStageContext, TaskTables
 
-    storage = root if isinstance(root, Storage) else Storage(root)
+    storage = root if isinstance(root, Storage) else Storage(root)  # a URI alone: default options
     report = execute(TaskTables([source]), TaskStageContext(storage.root_uri(), storage.options, settings))
     return BuildResult(datasets=output_datasets(source), units_written=report.units - report.skipped,
                        units_skipped=report.skipped, samples=report.counters.samples,
                        drops=dict(sorted(report.counters.drops.items())))
 
 
-def build_unit(source, unit: Unit, root: str | Storage, options: dict, settings: TaskSettings) -> tuple[int, dict]:
-    """Write one unit's task tables (original and translated); returns (samples written, drops)."""
-    storage = root if isinstance(root, Storage) else Storage(root, options)
+def build_unit(source, unit: Unit, ctx) -> tuple[int, dict]:
+    """Write one unit's task tables (original and translated) under ``ctx`` (a ``TaskStageContext``);
+    returns (samples written, drops)."""
+    storage, settings = ctx.storage(), ctx.settings
     kind = kind_of(source)
-    ctx = context(storage, settings)
+    kind_ctx = context(storage, settings)
     prompts = PromptPools(settings.prompts, seed=settings.seed)
     outputs = output_datasets(source)
     translations = (
@@ -102,7 +103,7 @@ def build_unit(source, unit: Unit, root: str | Storage, options: dict, settings:
     drops: Counter[str] = Counter()
     per_dataset: dict[str, list[TaskSample]] = {dataset: [] for dataset in outputs}
     inputs = 0
-    for item in kind.items(source, unit, ctx, images, drops):
+    for item in kind.items(source, unit, kind_ctx, images, drops):
         inputs += 1
         if isinstance(item, TaskSample):
             per_dataset[source.name].append(item)
@@ -126,20 +127,15 @@ def build_unit(source, unit: Unit, root: str | Storage, options: dict, settings:
     return samples, dict(drops)
 
 
-def unit_texts(source, unit: Unit, root: str | Storage, options: dict, settings: TaskSettings) -> list[tuple]:
+def unit_texts(source, unit: Unit, ctx) -> list[tuple]:
     """``(key, field, text)`` of every English text of one unit: what the translation stage translates,
     named by the fields (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``, ``turns.<t>.<p>``) the
     builder reads back. No image is read: a record whose image later proves missing or undecodable has
     its texts translated all the same (and is counted out by the build)."""
-    storage = root if isinstance(root, Storage) else Storage(root, options)
+    storage, settings = ctx.storage(), ctx.settings
     images = NoPictures()  # the texts are all this pass needs: no image is read
     rows = []
     for item in kind_of(source).items(source, unit, context(storage, settings), images, Counter()):
         if isinstance(item, Draft):
             rows.extend((item.key, name, text) for name, text in sorted(item.texts.items()))
     return rows
-
-
-def iter_units(source, root: str | Storage, settings: TaskSettings) -> list[Unit]:
-    storage = root if isinstance(root, Storage) else Storage(root)
-    return list(kind_of(source).units(source, context(storage, settings)))

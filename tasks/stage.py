@@ -67,7 +67,7 @@ class TaskTables(_PerSourceUnits):
                    for dataset in output_datasets(self.sources[unit.group]))
 
     def run_unit(self, unit, ctx):
-        samples, drops = build_unit(self.sources[unit.group], unit, ctx.root, ctx.options, ctx.settings)
+        samples, drops = build_unit(self.sources[unit.group], unit, ctx)
         return Counters(samples, Counter(drops))
 
 
@@ -85,7 +85,7 @@ class TranslationInputs(_PerSourceUnits):
         return storage.exists(self.target(storage, unit))
 
     def run_unit(self, unit, ctx):
-        rows = unit_texts(self.sources[unit.group], unit, ctx.root, ctx.options, ctx.settings)
+        rows = unit_texts(self.sources[unit.group], unit, ctx)
         table = pa.table({"key": [r[0] for r in rows], "field": [r[1] for r in rows],
                           "text": [r[2] for r in rows]}, schema=_TEXTS)
         storage = ctx.storage()

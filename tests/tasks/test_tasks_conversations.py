@@ -16,8 +16,9 @@ from flows.config import Source
 from pipelines.layout.raw import read_image
 from pipelines.layout.task_table import ImageRef
 from pipelines.storage import Storage
-from tasks import TaskSettings, build_task_samples, iter_units, unit_texts
+from tasks import TaskSettings, build_task_samples, unit_texts
 from tasks.markup import markup_of
+from tasks.stage import TaskStageContext, TranslationInputs
 
 
 def image_bytes(fmt: str, size=(48, 32), mode="RGB") -> bytes:
@@ -126,9 +127,9 @@ def test_webdataset_shards_are_read_with_every_image_in_order(tmp_path):
 
 def _translate_parts(root: Path, source: Source, settings: TaskSettings, answer) -> None:
     """Write the translation stage's output for every unit, answering each piece with ``answer(text)``."""
-    storage = Storage(str(root))
-    for unit in iter_units(source, storage, settings):
-        texts = unit_texts(source, unit, storage, {}, settings)
+    ctx = TaskStageContext(str(root), {}, settings)
+    for unit in TranslationInputs([source]).units(ctx):
+        texts = unit_texts(source, unit, ctx)
         table = {"key": [t[0] for t in texts], "target_language": ["zh"] * len(texts), "field": [t[1] for t in texts],
                  "text": [answer(t[2]) for t in texts], "error": [None] * len(texts)}
         folder = root / "translate" / source.name / "zh"
@@ -146,9 +147,9 @@ def test_translation_keeps_markup_byte_for_byte_and_flags_answers_that_break_it(
                     locations=[str(write_jsonl(tmp_path, [GROUNDING, OCR_READ, broken_grounding]))],
                     image_root=str(images))
     settings = TaskSettings()
-    storage = Storage(str(tmp_path))
-    (unit,) = iter_units(source, storage, settings)
-    pieces = sorted({t[2] for t in unit_texts(source, unit, storage, {}, settings)})
+    ctx = TaskStageContext(str(tmp_path), {}, settings)
+    (unit,) = TranslationInputs([source]).units(ctx)
+    pieces = sorted({t[2] for t in unit_texts(source, unit, ctx)})
     # Only words are sent: no markup, no coordinates.
     assert pieces == ["A bus", "Open 24 hours", "Read the sign.", "The red car", "Where is", "is beside 2 trees.",
                       "near 7 cones.", "parked?", "the red car"]
