@@ -152,7 +152,7 @@ def task_sources(config: Config) -> list[Source]:
 def task_settings(config: Config):
     from tasks import TaskSettings
 
-    return TaskSettings(seed=config.seed, prompts=config.task_prompts(),
+    return TaskSettings(**config.task_samples.model_dump(), seed=config.seed, prompts=config.task_prompts(),
                         scripts={code: list(language.scripts) for code, language in config.languages.items()})
 
 

@@ -30,6 +30,7 @@ from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
 from shards.mix import REPORT_TASK_SHARES  # the report's Table 1a shares, owned by the mixer
 from shards.write import ShardSettings
+from tasks.build import TaskSampleOptions
 from tasks.kinds import kind_names, kind_of
 from trainer.settings import Preset, Recipe, TrainSettings
 from translate.settings import TranslateSettings
@@ -156,6 +157,8 @@ class Config(ConfigModel):
     translation: Translation = Field(default_factory=Translation)
     download: Download = Field(default_factory=Download)
     ocr: OcrSettings = Field(default_factory=OcrSettings, description="the OCR stage (engines, actors, filters)")
+    task_samples: TaskSampleOptions = Field(
+        default_factory=TaskSampleOptions, description="the task stage: objects per sample, records per unit")
     ocr_tasks: OcrTaskStyle = Field(default_factory=OcrTaskStyle, description="OCR corpus -> conversations")
     mixture: Mixture = Field(default_factory=Mixture)
     shards: Shards = Field(default_factory=Shards)

@@ -7,6 +7,7 @@ Each source becomes task sample tables under ``<root>/tasks/<dataset>/`` (the co
 
 from tasks.build import (
     BuildResult,
+    TaskSampleOptions,
     TaskSettings,
     build_task_samples,
     build_unit,
@@ -18,6 +19,7 @@ from tasks.kinds import Kind, Unit, kind_names, kind_of
 __all__ = [
     "BuildResult",
     "Kind",
+    "TaskSampleOptions",
     "TaskSettings",
     "Unit",
     "build_task_samples",

@@ -32,8 +32,18 @@ from tasks.prompts import PromptPools
 from tasks.translated import TranslationColumns, load_unit_translations, translated_texts
 
 
-class TaskSettings(ConfigModel):
-    """Settings of the task stage."""
+class TaskSampleOptions(ConfigModel):
+    """What a mixture config sets of the task stage (``task_samples``)."""
+
+    max_objects: int = Field(64, ge=1, description="boxes (or referring expressions) kept per sample")
+    images_per_unit: int = Field(
+        10_000, ge=1, description="records per task table (a unit, the resume point) for annotation-file sources"
+    )
+
+
+class TaskSettings(TaskSampleOptions):
+    """Settings of the task stage: the config's options plus what the flow derives from the mixture
+    (the seed, the languages' prompt pools and scripts)."""
 
     seed: int = Field(0, description="fixes each sample's prompt choice")
     prompts: dict[str, dict[str, list[str]]] = Field(
@@ -42,10 +52,6 @@ class TaskSettings(ConfigModel):
     )
     scripts: dict[str, list[str]] = Field(
         default_factory=dict, description="language code -> Unicode scripts, for sources with language: auto"
-    )
-    max_objects: int = Field(64, ge=1, description="boxes (or referring expressions) kept per sample")
-    images_per_unit: int = Field(
-        10_000, ge=1, description="records per task table for annotation-file sources"
     )
     translation_columns: TranslationColumns = Field(default_factory=TranslationColumns)
 

@@ -180,3 +180,14 @@ def _validate(raw: dict):
     from flows.config import validate_config
 
     return validate_config(raw)
+
+
+def test_task_sample_options_in_a_config_reach_the_task_stage(tmp_path):
+    from flows.assemble import task_settings
+
+    config = _validate({"storage": {"root": str(tmp_path)}, "tasks": {"captioning": {"share": 1.0}}, "seed": 9,
+                        "task_samples": {"max_objects": 5, "images_per_unit": 200},
+                        "sources": [{"name": "a", "kind": "url_list", "task": "captioning", "language": "en",
+                                     "locations": ["urls.parquet"]}]})
+    settings = task_settings(config)
+    assert (settings.max_objects, settings.images_per_unit, settings.seed) == (5, 200, 9)
