@@ -28,6 +28,7 @@ class Published:
     locations: list[str]
     image_root: Path | None = None
     missing_images: list[str] = field(default_factory=list)  # referenced but deliberately absent
+    beside: list[str] = field(default_factory=list)  # companion files read through `locations` (VQA's answers)
 
 
 def _image(path: Path, size: tuple[int, int] = (64, 48), colour: int = 90) -> None:
@@ -83,7 +84,7 @@ def _vqa_pair(base: Path, questions_name: str, annotations_name: str, with_raw: 
     header = {"info": {}, "license": {}, "data_subtype": "train2014", "task_type": "Open-Ended", "data_type": "mscoco"}
     q = _json(base / questions_name, {**header, "questions": questions})
     a = _json(base / annotations_name, {**header, "annotations": annotations})
-    return Published(base, [q, a], images, missing_images=["COCO_train2014_000000000077.jpg"])
+    return Published(base, [q], images, missing_images=["COCO_train2014_000000000077.jpg"], beside=[a])
 
 
 def write_vqav2(root: Path) -> Published:

@@ -54,9 +54,8 @@ def load(path: str):
 @pytest.mark.parametrize("preset", ["vqav2", "okvqa"])
 def test_vqa_pairs_questions_with_the_most_frequent_of_their_annotated_answers(tmp_path, preset):
     published = finetune_inputs.WRITERS[preset](tmp_path)
-    questions_file, annotations_file = published.locations
-    samples, drops, _ = build(tmp_path, preset, finetune_inputs.Published(published.root, [questions_file],
-                                                                         published.image_root))
+    (questions_file,), (annotations_file,) = published.locations, published.beside
+    samples, drops, _ = build(tmp_path, preset, published)
     answers = {a["question_id"]: [x["answer"] for x in a["answers"]] for a in load(annotations_file)["annotations"]}
     questions = [q for q in load(questions_file)["questions"] if q["image_id"] == 9]
     expected = [(q["question"] + SHORT, Counter(answers[q["question_id"]]).most_common(1)[0][0]) for q in questions]
