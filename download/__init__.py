@@ -9,17 +9,9 @@ import os
 # albumentations, imported by img2dataset, asks PyPI for a newer version unless told not to.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-_STAGE_NAMES = ("ORIGIN_KEY", "DownloadStats", "download_source", "download_sources", "sample_id")
+from pipelines._imports import lazy_exports
 
-__all__ = ["classify_error", *_STAGE_NAMES]
-
-
-def __getattr__(name: str):
-    if name not in __all__:
-        raise AttributeError(f"module 'download' has no attribute {name!r}")
-    from pipelines._imports import require
-
-    require("img2dataset", "download")
-    from download import guards, stage
-
-    return getattr(guards if name == "classify_error" else stage, name)
+_LAZY = {"classify_error": "download.guards", **dict.fromkeys(
+    ("ORIGIN_KEY", "DownloadStats", "download_source", "download_sources", "sample_id"), "download.stage")}
+__getattr__ = lazy_exports(__name__, _LAZY, extra="download")
+__all__ = sorted(_LAZY)

@@ -10,14 +10,9 @@ the OCR stage. Rendering runs in a child process with a time and a memory limit 
 >>> run_pdf_stage([source], PdfSettings(dpi=144, scripts=..., prompts=...), "/data/mix")  # doctest: +SKIP
 """
 
-from .settings import PdfSettings
+from pdf.settings import PdfSettings
+from pipelines._imports import lazy_exports
 
-__all__ = ["PdfSettings", "run_pdf_stage"]
-
-
-def __getattr__(name: str):
-    if name == "run_pdf_stage":
-        from .stage import run_pdf_stage
-
-        return run_pdf_stage
-    raise AttributeError(f"module 'pdf' has no attribute {name!r}")
+_LAZY = {"run_pdf_stage": "pdf.stage"}
+__getattr__ = lazy_exports(__name__, _LAZY, extra="pdf")
+__all__ = ["PdfSettings", *_LAZY]

@@ -13,9 +13,9 @@ What users call (imported lazily, so ``import trainer`` needs no torch):
 >>> train(stage2("data/shards", "tokenizers/internlm2", steps=5000))  # doctest: +SKIP
 """
 
-import importlib
+from pipelines._imports import lazy_exports
 
-_PUBLIC = {
+_LAZY = {
     "plan_grid": "trainer.tiling",
     "tile_image": "trainer.tiling",
     "build_model": "trainer.model",
@@ -26,10 +26,5 @@ _PUBLIC = {
     "train": "trainer.train",
     "launch_ray": "trainer.launch",
 }
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY, extra="train")
+__all__ = sorted(_LAZY)

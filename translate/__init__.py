@@ -12,8 +12,7 @@ Output contract: translate/README.md. Running it over a mixture config (``vlmix 
 ``flows.translation.run_translation``) is the application's part, in ``flows/``.
 """
 
-from importlib import import_module
-
+from pipelines._imports import lazy_exports
 from translate.prompt import PROMPT_VERSION, build_messages
 from translate.settings import TranslateSettings, ValidationSettings, VllmServers
 
@@ -28,11 +27,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'translate' has no attribute {name!r}")
-
+__getattr__ = lazy_exports(__name__, _LAZY, extra="translate")
 
 __all__ = [
     "OUTPUT_SCHEMA",
