@@ -560,6 +560,13 @@ WRITERS = {
 }
 
 
+WRITERS.update({
+    "tqa": lambda root: write_cauldron(root, "tqa"),
+    "refcoco_plus": lambda root: write_refcoco(root, "refcoco_plus"),
+    "refcocog": lambda root: write_refcoco(root, "refcocog"),
+})
+
+
 def write_all(root: Path) -> dict[str, Published]:
     """Every tiny published copy under ``root``, by preset name."""
     return {name: writer(Path(root)) for name, writer in WRITERS.items()}
