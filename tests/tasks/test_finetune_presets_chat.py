@@ -105,6 +105,16 @@ def test_every_finetune_preset_names_its_source_and_files_and_has_a_published_co
         assert name in finetune_inputs.WRITERS or name in ("lrv_instruction_vg", "the_cauldron"), name  # the same shapes as lrv_instruction, clevr_math
 
 
+@pytest.mark.parametrize("name", ["sharegpt4v", "llava_150k", "allava", "svit", "sharegpt", "wikipedia", "refcoco"])
+def test_the_en_and_zh_datasets_can_be_translated(name):
+    from pipelines.source import Source
+    from tasks.kinds import kind_of
+
+    source = Source(name="s", kind="published", preset=name, task="t", language="en", locations=["x"],
+                    image_root="/images", translate_to=["zh"])
+    assert kind_of(source).problems(source, ["t"]) == []
+
+
 def test_rules():
     assert most_frequent(["2", "3", "3", "2"]) == "2"  # a tie goes to the answer given first
     assert most_frequent(["Yes", "yes ", "no"]) == "yes"
