@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.published.presets import Preset, register_preset
+from tasks.published.finetune_rules import register_all
+from tasks.published.presets import Preset
 
 
 def _llava(record: Any, extras: dict) -> tuple[Any, dict] | None:
@@ -153,5 +154,4 @@ PRESETS = [
                   "keys unique)"}),
 ]
 
-for _preset in PRESETS:
-    register_preset(_preset)
+register_all(PRESETS)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.published.presets import Preset, register_preset
+from tasks.published.finetune_rules import register_all
+from tasks.published.presets import Preset
 
 
 def _json_field(record: dict, name: str) -> Any:
@@ -85,5 +86,4 @@ PRESETS = [
                "visual_genome/VG_100K/, visual_genome/VG_100K_2/": "images (`image_root`: visual_genome/)"}),
 ]
 
-for _preset in PRESETS:
-    register_preset(_preset)
+register_all(PRESETS)

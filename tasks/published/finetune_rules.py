@@ -16,6 +16,7 @@ each against the annotation it came from.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from string import ascii_uppercase
 
@@ -139,3 +140,29 @@ def instruction_turns(instruction, input_text, output) -> list[dict]:
         raise Dropped("empty_answer")
     question = f"{instruction}\n\n{input_text}" if input_text else instruction
     return [{"from": "human", "value": question}, {"from": "gpt", "value": output}]
+
+
+def tolerant(adapt):
+    """``adapt`` with a record of an unexpected shape (a string where a number was, an object where a
+    list was) dropped as unreadable (None) instead of failing its unit."""
+    if adapt is None:
+        return None
+
+    @functools.wraps(adapt)
+    def wrapped(record, extras):
+        try:
+            return adapt(record, extras)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+            return None
+
+    return wrapped
+
+
+def register_all(presets) -> None:
+    """Register each preset with its ``adapt`` made :func:`tolerant`."""
+    from dataclasses import replace
+
+    from tasks.published.presets import register_preset
+
+    for preset in presets:
+        register_preset(replace(preset, adapt=tolerant(preset.adapt)))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tasks.published.finetune_rules import SHORT_ANSWER, Dropped, letter, lettered
-from tasks.published.presets import Preset, register_preset
+from tasks.published.finetune_rules import SHORT_ANSWER, Dropped, letter, lettered, register_all
+from tasks.published.presets import Preset
 
 _SHORT = "\n" + SHORT_ANSWER
 
@@ -276,5 +276,4 @@ PRESETS = [
        files={"geometry3k/train/*/data.json": "problems (`locations`: the glob)", "geometry3k/train/": "image_root"}),
 ]
 
-for _preset in PRESETS:
-    register_preset(_preset)
+register_all(PRESETS)

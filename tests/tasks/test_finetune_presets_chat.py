@@ -115,6 +115,12 @@ def test_the_en_and_zh_datasets_can_be_translated(name):
     assert kind_of(source).problems(source, ["t"]) == []
 
 
+def test_a_record_of_an_unexpected_shape_is_unreadable_not_fatal():
+    assert preset("vqav2").adapt({"image_id": "not a number", "question": "Q?"}, {"$annotations": []}) is None
+    assert preset("ai2d").adapt({"imageName": "0.png", "questions": {"Q?": "not an object"}}, {}) is None
+    assert preset("ocrvqa").adapt(["not", "a", "record"], {"$key": "1"}) is None
+
+
 def test_rules():
     assert most_frequent(["2", "3", "3", "2"]) == "2"  # a tie goes to the answer given first
     assert most_frequent(["Yes", "yes ", "no"]) == "yes"
