@@ -8,7 +8,8 @@
   (a Visual Genome image has about fifty: the rest follow in further conversations of the same
   image, keys ``<key>-2``, ``<key>-3``, ...), or one conversation per region (``per_question``).
   Drops: ``object:empty_expression``, ``object:malformed_box`` (not four numbers, no area, outside
-  the image), ``no_regions``, ``no_image``. Expressions are translatable (markup kept).
+  the image), ``no_regions``, ``no_image``. The expressions are the draft's texts (``ref_exps.<i>``,
+  as GRIT's), so a translated variant changes them and keeps every box.
 - ``chat`` (ShareGPT, OpenHermes 2.5, Alpaca-style instruction data, LLaVA-style files with other
   speaker names): the publisher's turns through :func:`~tasks.published.finetune_rules.chat_turns`
   (speaker names mapped, turns before the first question left out, the refusals counted by their
@@ -56,7 +57,7 @@ def render_grounding(boxes: list[list[int]], texts: dict[str, str], language: st
     """A question naming each expression, answered with the expression and its box."""
     turns = []
     for index, box in enumerate(boxes):
-        expression = texts[f"refs.{index}"]
+        expression = texts[f"ref_exps.{index}"]
         question = prompts.choose("refer", language, *identity, str(index), expression=expression)
         turns.append({"from": "human", "value": ("<image>\n" if not turns else "") + question})
         turns.append({"from": "gpt", "value": grounded(expression, [box])})
@@ -87,7 +88,7 @@ def grounding(fmt: Format, item: Item, pictures: list[Picture], language: str, d
     for number, start in enumerate(range(0, len(regions), size), start=1):
         chunk = regions[start:start + size]
         key = item.key if number == 1 else f"{item.key}-{number}"
-        texts = {f"refs.{i}": text for i, (text, _) in enumerate(chunk)}
+        texts = {f"ref_exps.{i}": text for i, (text, _) in enumerate(chunk)}
         render = partial(render_grounding, [box for _, box in chunk])
         drafts.append(Draft(key, pictures, texts, render, "", _language(texts.values(), language, detect)))
     return drafts
