@@ -55,7 +55,9 @@ def ocr_stage(config: Config) -> dict[str, Any]:
     URL lists whose caption is the exact text (SynthDoG-style). Returns per-source counters."""
     from ocr import run_ocr_stage
     from ocr.tasks import OcrTaskSettings, write_ocr_task_tables
+    from pipelines.runtime import ensure_ray
 
+    ensure_ray(config.ray.address, config.ray.num_cpus)  # the configured Ray, before any OCR unit runs
     summary: dict[str, Any] = {}
     for source in config.sources:
         if kind_of(source).built_by_task_stage(source):
@@ -63,7 +65,7 @@ def ocr_stage(config: Config) -> dict[str, Any]:
         raw_source = source.images_from or source.name
         if source.ocr is not None:
             stats = run_ocr_stage(config.storage.root, raw_source, source.ocr.language, config.ocr,
-                                  ray_address=config.ray.address, storage_options=config.storage.options)
+                                  storage_options=config.storage.options)
             task_settings = OcrTaskSettings(**config.ocr_tasks.model_dump(), task=source.task, seed=config.seed,
                                             prompts=config.ocr_prompts())
             write_ocr_task_tables(config.storage.root, raw_source, source.name, task_settings,

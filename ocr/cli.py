@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .stage import run_ocr_stage
 
-    stats = run_ocr_stage(args.root, args.source, args.language, settings, ray_address=args.ray_address)
+    from pipelines.runtime import ensure_ray
+
+    ensure_ray(args.ray_address)
+    stats = run_ocr_stage(args.root, args.source, args.language, settings)
     if args.tasks_dataset:
         from .tasks import write_ocr_task_tables
 

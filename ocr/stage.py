@@ -95,14 +95,13 @@ def run_ocr_stage(
     source: str,
     language: str,
     settings: OcrSettings | None = None,
-    ray_address: str | None = None,
     storage_options: dict | None = None,
 ) -> dict:
     """OCR every complete, unfinished raw shard of ``source``; returns the stage stats.
 
     ``root`` is a local path or an fsspec URI (``s3://bucket/mix``); ``language`` is the
-    language of the text in the images (``zh`` for Wukong, ``en`` for LAION-COCO);
-    ``ray_address`` None starts local Ray, else joins that cluster.
+    language of the text in the images (``zh`` for Wukong, ``en`` for LAION-COCO). The units run
+    on the Ray the caller started or joined (``pipelines.runtime.ensure_ray``), in this process if none.
 
     >>> stats = run_ocr_stage("/data/mix", "wukong", "zh", OcrSettings(concurrency=4))  # doctest: +SKIP
     >>> stats["dropped"]  # doctest: +SKIP
@@ -113,10 +112,6 @@ def run_ocr_stage(
     shards, pending = pending_shards(storage, source)
     log.info("OCR %s: %d complete raw shards, %d to do", source, len(shards), len(pending))
     started = time.time()
-    if pending:
-        from pipelines.runtime import ensure_ray
-
-        ensure_ray(ray_address)
     report = execute(OcrStage(source, language, settings), OcrContext(root, dict(storage_options or {})))
     nodes = report.counters.tallies.get("nodes", Counter())
     return corpus.write_stage_stats(

@@ -303,8 +303,10 @@ import json, logging, sys
 from ocr import run_ocr_stage
 from ocr.settings import OcrSettings
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+from pipelines.runtime import ensure_ray
 settings = OcrSettings(concurrency=2, cpus_per_actor=0.5, batch_size=4).model_copy(update={"gpus_per_actor": 0.5})
-stats = run_ocr_stage(sys.argv[1], "signs", "en", settings, ray_address=sys.argv[2])
+ensure_ray(sys.argv[2])
+stats = run_ocr_stage(sys.argv[1], "signs", "en", settings)
 print("STATS " + json.dumps(stats), flush=True)
 """
 
