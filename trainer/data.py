@@ -16,6 +16,7 @@ divides the number of streams.
 import glob
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ from .tokenize import ChatTokenizer, SampleDropped
 __all__ = ["Batch", "DataConfig", "DataState", "ShardStream", "list_shards", "make_loader"]
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+#: A sample's image members: ``jpg`` for the first, ``1.png``, ``2.jpg``... for further ones.
+_IMAGE_MEMBER = re.compile(r"^(?:([1-9][0-9]*)\.)?(?:jpg|jpeg|png|webp)$")
 
 
 class DataConfig(ConfigModel):
@@ -201,25 +204,28 @@ class ShardStream(torch.utils.data.IterableDataset):
             record = json.loads(sample["json"])
         except ValueError as err:
             raise SampleDropped("bad_json", str(err)) from err
-        image_key = next((ext for ext in IMAGE_EXTENSIONS if ext in sample), None)
-        if image_key is None:
-            # Every rank must run InternViT in every micro-batch or FSDP's collectives stall,
-            # so text-only samples are left out (the pre-training shards always have images).
-            raise SampleDropped("no_image")
-        try:
-            width, height = Image.open(io.BytesIO(sample[image_key])).size  # header only
-        except Exception as err:  # PIL raises many kinds for broken files
-            raise SampleDropped("bad_image", str(err)) from err
-        config = self.config
-        n_tiles = tile_count(width, height, config.min_tiles, config.max_tiles, config.use_thumbnail)
-        return self.chat(record.get("conversations"), n_tiles)
+        members = image_members(sample, record)
+        tiles = []
+        for member in members:
+            try:
+                width, height = Image.open(io.BytesIO(sample[member])).size  # header only
+            except Exception as err:  # PIL raises many kinds for broken files
+                raise SampleDropped("bad_image", f"{member}: {err}") from err
+            tiles.append(tile_count(width, height, *self._budget(len(members)), self.config.use_thumbnail))
+        return self.chat(record.get("conversations"), tiles)  # [] for a text-only sample
+
+    def _budget(self, n_images: int) -> tuple[int, int]:
+        """(min, max) tiles of each of a sample's ``n_images`` images: InternVL shares the budget,
+        ``max(1, max_tiles // n_images)`` each."""
+        most = max(1, self.config.max_tiles // max(1, n_images))
+        return min(self.config.min_tiles, most), most
 
     def _collate(self, group, dropped: Counter) -> Batch | None:
         kept, keys, tiles = [], [], []
         for sample, tok in group:
-            if tok.n_tiles:
+            if tok.n_images:
                 try:
-                    tiles.append(self._tiles(sample))
+                    tiles.append(self._tiles(sample, tok.n_images))
                 except Exception:  # a broken image body behind a readable header
                     dropped["bad_image"] += 1
                     continue
@@ -227,22 +233,46 @@ class ShardStream(torch.utils.data.IterableDataset):
             keys.append(sample["__key__"])
         if not kept:
             return None
+        n_samples, n_tiles = len(kept), sum(t.shape[0] for t in tiles)
+        if not tiles and self.world_size > 1:
+            # Every rank must run InternViT in every micro-batch or FSDP's collectives stall: a
+            # text-only micro-batch gets one blank tile in a segment of its own that no loss sees.
+            kept.append(self.chat.blank_image_sample())
+            tiles.append(torch.full((1, 3, 448, 448), 255, dtype=torch.uint8))
         if self.config.packing:
             tensors = collate_packed(kept, self.chat.pad_id, self.config.pad_to_multiple)
         else:
             tensors = collate_padded(kept, self.chat.pad_id)
+        if len(kept) > n_samples and self.config.packing:  # the blank segment holds no real token
+            tensors["attention_mask"][:, sum(len(t.input_ids) for t in kept[:n_samples]):] = 0
         pixel_values = torch.cat(tiles) if tiles else None
-        n_tiles = 0 if pixel_values is None else pixel_values.shape[0]
-        return Batch(**tensors, pixel_values=pixel_values, n_samples=len(kept), n_tiles=n_tiles, keys=keys,
+        return Batch(**tensors, pixel_values=pixel_values, n_samples=n_samples, n_tiles=n_tiles, keys=keys,
                      dropped=dict(dropped))
 
-    def _tiles(self, sample: dict) -> torch.Tensor:
-        image_key = next(ext for ext in IMAGE_EXTENSIONS if ext in sample)
-        image = Image.open(io.BytesIO(sample[image_key]))
+    def _tiles(self, sample: dict, n_images: int) -> torch.Tensor:
+        """The uint8 tiles of the sample's first ``n_images`` images, each tiled in its share of the budget."""
         config = self.config
-        return cut_tiles(
-            image, config.min_tiles, config.max_tiles, use_thumbnail=config.use_thumbnail, resize=config.resize
-        )
+        members = image_members(sample, json.loads(sample["json"]))
+        low, high = self._budget(len(members))
+        return torch.cat([
+            cut_tiles(Image.open(io.BytesIO(sample[member])), low, high, use_thumbnail=config.use_thumbnail,
+                      resize=config.resize)
+            for member in members[:n_images]
+        ])
+
+
+def image_members(sample: dict, record: dict) -> list[str]:
+    """A sample's image members in ``<image>`` order: as its JSON's ``meta.images`` lists them, else
+    ``jpg`` (or ``png``...) then ``1.<ext>``, ``2.<ext>``... A listed member that is missing drops it."""
+    listed = ((record.get("meta") or {}).get("images")) if isinstance(record, dict) else None
+    if listed:
+        members = [entry.get("member") if isinstance(entry, dict) else None for entry in listed]
+        missing = [m for m in members if m not in sample]
+        if missing:
+            raise SampleDropped("missing_image", f"meta.images lists {missing}, not in the sample")
+        return members
+    found = [(int(m.group(1) or 0), key) for key in sample if (m := _IMAGE_MEMBER.match(key))]
+    return [key for _, key in sorted(found)]
 
 
 def make_loader(stream: ShardStream) -> torch.utils.data.DataLoader:

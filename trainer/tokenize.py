@@ -6,10 +6,13 @@ A sample's conversation (the InternVL annotation format) becomes::
     <|im_start|>user\\n<img><IMG_CONTEXT>*(tokens_per_tile*n)</img>\\n{question}<|im_end|>\\n
     <|im_start|>assistant\\n{answer}<|im_end|>\\n
 
-Labels are the input ids on assistant answers (with their closing ``<|im_end|>``) and -100
-everywhere else, so the loss falls on what the assistant says only. Sequences longer than the
-context are cut, but never inside an image span: the cut moves before the span and the image
-is left out (and a sample left with nothing to learn is dropped, with its reason).
+Labels are the input ids on every assistant answer of a multi-turn conversation (each with its
+closing ``<|im_end|>``) and -100 on the system and user turns and the role headers, so the loss
+falls on what the assistant says only. A sample may have several images (one ``<image>`` each,
+matched in order, each its own span of tiles) or none (text only). Sequences longer than the
+context are cut, but never inside an image span: the cut moves before the span and that image
+and the ones after it are left out (and a sample left with nothing to learn is dropped, with its
+reason).
 """
 
 import shutil
@@ -58,7 +61,8 @@ class TokenizedSample:
 
     input_ids: list[int]
     labels: list[int]
-    n_tiles: int  # 0 when the image was cut off by truncation
+    n_tiles: int  # tiles of the images kept (0: text only, or every image cut off by truncation)
+    n_images: int = 0  # images kept: the sample's first n_images (truncation leaves out the rest)
 
 
 class SampleDropped(ValueError):
@@ -114,12 +118,22 @@ class ChatTokenizer:
     def _image_span(self, n_tiles: int) -> list[int]:
         return [self.img_start] + [self.img_context] * (self.tokens_per_tile * n_tiles) + [self.img_end]
 
-    def __call__(self, conversations: list[dict], n_tiles: int) -> TokenizedSample:
-        """Tokenise a conversation whose one image makes ``n_tiles`` tiles (0: text only)."""
-        turns = _check_turns(conversations, has_image=n_tiles > 0)
+    def blank_image_sample(self) -> TokenizedSample:
+        """One tile's image span and nothing to learn: what keeps InternViT running in a text-only
+        micro-batch (its tile is blank, its segment of its own, so it changes no loss or gradient)."""
+        span = self._image_span(1)
+        return TokenizedSample(span, [IGNORE_INDEX] * len(span), 1, 1)
+
+    def __call__(self, conversations: list[dict], n_tiles: int | list[int]) -> TokenizedSample:
+        """Tokenise a conversation whose images make ``n_tiles`` tiles each, in ``<image>`` order.
+
+        An int is one image's tiles (0: text only); a list gives each image's (``[]``: text only).
+        """
+        tiles = ([n_tiles] if n_tiles else []) if isinstance(n_tiles, int) else list(n_tiles)
+        turns = _check_turns(conversations, n_images=len(tiles))
         ids: list[int] = []
         labels: list[int] = []
-        image_span = None  # (start, end) of the image span in ids
+        spans: list[int] = []  # where each image span starts in ids
 
         def add(tokens: list[int], trained: bool) -> None:
             ids.extend(tokens)
@@ -134,30 +148,33 @@ class ChatTokenizer:
                 add(self._text("\n"), False)
                 continue
             add(self._text(f"{IM_START}{role}\n"), False)
-            before, sep, after = value.partition(IMAGE_PLACEHOLDER)
-            add(self._text(before), False)
-            if sep:
-                start = len(ids)
-                add(self._image_span(n_tiles), False)
-                image_span = (start, len(ids))
-            add(self._text(f"{after}{IM_END}\n"), False)
-        return self._truncate(ids, labels, image_span, n_tiles)
+            pieces = value.split(IMAGE_PLACEHOLDER)
+            for k, piece in enumerate(pieces):
+                if k:
+                    spans.append(len(ids))
+                    add(self._image_span(tiles[len(spans) - 1]), False)
+                add(self._text(piece + (f"{IM_END}\n" if k == len(pieces) - 1 else "")), False)
+        return self._truncate(ids, labels, spans, tiles)
 
-    def _truncate(self, ids, labels, image_span, n_tiles) -> TokenizedSample:
-        cut = self.context_length
-        if len(ids) > cut and image_span is not None and cut < image_span[1]:
-            # Never cut inside the span: end the sequence before it and leave the image out.
-            cut, n_tiles = image_span[0], 0
+    def _truncate(self, ids, labels, spans: list[int], tiles: list[int]) -> TokenizedSample:
+        cut, kept = self.context_length, len(tiles)
+        if len(ids) > cut:
+            for k, start in enumerate(spans):
+                if cut < start + self.tokens_per_tile * tiles[k] + 2:
+                    # Never cut inside a span: end the sequence before it, leave it and later images out.
+                    cut, kept = start, k
+                    break
         ids, labels = ids[:cut], labels[:cut]
         if all(label == IGNORE_INDEX for label in labels[1:]):
             raise SampleDropped(
                 "no_trainable_tokens", f"nothing to learn within {self.context_length} tokens"
             )
-        return TokenizedSample(ids, labels, n_tiles)
+        return TokenizedSample(ids, labels, sum(tiles[:kept]), kept)
 
 
-def _check_turns(conversations: list[dict], has_image: bool) -> list[tuple[str, str]]:
-    """Validated ``(role, text)`` turns; an image with no placeholder gets one before the first question."""
+def _check_turns(conversations: list[dict], n_images: int) -> list[tuple[str, str]]:
+    """Validated ``(role, text)`` turns, one ``<image>`` per image; a single image with no
+    placeholder gets one before the first question."""
     if not isinstance(conversations, list) or not conversations:
         raise SampleDropped("bad_conversation", "conversations must be a non-empty list")
     turns = []
@@ -168,12 +185,14 @@ def _check_turns(conversations: list[dict], has_image: bool) -> list[tuple[str, 
                 "bad_conversation", f"turn {turn!r} needs 'from' in {sorted(ROLES)} and a 'value'"
             )
         turns.append((role, turn["value"]))
+    if any(IMAGE_PLACEHOLDER in value for role, value in turns if role != "user"):
+        raise SampleDropped("image_placeholder_mismatch", "<image> outside a user turn")
     placeholders = sum(value.count(IMAGE_PLACEHOLDER) for _, value in turns)
-    if placeholders > 1 or (placeholders == 1 and not has_image):
+    if placeholders != n_images and not (n_images == 1 and placeholders == 0):
         raise SampleDropped(
-            "image_placeholder_mismatch", f"{placeholders} <image> for {int(has_image)} image"
+            "image_placeholder_mismatch", f"{placeholders} <image> for {n_images} image(s)"
         )
-    if has_image and placeholders == 0:
+    if n_images == 1 and placeholders == 0:
         first_user = next((i for i, (role, _) in enumerate(turns) if role == "user"), None)
         if first_user is None:
             raise SampleDropped("bad_conversation", "an image but no user turn")
