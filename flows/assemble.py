@@ -201,9 +201,6 @@ def mix_settings(config: Config):
     if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, counts from repeat times
         return MixSettings(shares={task: 1.0 for task in config.tasks}, repeat_time=config.mixture.repeat_time,
                            seed=config.seed, dedup=config.mixture.dedup)
-    if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, counts from repeat times
-        return MixSettings(shares={task: 1.0 for task in config.tasks}, repeat_time=config.mixture.repeat_time,
-                           seed=config.seed, dedup=config.mixture.dedup)
     weights = {source.name: source.weight for source in config.sources if source.weight != 1.0}
     return MixSettings(
         shares={task: spec.share for task, spec in config.tasks.items() if spec.share > 0},
