@@ -38,7 +38,7 @@ def test_llava_files_keep_every_turn_and_their_text_only_records(tmp_path, name)
 
 
 def test_sharegpt_speakers_are_mapped_and_unrepairable_conversations_counted(tmp_path):
-    published = finetune_inputs.write_sharegpt(tmp_path)
+    published = finetune_inputs.WRITERS["sharegpt"](tmp_path)
     samples, drops, _ = build(tmp_path, "sharegpt", published)
     records = {r["id"]: r for r in load(published.locations[0])}
     assert [t["value"] for t in samples["QWJhYvA_0"].conversations] == [
@@ -50,7 +50,7 @@ def test_sharegpt_speakers_are_mapped_and_unrepairable_conversations_counted(tmp
 
 
 def test_openhermes_keeps_its_system_prompt_before_the_question(tmp_path):
-    published = finetune_inputs.write_openhermes(tmp_path)
+    published = finetune_inputs.WRITERS["openhermes"](tmp_path)
     samples, drops, _ = build(tmp_path, "openhermes", published)
     system, question, answer = (t["value"] for t in load(published.locations[0])[0]["conversations"])
     first = next(s for key, s in samples.items() if key != "f6c2")  # keyed by its position: it has no id
@@ -75,7 +75,7 @@ def test_instruction_records_become_one_exchange(tmp_path, name, language):
 
 
 def test_textocr_gpt4v_and_wikipedia_answer_a_fixed_request(tmp_path):
-    published = finetune_inputs.write_textocr_gpt4v(tmp_path)
+    published = finetune_inputs.WRITERS["textocr_gpt4v"](tmp_path)
     samples, drops, _ = build(tmp_path / "t", "textocr_gpt4v", published)
     record = json.loads(Path(published.locations[0]).read_text(encoding="utf-8").splitlines()[0])
     sample = samples[record["filename"]]
@@ -84,7 +84,7 @@ def test_textocr_gpt4v_and_wikipedia_answer_a_fixed_request(tmp_path):
 
     import pyarrow.parquet as pq
 
-    published = finetune_inputs.write_wikipedia(tmp_path)
+    published = finetune_inputs.WRITERS["wikipedia"](tmp_path)
     samples, drops, _ = build(tmp_path / "w", "wikipedia", published)
     row = pq.read_table(published.locations[0]).to_pylist()[0]
     assert samples[row["id"]].conversations == [{"from": "human", "value": f"Tell me about {row['title']}."},
