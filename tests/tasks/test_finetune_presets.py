@@ -64,6 +64,9 @@ def test_vqa_pairs_questions_with_the_most_frequent_of_their_annotated_answers(t
     assert samples["9"].images[0].width == 64
     assert [q for q, _ in pairs(samples["25"])] == ["<image>\nIs it raining?" + SHORT]  # all-empty answers left out
     assert drops["image_missing"] == 1 and drops["object:empty_answer"] == 1
+    # By config, one conversation per question instead.
+    samples, _, _ = build(tmp_path / "per-question", preset, published, format={"per_question": True})
+    assert sorted(len(pairs(s)) for s in samples.values()) == [1, 1, 1]
 
 
 def test_gqa_and_textvqa_group_an_images_questions(tmp_path):
@@ -208,3 +211,5 @@ def test_visual_genome_regions_are_grounded_in_the_image_they_are_found_in(tmp_p
                     for r in record["regions"] if r["width"] > 0]
         assert [a for _, a in pairs(sample)] == expected
     assert drops["object:malformed_box"] == 1
+    samples, _, _ = build(tmp_path / "per-region", "visual_genome", published, format={"per_question": True})
+    assert len(samples) == 3 and all(len(pairs(s)) == 1 for s in samples.values())
