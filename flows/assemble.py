@@ -60,9 +60,10 @@ def ocr_stage(config: Config) -> dict[str, Any]:
     ensure_ray(config.ray.address, config.ray.num_cpus)  # the configured Ray, before any OCR unit runs
     summary: dict[str, Any] = {}
     for source in config.sources:
-        if kind_of(source).built_by_task_stage(source):
+        kind = kind_of(source)
+        raw_source = kind.ocr_input(source)
+        if kind.built_by_task_stage(source) or raw_source is None:
             continue
-        raw_source = source.images_from or source.name
         if source.ocr is not None:
             stats = run_ocr_stage(config.storage.root, raw_source, source.ocr.language, config.ocr,
                                   storage_options=config.storage.options)
@@ -74,6 +75,32 @@ def ocr_stage(config: Config) -> dict[str, Any]:
         else:
             summary[source.name] = _transcriptions_from_captions(config, source, raw_source)
     return summary
+
+
+def pdf_sources(config: Config) -> list[Source]:
+    """The sources of kind ``pdf``: PDF files the PDF stage renders."""
+    return [s for s in config.sources if kind_of(s).name == "pdf"]
+
+
+def pdf_stage(config: Config) -> dict[str, Any]:
+    """Render every PDF source's pages; text-layer samples, and pages for the OCR stage (``pdf/``)."""
+    from pdf.stage import run_pdf_stage
+    from pipelines.runtime import ensure_ray
+
+    sources = pdf_sources(config)
+    if not sources:
+        return {}
+    ensure_ray(config.ray.address, config.ray.num_cpus)
+    settings = config.pdf.model_copy(update={
+        "seed": config.seed, "prompts": config.ocr_prompts(),
+        "scripts": {code: list(language.scripts) for code, language in config.languages.items()}})
+    root = Storage(config.storage.root, config.storage.options).root_uri()
+    return run_pdf_stage(sources, settings, root, config.storage.options)
+
+
+def pdf_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What :func:`pdf_stage`'s ``summary`` says it dropped: per source, files and pages by reason."""
+    return {source: counts.get("drops", {}) for source, counts in summary.items()}
 
 
 def ocr_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:

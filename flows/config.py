@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from download.settings import Download
 from ocr.settings import OcrSettings
+from pdf.settings import PdfSettings
 from ocr.tasks import OcrTaskStyle
 from pipelines._model import ConfigModel
 from pipelines.languages import Language
@@ -157,6 +158,7 @@ class Config(ConfigModel):
     translation: Translation = Field(default_factory=Translation)
     download: Download = Field(default_factory=Download)
     ocr: OcrSettings = Field(default_factory=OcrSettings, description="the OCR stage (engines, actors, filters)")
+    pdf: PdfSettings = Field(default_factory=PdfSettings, description="the PDF stage (render, limits, checks)")
     task_samples: TaskSampleOptions = Field(
         default_factory=TaskSampleOptions, description="the task stage: objects per sample, records per unit")
     ocr_tasks: OcrTaskStyle = Field(default_factory=OcrTaskStyle, description="OCR corpus -> conversations")

@@ -133,57 +133,55 @@ class PdfStage(Stage):
         return storage.exists(table_path(storage, self.source.name, unit.name + TEXT_SUFFIX))
 
     def run_unit(self, unit: Unit, ctx: PdfContext) -> Counters:
-        from .sandbox import Renderer
-
         storage, settings, name = ctx.storage(), ctx.settings, self.source.name
         text, ocr = _Shard(), _Shard()
         text_path = storage.path(RAW_DIR, name, f"{unit.name}.tar")
         counters = Counters(tallies={"pdf_pages": Counter(), "ocr_reasons": Counter()})
         drops, pages, reasons = counters.drops, counters.tallies["pdf_pages"], counters.tallies["ocr_reasons"]
         samples: list[TaskSample] = []
-        with Renderer(settings) as renderer:
-            for file_index, uri in enumerate(unit.spec):
-                pages["files"] += 1
-                data = _read(uri, ctx.options, settings, drops)
-                if data is None:
-                    continue
-                count, reason = renderer.open(data)
+        renderer = _renderer(settings)
+        for file_index, uri in enumerate(unit.spec):
+            pages["files"] += 1
+            data = _read(uri, ctx.options, settings, drops)
+            if data is None:
+                continue
+            count, reason = renderer.open(data)
+            if reason is not None:
+                drops[reason] += 1
+                continue
+            if count > settings.max_pages:
+                drops["too_many_pages"] += count - settings.max_pages
+            for number in range(min(count, settings.max_pages)):
+                page, reason = renderer.page(number)
                 if reason is not None:
                     drops[reason] += 1
+                    if reason in ("render_timeout", "render_memory"):
+                        drops["render_abandoned"] += min(count, settings.max_pages) - number - 1
+                        break
                     continue
-                if count > settings.max_pages:
-                    drops["too_many_pages"] += count - settings.max_pages
-                for number in range(min(count, settings.max_pages)):
-                    page, reason = renderer.page(number)
-                    if reason is not None:
-                        drops[reason] += 1
-                        if reason in ("render_timeout", "render_memory"):
-                            drops["render_abandoned"] += min(count, settings.max_pages) - number - 1
-                            break
-                        continue
-                    key = f"{unit.name}_{file_index:04d}_{number:05d}"
-                    meta = {"url": f"{uri}#page={number + 1}", "pdf": uri, "page": number + 1,
-                            "width": page.width, "height": page.height}
-                    decision = decide(page, self.source.language, settings)
-                    if decision.use == "drop":
-                        drops[decision.reason] += 1
-                    elif decision.use == "ocr":
-                        reasons[decision.reason] += 1
-                        if self.ocr:
-                            pages["ocr"] += 1
-                            ocr.add(key, page, {**meta, "decision": "ocr", "reason": decision.reason})
-                        else:
-                            drops["needs_ocr"] += 1
+                key = f"{unit.name}_{file_index:04d}_{number:05d}"
+                meta = {"url": f"{uri}#page={number + 1}", "pdf": uri, "page": number + 1,
+                        "width": page.width, "height": page.height}
+                decision = decide(page, self.source.language, settings)
+                if decision.use == "drop":
+                    drops[decision.reason] += 1
+                elif decision.use == "ocr":
+                    reasons[decision.reason] += 1
+                    if self.ocr:
+                        pages["ocr"] += 1
+                        ocr.add(key, page, {**meta, "decision": "ocr", "reason": decision.reason})
                     else:
-                        pages["text_layer"] += 1
-                        offset, size = text.add(key, page, {**meta, "decision": "text", "language": decision.language})
-                        turns, _ = conversation(decision.lines, page.width, page.height, decision.language, name,
-                                                key, settings)
-                        picture = Picture(ImageRef(relative_uri(storage, text_path), offset, size), page.image_format,
-                                          hashlib.sha256(page.image).hexdigest(), page.width, page.height)
-                        samples.append(TaskSample(source=name, key=key, task=self.source.task,
-                                                  language=decision.language, images=[picture],
-                                                  conversations=turns, url=meta["url"]))
+                        drops["needs_ocr"] += 1
+                else:
+                    pages["text_layer"] += 1
+                    offset, size = text.add(key, page, {**meta, "decision": "text", "language": decision.language})
+                    turns, _ = conversation(decision.lines, page.width, page.height, decision.language, name,
+                                            key, settings)
+                    picture = Picture(ImageRef(relative_uri(storage, text_path), offset, size), page.image_format,
+                                      hashlib.sha256(page.image).hexdigest(), page.width, page.height)
+                    samples.append(TaskSample(source=name, key=key, task=self.source.task,
+                                              language=decision.language, images=[picture],
+                                              conversations=turns, url=meta["url"]))
         text.write(storage, name, unit.name)
         if ocr.count:  # a unit with no page to OCR gives the OCR stage no empty shard
             ocr.write(storage, ocr_raw_source(name), unit.name)
@@ -191,6 +189,26 @@ class PdfStage(Stage):
                          inputs=len(samples) + sum(drops.values()))
         counters.samples = len(samples)
         return counters
+
+
+_RENDERERS: dict[str, object] = {}
+
+
+def _renderer(settings: PdfSettings):
+    """This worker process's rendering child for ``settings``: started once, kept across units (a Ray
+    worker does many), replaced by the sandbox itself when killed; it exits when the worker does."""
+    import atexit
+
+    from .sandbox import Renderer
+
+    key = settings.model_dump_json()
+    if key not in _RENDERERS:
+        for old in _RENDERERS.values():
+            old.close()
+        _RENDERERS.clear()
+        _RENDERERS[key] = renderer = Renderer(settings)
+        atexit.register(renderer.close)
+    return _RENDERERS[key]
 
 
 def _read(uri: str, options: dict, settings: PdfSettings, drops: Counter) -> bytes | None:
