@@ -223,17 +223,19 @@ def shard_directory(config: Config) -> str:
 
 
 def mix_settings(config: Config):
+    """The mixer's settings: the config's `mixture` as written, plus what the rest of the config says
+    (task shares, per-source weights and floors, the seed)."""
     from shards.mix import MixSettings
+    from tasks.build import output_datasets
 
-    if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, counts from repeat times
-        return MixSettings(shares={task: 1.0 for task in config.tasks}, repeat_time=config.mixture.repeat_time,
-                           seed=config.seed, dedup=config.mixture.dedup)
-    weights = {source.name: source.weight for source in config.sources if source.weight != 1.0}
-    return MixSettings(
-        shares={task: spec.share for task, spec in config.tasks.items() if spec.share > 0},
-        weights=weights, weight_by_size=config.mixture.weight_by_size,
-        total_samples=config.mixture.total_samples, seed=config.seed, dedup=config.mixture.dedup,
-    )
+    floors = {dataset: source.min_kept_share for source in config.sources
+              if source.min_kept_share is not None for dataset in output_datasets(source)}
+    if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, the total from repeat times
+        return MixSettings(**{**config.mixture.model_dump(), "total_samples": None}, seed=config.seed,
+                           shares={task: 1.0 for task in config.tasks}, min_kept_shares=floors)
+    return MixSettings(**config.mixture.model_dump(), seed=config.seed, min_kept_shares=floors,
+                       shares={task: spec.share for task, spec in config.tasks.items() if spec.share > 0},
+                       weights={source.name: source.weight for source in config.sources if source.weight != 1.0})
 
 
 def mix_stage(config: Config) -> dict[str, Any]:

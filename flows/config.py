@@ -17,19 +17,19 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from download.settings import Download
 from ocr.settings import OcrSettings
-from pdf.settings import PdfSettings
 from ocr.tasks import OcrTaskStyle
+from pdf.settings import PdfSettings
 from pipelines._model import ConfigModel
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
-from shards.mix import REPORT_TASK_SHARES  # the report's Table 1a shares, owned by the mixer
+from shards.mix import REPORT_TASK_SHARES, MixOptions  # the report's Table 1a shares, owned by the mixer
 from shards.write import ShardSettings
 from tasks.build import TaskSampleOptions
 from tasks.kinds import kind_names, kind_of
@@ -82,23 +82,12 @@ class Translation(ConfigModel):
     )
 
 
-class Mixture(ConfigModel):
-    """How many samples the mixture has and how they are drawn (task shares are in `tasks`)."""
+class Mixture(MixOptions):
+    """How many samples the mixture has and how they are drawn: the mixer's own options (task shares
+    are in `tasks`, per-source weights and floors on the sources)."""
 
-    total_samples: int = Field(10_000, ge=1, description="samples in the final shards, repeats included")
-    dedup: Literal["image_task_language", "image", "off"] = Field(
-        "image_task_language", description="exact duplicates: same image bytes (and task, language)"
-    )
-    weight_by_size: bool = Field(False, description="weigh datasets within a task by their size too")
-    min_kept_share: float = Field(
-        0.5, ge=0, le=1, description="a source whose task samples are fewer than this share of the records read "
-        "fails the mix with its top drop reasons (none kept always fails); a source's own min_kept_share wins",
-    )
-    repeat_time: dict[str, float] | None = Field(
-        None,
-        description="source -> InternVL repeat_time (0.5 keeps half its samples, 3 takes each three times; "
-        "unlisted sources: 1). Given, it weights the mixture instead of task shares and total_samples",
-    )
+    total_samples: int | None = Field(10_000, ge=1, description="samples in the final shards, repeats included "
+                                      "(with task shares; the repeat times give the total with repeat_time)")
 
 
 class Shards(ShardSettings):

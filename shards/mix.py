@@ -41,7 +41,42 @@ class MixError(ValueError):
     """The mixture cannot be built as asked (a task without data, a weight for no dataset, ...)."""
 
 
-class MixSettings(ConfigModel):
+class MixOptions(ConfigModel):
+    """What a mixture config sets of the mixer (its ``mixture`` section); :class:`MixSettings` adds what
+    the application derives from the rest of the config (task shares, weights, seed)."""
+
+    total_samples: int | None = Field(
+        None, ge=1, description="samples in the mixture, repeats included; required with shares, "
+        "None with repeat_time (the total is what the repeat times give)"
+    )
+    weight_by_size: bool = Field(
+        False, description="multiply each weight by the dataset's unique sample count (natural proportions)"
+    )
+    repeat_time: dict[str, float] | None = Field(
+        None,
+        description="dataset -> InternVL repeat_time (0.25 keeps a quarter of its unique samples, 3 takes each "
+        "three times; unlisted datasets: 1). Given: counts come from these, `shares` only names the tasks of "
+        "the mixture and `weights` must be empty",
+    )
+    min_kept_share: float = Field(
+        0.5, ge=0, le=1, description="a dataset whose task tables kept less than this share of the records "
+        "their builder read fails the mix, naming its top drop reasons (one with no sample fails unless its floor is 0)",
+    )
+    dedup: Literal["image_task_language", "image", "off"] = Field(
+        "image_task_language",
+        description="what makes two rows exact duplicates: the same image bytes and ...",
+    )
+
+    @field_validator("repeat_time")
+    @classmethod
+    def _repeat_time(cls, repeat_time: dict[str, float] | None) -> dict[str, float] | None:
+        for dataset, value in (repeat_time or {}).items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"repeat_time of {dataset!r} must be a finite number >= 0, got {value}")
+        return repeat_time
+
+
+class MixSettings(MixOptions):
     """What mixture to draw."""
 
     shares: dict[str, float] = Field(
@@ -52,32 +87,11 @@ class MixSettings(ConfigModel):
         default_factory=dict,
         description="dataset -> relative weight among the datasets of its task; unlisted datasets weigh 1",
     )
-    weight_by_size: bool = Field(
-        False, description="multiply each weight by the dataset's unique sample count (natural proportions)"
-    )
-    total_samples: int | None = Field(
-        None, ge=1, description="samples in the mixture, repeats included; required with shares, "
-        "None with repeat_time (the total is what the repeat times give)"
-    )
-    repeat_time: dict[str, float] | None = Field(
-        None,
-        description="dataset -> InternVL repeat_time (0.25 keeps a quarter of its unique samples, 3 takes each "
-        "three times; unlisted datasets: 1). Given: counts come from these, `shares` only names the tasks of "
-        "the mixture and `weights` must be empty",
-    )
     seed: int = Field(0, description="fixes the selection and the order")
-    min_kept_share: float = Field(
-        0.5, ge=0, le=1, description="a dataset whose task tables kept less than this share of the records "
-        "their builder read fails the mix, naming its top drop reasons (one with no sample fails unless its floor is 0)",
-    )
     min_kept_shares: dict[str, float] = Field(
         default_factory=dict, description="dataset -> its own min_kept_share; 0 allows it, even empty, with a warning"
     )
     datasets: list[str] | None = Field(None, description="task-table datasets to draw from; None = all")
-    dedup: Literal["image_task_language", "image", "off"] = Field(
-        "image_task_language",
-        description="what makes two rows exact duplicates: the same image bytes and ...",
-    )
 
     @field_validator("shares")
     @classmethod
@@ -88,14 +102,6 @@ class MixSettings(ConfigModel):
         if not shares:
             raise ValueError("at least one task is needed")
         return shares
-
-    @field_validator("repeat_time")
-    @classmethod
-    def _repeat_time(cls, repeat_time: dict[str, float] | None) -> dict[str, float] | None:
-        for dataset, value in (repeat_time or {}).items():
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"repeat_time of {dataset!r} must be a finite number >= 0, got {value}")
-        return repeat_time
 
     @field_validator("weights")
     @classmethod
