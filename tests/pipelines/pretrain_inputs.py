@@ -23,8 +23,8 @@ the format of the copy named (columns, types and part-file names as published):
   embedded images, DocVQA/InfoVQA/ST-VQA/ChartQA/PlotQA questions, MMC-Inst JSONL), with illegible
   regions, several answers, a missing image and Chinese text among them
 - all_seeing: ``all-seeing/as_pretrain_10m.json``, AS-V2's JSON array of grounded conversations
-- common_crawl_pdf: ``cc-pdf/shards-000000.tar`` and ``shards-000001.tar`` of the config's
-  ``shards-{000000..000999}.tar`` range, each sample ``<key>.jpg`` + ``<key>.json``
+- common_crawl_pdf: PDF files under ``cc-pdf/`` (zips of Common Crawl PDFs unpacked): English and
+  Chinese pages with a text layer, and a scanned page without one (it goes through the OCR stage)
 
 The URL lists point at ``base_url``: a ThreadingHTTPServer on 127.0.0.1 serving ``_web/`` (real
 JPEGs, plus one WebP, one RGBA PNG and one CMYK JPEG). A few rows are there to be dropped: listed
@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import random
 import re
 import sys
-import tarfile
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -70,7 +68,7 @@ URL_LIST_FILES = {
 }
 OBJECTS365_JSON = "objects365/zhiyuan_objv2_train.json"
 OBJECTS365_IMAGES = "objects365/images/train"
-CC_PDF_SHARDS = ("cc-pdf/shards-000000.tar", "cc-pdf/shards-000001.tar")
+CC_PDF_DIRS = ("cc-pdf/0000", "cc-pdf/0001")
 
 COLOURS = {  # name -> (RGB, Chinese)
     "red": ((220, 40, 40), "红色"), "green": ((40, 170, 70), "绿色"), "blue": ((40, 80, 210), "蓝色"),
@@ -522,23 +520,19 @@ class _Writer:
         self.inputs.sources["all_seeing"] = len(records)
 
     def cc_pdf(self) -> None:
+        """One-page PDFs: English and Chinese text layers, and the last one a scan (no text layer)."""
+        from pdf import generate
+
         rng, count = self.rng("common_crawl_pdf"), 0
-        for shard, relative in enumerate(CC_PDF_SHARDS):
-            path = self.root / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(path, "w") as tar:
-                for i in range((self.n + 1) // 2):
-                    lines = rng.sample(EN_LINES, 4)
-                    page, _ = text_image(lines, "en", seed=rng.randrange(10**6), min_side=600)
-                    buffer = io.BytesIO()
-                    page.save(buffer, format="JPEG", quality=90)
-                    sample = {"conversations": [
-                        {"from": "human", "value": "<image>\nTranscribe the text of this page."},
-                        {"from": "gpt", "value": "\n".join(lines)}]}
-                    key = f"{shard:06d}{i:04d}"
-                    for ext, payload in (("jpg", buffer.getvalue()), ("json", json.dumps(sample).encode())):
-                        info = tarfile.TarInfo(f"{key}.{ext}")
-                        info.size = len(payload)
-                        tar.addfile(info, io.BytesIO(payload))
-                    count += 1
+        for folder in CC_PDF_DIRS:
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+            for i in range((self.n + 1) // 2):
+                language = "zh" if i % 2 else "en"
+                lines = rng.sample(ZH_LINES if language == "zh" else EN_LINES, 4)
+                if folder == CC_PDF_DIRS[-1] and i == (self.n + 1) // 2 - 1:
+                    data = generate.scanned(rng.sample(EN_LINES, 4))
+                else:
+                    data, _ = generate.text_pages([lines], font="cjk" if language == "zh" else "Helvetica")
+                (self.root / folder / f"{i:04d}.pdf").write_bytes(data)
+                count += 1
         self.inputs.sources["common_crawl_pdf"] = count

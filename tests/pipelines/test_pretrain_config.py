@@ -55,7 +55,7 @@ def test_the_shipped_pretrain_config_runs_on_every_dataset_in_its_published_form
         _fill_translation_cache(config, inputs.translations)
         records = build_pretrain_mix(config=str(PRETRAIN), overrides=overrides)
 
-    assert list(records) == ["download", "ocr", "translate", "tasks", "mix"]
+    assert list(records) == ["download", "pdf", "ocr", "translate", "tasks", "mix"]
     manifest = json.loads((tmp_path / "root" / "shards" / "manifest.json").read_text())
     datasets = manifest["sources"]
     for source in config.sources:
