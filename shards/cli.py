@@ -1,12 +1,16 @@
-"""Command-line entry points of the shard tools; ``vlmix verify`` and ``vlmix export-internvl`` call them."""
+"""Command-line entry points of the shard tools: ``vlmix verify``, ``vlmix export-internvl``, ``vlmix export-energon``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from shards.export import export_internvl
+import yaml
+from pydantic import ValidationError
+
+from shards.export import InternVLExportSettings, export_internvl
 from shards.verify import verify
 
 
@@ -45,10 +49,59 @@ def export_main(argv: list[str] | None = None) -> int:
         prog="vlmix export-internvl", description="Export shards for the official InternVL trainer."
     )
     parser.add_argument("shard_dir", help="the shard directory: a path or a URI (s3://...)")
-    parser.add_argument("out_dir", help="a local folder for the export")
+    parser.add_argument("out_dir", help="the export folder: a path or a URI (s3://...)")
+    parser.add_argument(
+        "--settings", type=Path, default=None, metavar="YAML",
+        help="export settings (root_prefix, data_augment, max_dynamic_patch, datasets: {NAME: {...}}, "
+        "length: {...}); the flags below override them",
+    )
+    parser.add_argument(
+        "--root-prefix", default=None,
+        help="where the export will be read from (/mnt/data/export, s3://bucket/export): the meta file's "
+        "paths start with it (default: paths relative to the meta file)",
+    )
+    parser.add_argument("--data-augment", action="store_true", default=None, help="data_augment: true for every dataset")
+    parser.add_argument("--max-dynamic-patch", type=int, default=None, help="max_dynamic_patch of every dataset (12)")
+    parser.add_argument(
+        "--tokenizer", default=None, metavar="DIR",
+        help="a local tokenizer folder to count each line's text tokens; default: an estimate (one token "
+        "per CJK character, one per --chars-per-token other characters)",
+    )
+    parser.add_argument("--chars-per-token", type=float, default=None, help="the estimate's characters per token (4)")
     _add_storage_options(parser)
     args = parser.parse_args(argv)
-    print(export_internvl(args.shard_dir, args.out_dir, storage_options=args.storage_options))
+    raw = yaml.safe_load(args.settings.read_text(encoding="utf-8")) if args.settings else {}
+    if not isinstance(raw, dict):
+        parser.error(f"--settings {args.settings}: must be a YAML mapping")
+    flags = {"root_prefix": args.root_prefix, "data_augment": args.data_augment,
+             "max_dynamic_patch": args.max_dynamic_patch}
+    raw.update({name: value for name, value in flags.items() if value is not None})
+    length = {"tokenizer": args.tokenizer, "chars_per_token": args.chars_per_token}
+    raw["length"] = {**raw.get("length", {}), **{k: v for k, v in length.items() if v is not None}}
+    try:
+        settings = InternVLExportSettings.model_validate(raw)
+    except ValidationError as err:
+        parser.error(f"export settings: {err}")
+    print(export_internvl(args.shard_dir, args.out_dir, settings, storage_options=args.storage_options))
+    return 0
+
+
+def energon_main(argv: list[str] | None = None) -> int:
+    """``vlmix export-energon SHARD_DIR``: Energon's metadata, so its loaders read the shards as they are."""
+    parser = argparse.ArgumentParser(
+        prog="vlmix export-energon",
+        description="Write the .nv-meta/ folder Megatron-Energon reads (index, splits, dataset.yaml with a "
+        "sample loader that keeps every turn and image) into a shard directory.",
+    )
+    parser.add_argument("shard_dir", help="the shard directory (a local folder)")
+    parser.add_argument(
+        "--val-shards", type=int, default=0, help="the last N shards form the 'val' split (default: none)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="processes indexing the shards (default 2)")
+    args = parser.parse_args(argv)
+    from shards.energon import export_energon  # needs megatron-energon: only this command imports it
+
+    print(export_energon(args.shard_dir, val_shards=args.val_shards, workers=args.workers))
     return 0
 
 

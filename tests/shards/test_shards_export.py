@@ -1,32 +1,141 @@
-"""Export for the official InternVL trainer: meta JSON + JSONL + images; the report."""
+"""Export for the official InternVL trainer: a portable meta JSON + JSONL + images, lengths for group_by_length."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import math
+import os
+import shutil
+
+import pytest
+import yaml
+from PIL import Image
 
 from shards import ShardSettings, export_internvl, mix_and_write
 from shards.cli import export_main
+from shards.export import DatasetExport, InternVLExportSettings
+from shards.lengths import LengthSettings
 from shards.mix import MixSettings
+from shards.reader import iter_samples
+from tests.shards.shapes import COUNTS, build_shapes
 
 
-def test_internvl_export_matches_the_mixture(task_root, tmp_path):
-    shards = tmp_path / "shards"
-    manifest = mix_and_write(str(task_root), shards, MixSettings(total_samples=900, seed=1), ShardSettings())
-    meta_path = export_internvl(shards, tmp_path / "internvl")
-    meta = json.loads(meta_path.read_text())
+def _read_like_internvl(meta_path):
+    """What InternVL's build_datasets/LazySupervisedDataset open: the meta's paths from the working
+    directory (the trainer is started in the export's folder), each image at os.path.join(root, image)."""
+    with contextlib.chdir(os.path.dirname(os.path.abspath(meta_path))):
+        return _read_meta(os.path.basename(meta_path))
 
-    assert set(meta) == set(manifest["sources"])
+
+def _read_meta(meta_path):
+    meta = json.loads(open(meta_path, encoding="utf-8").read())
+    out = {}
     for source, entry in meta.items():
-        assert entry["data_augment"] is False and entry["repeat_time"] == 1
-        assert entry["length"] == manifest["sources"][source]["samples"]
         lines = [json.loads(line) for line in open(entry["annotation"], encoding="utf-8")]
-        assert len(lines) == entry["length"]
-        for line in lines[:50]:
-            assert line["conversations"][0]["from"] == "human"
-            assert line["conversations"][0]["value"].startswith("<image>\n")
-            image = (tmp_path / "internvl" / "images" / line["image"]).read_bytes()
-            assert image[:2] in (b"\xff\xd8", b"\x89P")
-        images = {line["image"] for line in lines}
+        images = {}
+        for line in lines:
+            names = line.get("image", [])
+            for name in [names] if isinstance(names, str) else names:
+                images[name] = open(os.path.join(entry["root"], name), "rb").read()
+        out[source] = (entry, lines, images)
+    return out
+
+
+def test_export_moves_to_another_folder_and_still_loads(task_root, tmp_path):
+    shards = tmp_path / "shards"
+    manifest = mix_and_write(str(task_root), shards, MixSettings(total_samples=300, seed=1),
+                             ShardSettings(report=False))
+    settings = InternVLExportSettings(max_dynamic_patch=8, datasets={
+        "synthdog": DatasetExport(data_augment=True), "coyo-zh": DatasetExport(max_dynamic_patch=4)})
+    export_internvl(shards, tmp_path / "made_here", settings)
+    moved = tmp_path / "elsewhere" / "export"
+    shutil.move(tmp_path / "made_here", moved)
+    read = _read_like_internvl(moved / "meta.json")
+    assert set(read) == set(manifest["sources"])
+    shard_images = {}
+    for entry in manifest["shards"]:
+        for _, members in iter_samples(shards / entry["name"]):
+            record = json.loads(members["json"])
+            shard_images[record["id"]] = hashlib.sha256(members[record["meta"]["images"][0]["member"]]).hexdigest()
+    for source, (entry, lines, images) in read.items():
+        assert not os.path.isabs(entry["root"]) and not os.path.isabs(entry["annotation"])
+        assert entry["data_augment"] is (source == "synthdog")
+        assert entry["max_dynamic_patch"] == (4 if source == "coyo-zh" else 8)
+        assert entry["mixture_repeat_time"] == manifest["sources"][source]["repeat_time"]
+        expected = manifest["sources"][source]["samples"]
+        assert entry["length"] == len(lines) * entry["repeat_time"] == expected
         assert len(images) == manifest["sources"][source]["unique_samples"]  # repeats share their image
-    assert export_main([str(shards), str(tmp_path / "again")]) == 0
-    assert json.loads((tmp_path / "again" / "meta.json").read_text()).keys() == meta.keys()
+        for line in lines:
+            assert hashlib.sha256(images[line["image"]]).hexdigest() == shard_images[line["id"]]
+            assert line["conversations"][0]["value"].startswith("<image>\n")
+
+
+def test_root_prefix_names_where_the_export_will_be(task_root, tmp_path):
+    shards = tmp_path / "shards"
+    mix_and_write(str(task_root), shards, MixSettings(total_samples=50, seed=2), ShardSettings(report=False))
+    settings = tmp_path / "export.yaml"
+    settings.write_text(yaml.safe_dump({"datasets": {"laion_en": {"data_augment": True}}}))
+    assert export_main([str(shards), str(tmp_path / "out"), "--root-prefix", "s3://bucket/run/export/",
+                        "--settings", str(settings), "--max-dynamic-patch", "6"]) == 0
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    for source, entry in meta.items():
+        assert entry["root"] == "s3://bucket/run/export/images"
+        assert entry["annotation"] == f"s3://bucket/run/export/annotations/{source}.jsonl"
+        assert entry["max_dynamic_patch"] == 6 and entry["data_augment"] is (source == "laion_en")
+    with pytest.raises(SystemExit):
+        export_main([str(shards), str(tmp_path / "bad"), "--max-dynamic-patch", "0"])
+    with pytest.raises(ValueError, match="not_a_source"):
+        export_internvl(shards, tmp_path / "bad", InternVLExportSettings(datasets={"not_a_source": DatasetExport()}))
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    return root / "shards", build_shapes(root, root / "shards")
+
+
+def test_every_shape_exports_with_whole_repeats_left_to_the_loader(shapes, tmp_path):
+    shards, manifest = shapes
+    read = _read_like_internvl(export_internvl(shards, tmp_path / "out"))
+    entry, lines, images = read["pairs"]  # repeat_time 2: each sample once, the loader repeats it
+    assert entry["repeat_time"] == 2 and len(lines) == COUNTS["pairs"] and len(images) == 2 * COUNTS["pairs"]
+    for line in lines:
+        assert isinstance(line["image"], list) and len(line["image"]) == 2 and len(line["conversations"]) == 4
+        assert Image.open(io.BytesIO(images[line["image"][1]])).size  # the second image is a real one
+    entry, lines, _ = read["chat"]
+    assert entry["repeat_time"] == 3 and len(lines) == COUNTS["chat"]
+    assert all("image" not in line and len(line["conversations"]) == 4 for line in lines)
+    entry, lines, _ = read["captions"]  # 1.5: the mixture's lines, repeats included
+    assert entry["repeat_time"] == 1 and len(lines) == manifest["sources"]["captions"]["samples"]
+    for line in read["chat"][1]:  # the documented estimate with no tokenizer: BOS + 1 per 4 characters
+        text = "\n".join(turn["value"] for turn in line["conversations"])
+        assert line["length"] == 1 + math.ceil(len(text) / 4)
+
+
+def test_lengths_match_the_loader_with_a_tokenizer(shapes, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from trainer.tiling import tile_count
+    from trainer.tokenize import train_tokenizer
+
+    shards, _ = shapes
+    texts = ["Describe the image. caption 1 哪张更亮 because What is And doubled"] * 20
+    tokenizer_dir = train_tokenizer(texts, tmp_path / "tokenizer", vocab_size=300)
+    settings = InternVLExportSettings(max_dynamic_patch=6, length=LengthSettings(tokenizer=str(tokenizer_dir)))
+    read = _read_like_internvl(export_internvl(shards, tmp_path / "out", settings))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    checked = 0
+    for entry, lines, images in read.values():
+        for line in lines:
+            # the loader's own text count: its tokenizer over the turns joined by newlines
+            text = "\n".join(turn["value"] for turn in line["conversations"])
+            tokens = len(tokenizer(text).input_ids)
+            names = line.get("image", [])
+            names = [names] if isinstance(names, str) else names
+            budget = max(1, entry["max_dynamic_patch"] // max(1, len(names)))  # the loader shares it
+            tiles = sum(tile_count(*Image.open(io.BytesIO(images[name])).size, 1, budget) for name in names)
+            assert line["length"] == tokens + 256 * tiles
+            checked += 1
+    assert checked == sum(COUNTS.values()) + COUNTS["captions"] // 2
