@@ -34,6 +34,7 @@ from shards.write import ShardSettings
 from tasks.build import TaskSampleOptions
 from tasks.kinds import kind_names, kind_of
 from trainer.settings import Preset, Recipe, TrainSettings
+from translate.keys import check_api_key_env
 from translate.settings import TranslateSettings
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -77,9 +78,18 @@ class Translation(ConfigModel):
     timeout_s: float = Field(60.0, gt=0, description="seconds per request")
     max_retries: int = Field(5, ge=0)
     temperature: float = Field(0.0, ge=0)
+    api_key_env: str | dict[str, str] | None = Field(
+        None, description="the environment variable holding the endpoints' API key (sent as a bearer token), "
+        "or endpoint URL -> variable where they differ; read where requests are sent, never stored",
+    )
     stage: TranslateSettings = Field(
         default_factory=TranslateSettings, description="token budgets, validation, cache, vLLM servers"
     )
+
+    @model_validator(mode="after")
+    def _keys_are_named(self) -> Translation:
+        check_api_key_env(self.api_key_env, self.endpoints)
+        return self
 
 
 class Mixture(MixOptions):

@@ -102,14 +102,15 @@ def run_translation(
     if not endpoints and settings.vllm.engine == "offline":
         return _translate_on_engines(config, settings, storage, plan, text_columns)
     with contextlib.ExitStack() as stack:
+        api_key = None  # the key of the servers vlmix starts; configured endpoints' come from api_key_env
         if not endpoints:
             fleet = stack.enter_context(
                 launched_servers(config.translation.model, settings.vllm, config.ray.address)
             )
-            endpoints = fleet.urls
+            endpoints, api_key = fleet.urls, fleet.api_key
         if _ray_is_up():
-            return _translate_on_workers(config, settings, storage, endpoints, plan, text_columns)
-        return asyncio.run(_translate(config, settings, storage, endpoints, plan, text_columns))
+            return _translate_on_workers(config, settings, storage, endpoints, plan, text_columns, api_key)
+        return asyncio.run(_translate(config, settings, storage, endpoints, plan, text_columns, api_key=api_key))
 
 
 def _ray_is_up() -> bool:
@@ -143,7 +144,7 @@ def _translate_on_engines(config, settings, storage, plan, text_columns):
     return _reports(storage, plan, execute(stage, ctx))
 
 
-def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns):
+def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns, api_key=None):
     """The requests go out from Ray tasks, one input part each (:class:`translate.stage.TranslationParts`
     through the one executor): ``settings.workers`` parts at once, ``translation.concurrency // workers``
     requests in flight per endpoint each (so never more than configured in all). Within a part,
@@ -157,7 +158,8 @@ def _translate_on_workers(config, settings, storage, endpoints, plan, text_colum
     workers = max(1, min(settings.workers, t.concurrency))
     client = {"model": t.model, "concurrency": max(1, t.concurrency // workers), "timeout_s": t.timeout_s,
               "max_retries": t.max_retries, "temperature": t.temperature,
-              "retry_backoff_s": settings.retry_backoff_s, "max_backoff_s": settings.max_backoff_s}
+              "retry_backoff_s": settings.retry_backoff_s, "max_backoff_s": settings.max_backoff_s,
+              "api_key_env": t.api_key_env, "api_key": api_key}  # each worker reads api_key_env's variable itself
     ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages), tuple(endpoints),
                            client, tuple(text_columns) if text_columns else None)
     stage = TranslationParts(plan, settings.model_copy(update={"workers": workers}))
@@ -185,7 +187,7 @@ def _reports(storage, plan, report) -> dict[str, dict[str, TargetReport]]:
     return reports
 
 
-async def _translate(config, settings, storage, endpoints, plan, text_columns, concurrency=None):
+async def _translate(config, settings, storage, endpoints, plan, text_columns, concurrency=None, api_key=None):
     t = config.translation
     client = ChatClient(
         endpoints,
@@ -196,6 +198,8 @@ async def _translate(config, settings, storage, endpoints, plan, text_columns, c
         temperature=t.temperature,
         retry_backoff_s=settings.retry_backoff_s,
         max_backoff_s=settings.max_backoff_s,
+        api_key_env=t.api_key_env,
+        api_key=api_key,
     )
     reports = {}
     async with client:

@@ -4,7 +4,10 @@ Each endpoint holds at most ``concurrency`` requests at once; a request goes to 
 endpoint that is not cooling down after a failure. Timeouts, connection errors, 429 and 5xx are
 retried with exponential backoff (and may land on another endpoint); after ``max_retries`` the
 request raises :class:`ServerUnavailable`. Any other 4xx (e.g. a prompt longer than the model's
-context) is an answer about that input, returned as :class:`Rejected`, never retried.
+context) is an answer about that input, returned as :class:`Rejected`, never retried, except 401
+and 403: refused credentials raise :class:`~translate.keys.Unauthorized` at once. A ``Retry-After``
+on a 429 or 503 (a hosted API's rate limit) is waited out before that endpoint is asked again.
+Endpoints that want a key get it as a bearer token (:mod:`translate.keys`).
 
 >>> async with ChatClient(["http://127.0.0.1:8000/v1"], model="qwen") as client:  # doctest: +SKIP
 ...     reply = await client.chat(build_messages("A red bus.", "Chinese"), max_tokens=64)
@@ -19,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipelines._imports import require
+from translate.keys import endpoint_keys, retry_after_s, unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +80,14 @@ class ChatClient:
         temperature: float = 0.0,
         retry_backoff_s: float = 0.5,
         max_backoff_s: float = 20.0,
+        api_key_env: str | dict[str, str] | None = None,
+        api_key: str | None = None,
     ):
         if not endpoints:
             raise ValueError("ChatClient needs at least one endpoint URL")
         self.endpoints = [Endpoint(url.rstrip("/")) for url in endpoints]
+        # api_key: the servers vlmix started; api_key_env: the variable(s) naming a configured endpoint's key.
+        self._keys = endpoint_keys([e.url for e in self.endpoints], api_key, api_key_env)
         self.model = model
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -111,9 +119,14 @@ class ChatClient:
         for attempt in range(self.max_retries + 1):
             endpoint = self.endpoints[attempt % len(self.endpoints)]
             try:
-                async with self._session.get(f"{endpoint.url}/models", timeout=self._timeout()) as response:
+                async with self._session.get(f"{endpoint.url}/models", timeout=self._timeout(),
+                                             headers=self._headers(endpoint)) as response:
+                    if response.status in (401, 403):
+                        raise unauthorized(endpoint.url, response.status, self._keys[endpoint.url])
                     response.raise_for_status()
                     return (await response.json())["data"][0]["id"]
+            except PermissionError:
+                raise
             except Exception as err:  # noqa: BLE001 -- any failure here is retried, then reported
                 last = err
                 await asyncio.sleep(self._backoff(attempt))
@@ -129,21 +142,29 @@ class ChatClient:
             "max_tokens": max_tokens,
         }
         last_error = "no attempt"
+        wait_s = 0.0
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self.stats.retries += 1
-                await asyncio.sleep(self._backoff(attempt - 1))
+                await asyncio.sleep(wait_s)
+            wait_s = self._backoff(attempt)
             endpoint = await self._acquire()
             self.stats.requests += 1
             endpoint.requests += 1
             try:
                 async with self._session.post(
-                    f"{endpoint.url}/chat/completions", json=payload, timeout=self._timeout()
+                    f"{endpoint.url}/chat/completions", json=payload, timeout=self._timeout(),
+                    headers=self._headers(endpoint),
                 ) as response:
                     if response.status == 200:
                         body = await response.json()
                         return _reply(body)
+                    if response.status in (401, 403):
+                        raise unauthorized(endpoint.url, response.status, self._keys[endpoint.url])
                     detail = (await response.text())[:500]
+                    asked = retry_after_s(response.headers.get("Retry-After"))
+                    if asked is not None and response.status in (429, 503):
+                        wait_s = max(wait_s, asked)  # the server's rate limit says when
                     if response.status not in _RETRY_STATUS and 400 <= response.status < 500:
                         self.stats.rejected += 1
                         return Rejected(response.status, detail)
@@ -159,13 +180,17 @@ class ChatClient:
                 await self._release(endpoint)
             endpoint.failures += 1
             # Send the next tries elsewhere for a while: a dead server should not get every retry.
-            endpoint.cooldown_until = time.monotonic() + self._backoff(attempt)
+            endpoint.cooldown_until = time.monotonic() + wait_s
             log.debug("request failed (attempt %d): %s", attempt + 1, last_error)
         raise ServerUnavailable(f"gave up after {self.max_retries + 1} attempts; last: {last_error}")
 
     def peak_in_flight(self) -> dict[str, int]:
         """Per endpoint, the most requests it held at once."""
         return {e.url: e.peak_in_flight for e in self.endpoints}
+
+    def _headers(self, endpoint: Endpoint) -> dict[str, str] | None:
+        key = self._keys[endpoint.url]
+        return key.header if key is not None else None
 
     def _timeout(self):
         aiohttp = require("aiohttp", "translate")

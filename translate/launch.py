@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines._imports import require
+from translate.keys import new_key
 from translate.settings import VllmServers
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ class VllmProcess:
         port: int | None = None,
         device: str = "cpu",
         log_path: str | None = None,
+        api_key: str | None = None,
     ):
         self.model = model
+        self.api_key = api_key  # VLLM_API_KEY of the server: its /v1 routes want it, /health does not
         self.settings = settings
         self.host = host
         self.port = port or free_port(host)
@@ -95,6 +98,8 @@ class VllmProcess:
 
     def environment(self) -> dict[str, str]:
         env = {**os.environ, **self.settings.env}
+        if self.api_key:  # in the environment, not on the command line, which ps and vLLM's log show
+            env["VLLM_API_KEY"] = self.api_key
         if self.device == "cpu":
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache; the CPU build's default is large
         return env
@@ -163,9 +168,9 @@ def _server_actor_class():
     class VllmServerActor:
         """Holds the GPUs of one server on its node and runs the server as a child process."""
 
-        def __init__(self, model: str, settings: VllmServers, device: str):
+        def __init__(self, model: str, settings: VllmServers, device: str, api_key: str | None = None):
             host = ray.util.get_node_ip_address()
-            self.server = VllmProcess(model, settings, host=host, device=device)
+            self.server = VllmProcess(model, settings, host=host, device=device, api_key=api_key)
 
         def start(self) -> str:
             self.server.start()
@@ -186,11 +191,16 @@ def _server_actor_class():
 
 
 class ServerFleet:
-    """The servers :func:`launched_servers` started: their base URLs and their actors."""
+    """The servers :func:`launched_servers` started: their base URLs, their actors, and the run's key
+    (every request to them needs it: ``ChatClient(fleet.urls, api_key=fleet.api_key)``)."""
 
-    def __init__(self, actors: list, urls: list[str]):
+    def __init__(self, actors: list, urls: list[str], api_key: str | None = None):
         self.actors = actors
         self.urls = urls
+        self.api_key = api_key
+
+    def __repr__(self) -> str:
+        return f"ServerFleet(urls={self.urls})"
 
     def kill(self, index: int) -> None:
         """Crash server ``index`` (SIGKILL); :meth:`restart` brings it back on the same port."""
@@ -221,9 +231,12 @@ def plan_servers(settings: VllmServers, cluster_gpus: float) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def launched_servers(
-    model: str, settings: VllmServers, ray_address: str | None = None
+    model: str, settings: VllmServers, ray_address: str | None = None, api_key: str | None = None
 ) -> Iterator[ServerFleet]:
     """Start vLLM servers on the Ray cluster, yield them (``fleet.urls``), stop them on exit.
+
+    They bind the node's address, so they want a key: ``api_key``, or a random one made for this run
+    (``fleet.api_key``), which only the run's request senders are given.
 
     >>> with launched_servers("/models/qwen2-7b-instruct", VllmServers(tensor_parallel_size=2)) as fleet:  # doctest: +SKIP
     ...     print(fleet.urls)
@@ -235,11 +248,12 @@ def launched_servers(
     device, count = plan_servers(settings, ray.cluster_resources().get("GPU", 0))
     gpus = settings.tensor_parallel_size if device == "cuda" else 0
     actor_class = _server_actor_class().options(num_gpus=gpus, num_cpus=settings.cpus_per_server)
-    actors = [actor_class.remote(model, settings, device) for _ in range(count)]
+    api_key = api_key or new_key()
+    actors = [actor_class.remote(model, settings, device, api_key) for _ in range(count)]
     log.info("starting %d vLLM server(s) on %s for %s", count, device, model)
     try:
         urls = ray.get([actor.start.remote() for actor in actors], timeout=settings.startup_timeout_s + 60)
-        yield ServerFleet(actors, urls)
+        yield ServerFleet(actors, urls, api_key)
     finally:
         with contextlib.suppress(Exception):
             ray.get([actor.stop.remote() for actor in actors], timeout=60)

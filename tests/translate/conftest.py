@@ -7,14 +7,21 @@ environment, ./.venv-vllm, which ``scripts/setup_vllm.sh`` creates.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from translate.keys import new_key
 from translate.tiny_model import CHAT_TEMPLATE, build_tiny_model  # noqa: F401 - used by the tests
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+# The session's vLLM server wants a key, as every server vlmix starts does. It is random per session
+# and set here, at collection, so that it is in the environment of Ray's workers (started later):
+# configs name it with translation.api_key_env, as a user names the key of their own servers.
+FLEET_KEY_ENV = "VLMIX_TEST_VLLM_KEY"
+os.environ.setdefault(FLEET_KEY_ENV, new_key())
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
@@ -48,7 +55,7 @@ def vllm_fleet(tiny_model, local_ray):
     require_vllm()
     from translate.launch import launched_servers
 
-    with launched_servers(str(tiny_model), server_settings()) as fleet:
+    with launched_servers(str(tiny_model), server_settings(), api_key=os.environ[FLEET_KEY_ENV]) as fleet:
         yield fleet
 
 

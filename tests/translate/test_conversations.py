@@ -18,13 +18,12 @@ import pytest
 
 from pipelines.languages import Language
 from pipelines.storage import Storage
+from tests.translate.translator_double import TranslatorDouble, word_for_word
 from translate.client import ChatClient
 from translate.prompt import build_messages
 from translate.segment import join_turn, plan_turn
 from translate.settings import ConversationSettings, TranslateSettings
 from translate.translator import Translator
-
-from .translator_double import TranslatorDouble, word_for_word
 
 LANGUAGES = {"zh": Language(name="Chinese", scripts=["Han"])}
 SETTINGS = TranslateSettings(retry_backoff_s=0.05, max_backoff_s=0.2)

@@ -22,8 +22,10 @@ from flows import translate_cli as cli
 from flows.config import validate_config
 from flows.translation import run_translation
 from pipelines.storage import Storage
+from tests.translate.conftest import FLEET_KEY_ENV
 from translate.cache import CachedAnswer, TranslationCache, text_hash
 from translate.client import ChatClient
+from translate.keys import Unauthorized
 from translate.launch import free_port
 from translate.prompt import PROMPT_VERSION, build_messages
 from translate.settings import TranslateSettings
@@ -67,6 +69,7 @@ def make_config(root, url: str | None, languages=None, translate_to=("zh",), mod
                 "endpoints": [url] if url else [],
                 "model": model,
                 "concurrency": 4,
+                "api_key_env": FLEET_KEY_ENV,  # the session server's key (conftest)
                 **translation,
             },
             "sources": [
@@ -114,7 +117,7 @@ def test_exact_messages_reach_the_server_with_bounded_concurrency(vllm_url, tiny
 
     async def go():
         # The same server listed twice: two endpoints, each allowed 3 requests at once.
-        async with ChatClient([vllm_url, vllm_url], concurrency=3) as client:
+        async with ChatClient([vllm_url, vllm_url], concurrency=3, api_key_env=FLEET_KEY_ENV) as client:
             replies = await asyncio.gather(*(client.chat(build_messages(t, "Chinese"), 8) for t in texts))
             return client, replies
 
@@ -203,6 +206,19 @@ def test_conversations_through_the_real_server_are_judged_whole(tmp_path, vllm_u
     assert len(json.loads(rows["noise"]["raw_output"])) == 2  # one answer per turn's piece, kept
 
 
+def test_the_servers_vlmix_starts_want_the_runs_key(vllm_fleet, monkeypatch):
+    async def ask(**key):
+        async with ChatClient(vllm_fleet.urls, max_retries=1, retry_backoff_s=0.05, **key) as client:
+            return await client.chat(build_messages("A dog.", "Chinese"), 4)
+
+    with pytest.raises(Unauthorized, match="wants an API key"):
+        asyncio.run(ask())
+    monkeypatch.setenv("SOMEONE_ELSES_KEY", "guess")
+    with pytest.raises(Unauthorized, match=r"refused the key from \$SOMEONE_ELSES_KEY"):
+        asyncio.run(ask(api_key_env="SOMEONE_ELSES_KEY"))
+    assert asyncio.run(ask(api_key=vllm_fleet.api_key)).completion_tokens <= 4
+
+
 def test_a_new_language_needs_only_configuration(tmp_path, vllm_url):
     parts = [captions(8)]
     write_inputs(tmp_path, "coyo", parts)
@@ -268,6 +284,7 @@ def test_killing_the_server_mid_run_loses_and_doubles_nothing(tmp_path, vllm_fle
             max_retries=60,
             retry_backoff_s=0.5,
             max_backoff_s=4.0,
+            api_key=vllm_fleet.api_key,
         ) as client:
             translator = Translator(storage, client, config.languages, settings)
             outcome["report"] = await translator.translate_source(

@@ -6,13 +6,16 @@ made to lose a placeholder or change a number on demand. It answers ``/v1/models
 ``/v1/chat/completions``; the answer to a request is ``answer(text)``, where ``text`` is what
 follows "Text for translation: " in the user message. :func:`word_for_word` is the default: each
 English word becomes 词 (every character outside a word, placeholders, digits, punctuation and line
-breaks, is kept), so an honest answer is easy to predict by hand.
+breaks, is kept), so an honest answer is easy to predict by hand. Given ``api_key``, it answers 401
+to a request without ``Authorization: Bearer <api_key>``, as vLLM's ``--api-key`` does; given
+``rate_limited``, its first that many chat requests get 429 with ``Retry-After: <retry_after>``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,9 +35,15 @@ def word_for_word(text: str) -> str:
 class TranslatorDouble:
     """Test double of an OpenAI-compatible translation server on 127.0.0.1 (not a model)."""
 
-    def __init__(self, answer: Callable[[str], str] = word_for_word, model: str = "double-model"):
+    def __init__(self, answer: Callable[[str], str] = word_for_word, model: str = "double-model",
+                 api_key: str | None = None, rate_limited: int = 0, retry_after: str = "1"):
         self.answer = answer
         self.model = model
+        self.api_key = api_key
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
+        self.authorizations: list[str | None] = []  # the Authorization header of every request
+        self.times: list[float] = []  # when each chat request arrived (time.monotonic)
         self.asked: Counter[str] = Counter()  # request text -> times asked
         self.system_prompts: list[str] = []
         double = self
@@ -44,10 +53,18 @@ class TranslatorDouble:
                 pass
 
             def do_GET(self):
-                self._send({"object": "list", "data": [{"id": double.model, "object": "model"}]})
+                if self._authorised():
+                    self._send({"object": "list", "data": [{"id": double.model, "object": "model"}]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                double.times.append(time.monotonic())
+                if not self._authorised():
+                    return
+                if double.rate_limited > 0:
+                    double.rate_limited -= 1
+                    self._send({"error": {"message": "rate limit"}}, 429, {"Retry-After": double.retry_after})
+                    return
                 system, user = body["messages"]
                 text = user["content"].removeprefix(USER_PREFIX)
                 double.asked[text] += 1
@@ -58,9 +75,18 @@ class TranslatorDouble:
                     "usage": {"prompt_tokens": len(text.split()), "completion_tokens": len(content)},
                 })
 
-            def _send(self, payload):
+            def _authorised(self) -> bool:
+                double.authorizations.append(self.headers.get("Authorization"))
+                if double.api_key and self.headers.get("Authorization") != f"Bearer {double.api_key}":
+                    self._send({"error": "Unauthorized"}, 401)
+                    return False
+                return True
+
+            def _send(self, payload, status=200, headers=None):
                 data = json.dumps(payload, ensure_ascii=False).encode()
-                self.send_response(200)
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
