@@ -2,6 +2,7 @@
 
 vlmix train --recipe stage1 --shards DIR --tokenizer DIR [--model internvl-1.5-26b] [--out DIR]
 vlmix train --recipe stage2 --shards DIR --model tiny --steps 50      # CPU demo, tokenizer made here
+vlmix train --recipe stage2 --shards DIR --init-from runs/s1           # stage 2 from our stage 1
 vlmix train ... --launcher torchrun --nproc 8                         # one node, 8 processes
 vlmix train ... --launcher ray --workers 16 --gpu --ray-address ADDR  # a Ray cluster
 """
@@ -76,7 +77,7 @@ def train_config(settings: TrainSettings):
     require("torch", "train")
     from .recipes import RECIPES
 
-    overrides: dict = {"out_dir": settings.out, "resume": settings.resume}
+    overrides: dict = {"out_dir": settings.out, "resume": settings.resume, "init_from": settings.init_from}
     if settings.hsdp:
         overrides["hsdp"] = True
     for field, key in (
@@ -106,10 +107,19 @@ def train_config(settings: TrainSettings):
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             overrides[section] = given
-    tokenizer = settings.tokenizer or _demo_tokenizer(settings)
+    tokenizer = settings.tokenizer or _init_tokenizer(settings) or _demo_tokenizer(settings)
     return RECIPES[settings.recipe](
         shards=settings.shards, tokenizer=str(tokenizer), preset=settings.model, **overrides
     )
+
+
+def _init_tokenizer(settings: TrainSettings) -> str | None:
+    """The tokenizer of the checkpoint a run starts from (stage 2 from our stage 1), if it has one."""
+    if not settings.init_from:
+        return None
+    from . import init
+
+    return init.tokenizer_of(init.resolve(settings.init_from))
 
 
 def _demo_tokenizer(settings: TrainSettings) -> Path:

@@ -41,6 +41,11 @@ class TrainSettings(ConfigModel):
         None, description="local tokenizer directory; for --model tiny a small one is trained from the shards"
     )
     out: str = Field("runs/train", description="checkpoints, TensorBoard logs, metrics.jsonl")
+    init_from: str | None = Field(
+        None,
+        description="start from these weights: a run or checkpoint of ours (stage 1 for stage 2; its tokenizer "
+        "is reused unless --tokenizer is given) or a folder of InternVL-Chat-V1-5 safetensors",
+    )
     steps: int | None = Field(None, ge=1, description="optimizer steps (default: the config's 1000)")
     lr: float | None = Field(None, gt=0, description="peak learning rate (default: the recipe's)")
     global_batch: int | None = Field(None, ge=1, description="samples per optimizer step over all ranks")

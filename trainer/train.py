@@ -19,7 +19,7 @@ from pydantic import Field
 from pipelines._imports import require
 from pipelines._model import ConfigModel
 
-from . import checkpoint
+from . import checkpoint, init
 from .data import DataConfig, DataState, ShardStream, make_loader, stream_count
 from .distributed import Runtime, local_world_size, setup, shard
 from .model import ModelConfig, build_model, freeze_language_model, visual_tokens_per_tile
@@ -59,6 +59,12 @@ class TrainConfig(ConfigModel):
     )
     seed: int = Field(0, description="seeds model initialisation and drop-path")
     resume: bool = Field(True, description="continue from the newest checkpoint when there is one")
+    init_from: str | None = Field(
+        None,
+        description="start a new run from these weights: a checkpoint of ours (stage 1 for stage 2: a step "
+        "directory, a checkpoint location or a run folder) or a folder of InternVL-Chat-V1-5 safetensors; "
+        "ignored when the run resumes from its own checkpoint",
+    )
     progress: bool = Field(True, description="show a progress bar on rank 0")
 
     @property
@@ -77,6 +83,9 @@ def train(config: TrainConfig) -> list[dict]:
     image_token_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
     torch.manual_seed(config.seed)
     model = build_model(config.model.preset, len(tokenizer), image_token_id, config.model)
+    previous = checkpoint.latest(config.checkpoint_location) if config.resume else None
+    if previous is None and config.init_from:
+        init.load_weights(model, init.resolve(config.init_from), config.model.preset)
     if config.freeze_llm:
         freeze_language_model(model)
     model.to(runtime.device)
@@ -89,7 +98,6 @@ def train(config: TrainConfig) -> list[dict]:
 
     out_dir = Path(config.out_dir)
     step, data_state = 0, DataState(stream_count(config.data, runtime.world_size))
-    previous = checkpoint.latest(config.checkpoint_location) if config.resume else None
     if previous is not None:
         state = checkpoint.load(previous, model, optimizer, runtime)
         scheduler.load_state_dict(state["scheduler"])

@@ -103,7 +103,7 @@ def test_cli_surface_is_frozen():
     """Users' scripts call these options; removing or renaming one breaks them."""
     options = sorted(o for action in build_parser()._actions for o in action.option_strings)
     assert options == sorted(
-        "-h --help --recipe --shards --model --tokenizer --out --steps --lr --global-batch --tokens-per-batch "
+        "-h --help --recipe --shards --model --tokenizer --out --init-from --steps --lr --global-batch --tokens-per-batch "
         "--max-tiles --resize --context --num-workers --checkpoint-every --checkpoint-dir --no-packing --hsdp "
         "--shard-group --streams --attn --precision --compile --no-resume --launcher --nproc "
         "--workers --gpu --ray-address --print-config".split()
