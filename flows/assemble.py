@@ -92,7 +92,9 @@ def pdf_stage(config: Config) -> dict[str, Any]:
         return {}
     ensure_ray(config.ray.address, config.ray.num_cpus)
     settings = config.pdf.model_copy(update={
-        "seed": config.seed, "prompts": config.ocr_prompts(),
+        "seed": config.seed,  # English pages too, whatever the registry lists (as for caption transcriptions)
+        "prompts": {purpose: {code: config.prompt_pool(purpose, code) for code in {*config.languages, "en"}}
+                    for purpose in ("transcribe", "grounded")},
         "scripts": {code: list(language.scripts) for code, language in config.languages.items()}})
     root = Storage(config.storage.root, config.storage.options).root_uri()
     return run_pdf_stage(sources, settings, root, config.storage.options)

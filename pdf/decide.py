@@ -98,9 +98,10 @@ def ocr_reason(page: PageData, settings: PdfSettings) -> str | None:
 
 
 def page_language(text: str, source_language: str, settings: PdfSettings) -> str | None:
-    """The page's language: the configured one whose scripts write most of ``text`` (``auto``), or the
-    source's own; None when that share is below ``min_language_share``."""
-    candidates = settings.scripts if source_language == "auto" else {
+    """The page's language: the configured one (English always among them, as the source language of
+    the mixture) whose scripts write most of ``text`` (``auto``), or the source's own; None when that
+    share is below ``min_language_share``."""
+    candidates = {"en": ["Latin"], **settings.scripts} if source_language == "auto" else {
         source_language: settings.scripts.get(source_language) or (["Han"] if source_language == "zh" else ["Latin"])}
     best, best_share = None, 0.0
     for code, scripts in candidates.items():
