@@ -21,9 +21,11 @@ sample's verdict is one of two:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from translate.cache import CachedAnswer
+from translate.cleanup import clean
 from translate.client import Rejected
 from translate.protect import Piece, protected, restore
 from translate.segment import Skeleton, join_turn, plan_turn
@@ -46,6 +48,7 @@ class Outcome:
     text: str | None
     error: str | None
     raw_output: str | None
+    cleaned: Counter = field(default_factory=Counter)  # kind -> pieces (translate/cleanup.py)
 
 
 class ConversationPlan:
@@ -86,6 +89,7 @@ class ConversationPlan:
         raws: list[str | None] = []
         result: list[dict[str, str]] = []
         prose: list[str] = []
+        cleaned: Counter = Counter()
         for turn in self.turns:
             translations = []
             for piece in turn.pieces:
@@ -100,6 +104,8 @@ class ConversationPlan:
                 if answer is None:
                     error = "empty_output"
                     continue
+                output, removed = clean(piece.text, output)
+                cleaned.update(removed)
                 error = validator.reason(piece.text, output, answer.finish_reason)
                 if error in _SHAPE_EXEMPT and validator.profile.units(piece.text)[1] < short_piece_units:
                     error = None
@@ -117,8 +123,8 @@ class ConversationPlan:
             error = "wrong_script"
         raw = json.dumps(raws, ensure_ascii=False)
         if error:
-            return Outcome(None, error, raw)
-        return Outcome(json.dumps(result, ensure_ascii=False), None, raw)
+            return Outcome(None, error, raw, cleaned)
+        return Outcome(json.dumps(result, ensure_ascii=False), None, raw, cleaned)
 
 
 def origin_of(origins: list[str]) -> str:

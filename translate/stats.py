@@ -23,6 +23,7 @@ class PartStats:
     from_run: int = 0  # distinct texts another part of this run already asked for
     requests: int = 0  # distinct texts sent to a server
     texts: int | None = None  # texts to translate, repeats included (a conversation counts its pieces)
+    cleaned: dict[str, int] = field(default_factory=dict)  # kind -> answers it was removed from (translate/cleanup.py)
 
     @property
     def deduplicated(self) -> int:
@@ -36,6 +37,7 @@ class PartStats:
         for name in ("rows", "translated", "distinct_texts", "from_cache", "from_run", "requests"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.flagged = dict(Counter(self.flagged) + Counter(other.flagged))
+        self.cleaned = dict(Counter(self.cleaned) + Counter(other.cleaned))
 
     def to_json(self) -> dict:
         return {
@@ -47,6 +49,7 @@ class PartStats:
             "from_run": self.from_run,
             "requests": self.requests,
             "texts": self.texts,
+            "cleaned": dict(sorted(self.cleaned.items())),
         }
 
     @classmethod

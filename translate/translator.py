@@ -24,6 +24,7 @@ from pipelines.languages import Language
 from pipelines.progress import Progress
 from pipelines.storage import Storage
 from translate.cache import CachedAnswer, TranslationCache, text_hash
+from translate.cleanup import clean
 from translate.client import ChatClient, Rejected, Reply
 from translate.conversation import CONVERSATION_FIELD, ConversationPlan, origin_of
 from translate.prompt import PROMPT_VERSION, build_messages
@@ -138,11 +139,13 @@ class Translator:
         validator = self._validators[target]
         columns: dict[str, list] = {name: [] for name in OUTPUT_SCHEMA.names}
         flagged: Counter[str] = Counter()
+        cleaned: Counter[str] = Counter()  # what was removed from answers before validation, by kind
         for index, row in enumerate(rows):
             plan = plans.get(index)
             if isinstance(plan, ConversationPlan):
                 outcome = plan.verdict(answers, validator, limits.short_piece_units)
                 translation, error, raw = outcome.text, outcome.error, outcome.raw_output
+                cleaned.update(outcome.cleaned)
                 origin = origin_of([origins.get(text, "none") for text in plan.texts])
             elif plan is not None:  # a conversation that cannot be translated: why
                 translation, error, raw, origin = None, plan, None, "none"
@@ -150,13 +153,15 @@ class Translator:
                 text = row.text.strip() if row.text else ""
                 answer = answers.get(text)
                 raw = answer.output if isinstance(answer, CachedAnswer) else None
+                output, removed = clean(text, raw) if raw is not None else (None, [])
+                cleaned.update(removed)
                 if not text:
                     error = "empty_source"
                 elif isinstance(answer, Rejected):
                     error = f"request_rejected_{answer.status}"
                 else:
-                    error = validator.reason(text, raw, answer.finish_reason)
-                translation = raw.strip() if error is None else None
+                    error = validator.reason(text, output, answer.finish_reason)
+                translation = output if error is None else None
                 origin = origins.get(text, "none")
             if error:
                 flagged[error] += 1
@@ -175,6 +180,7 @@ class Translator:
             ):
                 columns[name].append(value)
         stats.flagged = dict(flagged)
+        stats.cleaned = dict(cleaned)
         stats.translated = stats.rows - sum(stats.flagged.values())
         table = pa.table(columns, schema=OUTPUT_SCHEMA)
         path = output_path(self.storage, source, target, part)
