@@ -6,11 +6,12 @@ table's ``conversations`` column). Every turn, whoever speaks it, is planned int
 other texts (each distinct piece once, from the run's memory, the cache or the model). The
 sample's verdict is one of two:
 
-- **translated whole**: every piece's answer passed validation (:class:`~translate.validate.Validator`,
-  with a piece of fewer than ``short_piece_units`` letter units allowed to stay as it was: a name, a
-  keyword), its placeholders, numbers and lines came back (:func:`translate.protect.restore`), every
-  turn holds exactly the source's protected spans (``markup_changed`` otherwise), and the whole
-  sample is written in the target's scripts (``wrong_script``). The row's text is the translated
+- **translated whole**: every piece's answer, cleaned up (:mod:`translate.cleanup`), passed
+  validation (:class:`~translate.validate.Validator`, with a piece of fewer than
+  ``short_piece_units`` letter units allowed to stay as it was: a name, a keyword), its
+  placeholders, numbers and lines came back (:func:`translate.protect.restore`), every turn holds
+  exactly the source's protected spans (``markup_changed`` otherwise), and the whole sample is
+  written in the target's scripts (``wrong_script``). The row's text is the translated
   conversation as JSON, same speakers, same number of turns;
 - **flagged whole**: text null, ``error`` the first reason met, turn by turn, piece by piece;
   ``bad_conversation`` when the row is no such JSON, ``empty_source`` when no turn has prose.
