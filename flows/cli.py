@@ -163,6 +163,7 @@ DELEGATED: list[tuple[str, str, str, str, str]] = [
     ("train", "trainer.cli", "main", "train", "train InternVL from the shards (stage 1 or 2 recipe)"),
     ("verify", "shards.cli", "verify_main", "mix", "check every shard against its schema and the manifest"),
     ("export-internvl", "shards.cli", "export_main", "mix", "export shards to InternVL's meta JSON + JSONL"),
+    ("export-energon", "shards.cli", "energon_main", "energon", "write the .nv-meta/ Megatron-Energon reads into a shard folder"),
 ]
 
 
