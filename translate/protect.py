@@ -39,7 +39,8 @@ INLINE = regex.compile(
     r"``[^\n]+?``|`[^`\n]+`"  # inline code
     r"|\\\(.+?\\\)"  # inline math \( … \)
     r"|\$(?=[^\s$\d])[^$\n]*?(?<=\S)\$(?!\d)|\$(?=\d[^$\n]*?[A-Za-z\\^_{}=])[^$\n]*?(?<=\S)\$(?!\d)"  # $…$ not $5
-    r"|(?:https?|ftp)://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]}]|www\.[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]}]"  # URLs
+    # URLs, in ASCII: a translation may put Chinese text or punctuation right after one
+    r"|(?:https?|ftp)://[!#-&(-;=?-~]*[#-&(*+/-9=?-Z_a-z|~]|www\.[!#-&(-;=?-~]*[#-&(*+/-9=?-Z_a-z|~]"
     r"|(?P<open><ref>)|(?P<close></ref>(?:<box>.*?</box>)?)"  # a referring expression and its box
     r"|<(?:box|quad)>.*?</(?:box|quad)>"
     r"|</?[A-Za-z][\w:-]*(?:\s[^<>\n]*)?/?>"  # any other tag

@@ -224,3 +224,33 @@ def test_a_conversation_row_that_cannot_be_translated_says_why(tmp_path, double,
     storage.write_parquet(path, pa.table({"key": ["k"], "field": ["conversations"], "text": [text]}))
     translate(storage, model.url, [path])
     assert output(storage, "00000")["k"]["error"] == reason and not model.asked
+
+
+HONEST = {  # answers a real model gives that differ in form from word_for_word, and are right
+    "a URL against Chinese punctuation": ("It waits at 3 lights, see {{1}}.", "它在3个红绿灯处等候，见{{1}}。",
+                                          "它在3个红绿灯处等候，见https://example.com/cars。"),
+    "placeholders spaced, full-width": ("It waits at 3 lights, see {{1}}.", "它在3个红绿灯处等候，见｛｛ 1 ｝｝。",
+                                        "它在3个红绿灯处等候，见https://example.com/cars。"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HONEST))
+def test_honest_answers_in_another_form_are_accepted(tmp_path, double, case):
+    asked, answer, expected = HONEST[case]
+    model = double(lambda text: answer if text == asked else word_for_word(text))
+    storage = Storage(str(tmp_path))
+    translate(storage, model.url, [write_part(storage, "00000", {"chat": CHAT})])
+    row = output(storage, "00000")["chat"]
+    assert row["error"] is None and json.loads(row["text"])[1]["value"] == expected
+
+
+def test_grounded_phrases_may_move_where_chinese_puts_them(tmp_path, double):
+    turn = "The <ref>red car</ref><box>[[1, 2, 3, 4]]</box> is next to <ref>a tree</ref><box>[[5, 6, 7, 8]]</box>."
+    asked = "The {{1}}red car{{2}} is next to {{3}}a tree{{4}}."
+    model = double(lambda text: "{{3}}一棵树{{4}}旁边是{{1}}红色的车{{2}}。" if text == asked else word_for_word(text))
+    storage = Storage(str(tmp_path))
+    translate(storage, model.url, [write_part(storage, "00000", {"g": [{"from": "human", "value": "Where?"},
+                                                                         {"from": "gpt", "value": turn}]})])
+    row = output(storage, "00000")["g"]
+    assert row["error"] is None and json.loads(row["text"])[1]["value"] == (
+        "<ref>一棵树</ref><box>[[5, 6, 7, 8]]</box>旁边是<ref>红色的车</ref><box>[[1, 2, 3, 4]]</box>。")
