@@ -19,9 +19,10 @@ import numpy as np
 
 # Text render modes that paint nothing: 3 (invisible) and 7 (clip only).
 INVISIBLE_MODES = (3, 7)
-# Ink: pixels darker than this (0..255) on the page rendered in grey; measured on a 4x reduced page.
+# Ink: pixels darker than this (0..255) in the green channel, sampled every INK_STEP pixels each way
+# (strokes at 144 dpi are 2-3 pixels wide).
 INK_LEVEL = 128
-INK_REDUCE = 4
+INK_STEP = 2
 
 
 @dataclass
@@ -34,7 +35,7 @@ class PageData:
     width: int
     height: int
     codes: list[int] = field(default_factory=list)  # Unicode code points, pdfium's text order
-    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # x0, y0, x1, y1 pixels
+    boxes: list[list[float]] = field(default_factory=list)  # x0, y0, x1, y1 in pixels of the image
     generated: list[bool] = field(default_factory=list)  # inserted by pdfium (spaces, line breaks)
     map_error: list[bool] = field(default_factory=list)  # the font has no valid Unicode mapping for it
     invisible: list[bool] = field(default_factory=list)  # drawn with an invisible render mode
@@ -58,36 +59,54 @@ def _device_transform(raw, page, width: int, height: int) -> np.ndarray:
     return np.array([[(ax - ox) / 1000, (bx - ox) / 1000, ox], [(ay - oy) / 1000, (by - oy) / 1000, oy]])
 
 
+def _invisible_text_anywhere(raw, page, budget: int = 20_000) -> bool:
+    """Whether any text object of the page (forms included) is drawn invisible; True as well when the page
+    has more objects than ``budget`` (then each character is asked)."""
+    stack = [(raw.FPDFPage_CountObjects(page), lambda i: raw.FPDFPage_GetObject(page, i))]
+    seen = 0
+    while stack:
+        count, get = stack.pop()
+        for i in range(count):
+            seen += 1
+            if seen > budget:
+                return True
+            obj = get(i)
+            kind = raw.FPDFPageObj_GetType(obj)
+            if kind == raw.FPDF_PAGEOBJ_TEXT and raw.FPDFTextObj_GetTextRenderMode(obj) in INVISIBLE_MODES:
+                return True
+            if kind == raw.FPDF_PAGEOBJ_FORM:
+                stack.append((raw.FPDFFormObj_CountObjects(obj), lambda j, form=obj: raw.FPDFFormObj_GetObject(form, j)))
+    return False
+
+
 def _text_layer(raw, page, textpage, transform: np.ndarray, data: PageData) -> None:
     count = raw.FPDFText_CountChars(textpage)
+    if count <= 0:
+        return
     rect = raw.FS_RECTF()
-    corners = np.empty((max(count, 0), 4, 2))
+    rects = np.zeros((count, 4))  # left, bottom, right, top in page points
+    get_unicode, generated, map_error = raw.FPDFText_GetUnicode, raw.FPDFText_IsGenerated, raw.FPDFText_HasUnicodeMapError
+    text_object, render_mode, loose_box = raw.FPDFText_GetTextObject, raw.FPDFTextObj_GetTextRenderMode, raw.FPDFText_GetLooseCharBox
+    ask_mode = _invisible_text_anywhere(raw, page)  # most pages have none: no question per character
     for i in range(count):
-        code = raw.FPDFText_GetUnicode(textpage, i)
-        data.codes.append(int(code))
-        data.generated.append(bool(raw.FPDFText_IsGenerated(textpage, i) == 1))
-        data.map_error.append(bool(raw.FPDFText_HasUnicodeMapError(textpage, i) == 1))
-        obj = raw.FPDFText_GetTextObject(textpage, i)
-        data.invisible.append(bool(obj) and raw.FPDFTextObj_GetTextRenderMode(obj) in INVISIBLE_MODES)
-        if raw.FPDFText_GetLooseCharBox(textpage, i, rect):
-            x0, x1, y0, y1 = rect.left, rect.right, rect.bottom, rect.top
+        data.codes.append(get_unicode(textpage, i))
+        data.generated.append(generated(textpage, i) == 1)
+        data.map_error.append(map_error(textpage, i) == 1)
+        if ask_mode:
+            obj = text_object(textpage, i)
+            data.invisible.append(bool(obj) and render_mode(obj) in INVISIBLE_MODES)
         else:
-            x0 = x1 = y0 = y1 = 0.0
-        corners[i] = ((x0, y0), (x1, y0), (x0, y1), (x1, y1))
-    if count > 0:
-        points = corners @ transform[:, :2].T + transform[:, 2]
-        lo, hi = points.min(axis=1), points.max(axis=1)
-        data.boxes = [tuple(float(v) for v in box) for box in np.concatenate([lo, hi], axis=1).round(2)]
+            data.invisible.append(False)
+        if loose_box(textpage, i, rect):
+            rects[i] = rect.left, rect.bottom, rect.right, rect.top
+    corners = rects[:, [[0, 1], [2, 1], [0, 3], [2, 3]]]  # (count, 4 corners, x/y)
+    points = corners @ transform[:, :2].T + transform[:, 2]
+    data.boxes = np.concatenate([points.min(axis=1), points.max(axis=1)], axis=1).round(2).tolist()
 
 
-def _ink(gray: np.ndarray, data: PageData) -> None:
+def _ink(rgb: np.ndarray, data: PageData) -> None:
     """Ink share of the page, and the share of ink no character box (visible, non-space) covers."""
-    h, w = gray.shape
-    small = gray[: h - h % INK_REDUCE or h, : w - w % INK_REDUCE or w]
-    if small.shape[0] >= INK_REDUCE and small.shape[1] >= INK_REDUCE:
-        small = small.reshape(small.shape[0] // INK_REDUCE, INK_REDUCE, small.shape[1] // INK_REDUCE,
-                              INK_REDUCE).min(axis=(1, 3))
-    dark = small < INK_LEVEL
+    dark = rgb[::INK_STEP, ::INK_STEP, 1] < INK_LEVEL
     total = int(dark.sum())
     data.ink_share = total / dark.size if dark.size else 0.0
     if not total:
@@ -97,8 +116,8 @@ def _ink(gray: np.ndarray, data: PageData) -> None:
         if hidden or code <= 32 or x1 <= x0 or y1 <= y0:
             continue
         pad = (y1 - y0) * 0.25
-        covered[max(0, int((y0 - pad) / INK_REDUCE)): int((y1 + pad) / INK_REDUCE) + 1,
-                max(0, int((x0 - pad) / INK_REDUCE)): int((x1 + pad) / INK_REDUCE) + 1] = True
+        covered[max(0, int((y0 - pad) / INK_STEP)): int((y1 + pad) / INK_STEP) + 1,
+                max(0, int((x0 - pad) / INK_STEP)): int((x1 + pad) / INK_STEP) + 1] = True
     data.ink_outside_text = float((dark & ~covered).sum() / total)
 
 
@@ -131,7 +150,7 @@ def read_page(document, index: int, dpi: float, max_side: int, image_format: str
             _text_layer(raw, page.raw, textpage.raw, _device_transform(raw, page.raw, width, height), data)
         finally:
             textpage.close()
-        _ink(np.asarray(image.convert("L")), data)
+        _ink(np.asarray(image), data)
         return data
     finally:
         page.close()
