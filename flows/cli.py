@@ -1,6 +1,7 @@
 """The ``vlmix`` command line. Each subcommand is a thin wrapper over a stage's public function.
 
-Exit codes: 0 success, 1 the work failed, 2 the input (config, arguments) is invalid.
+Exit codes: 0 success, 1 the work failed (or another run holds the storage root), 2 the input (config,
+arguments) is invalid, 130 / 143 stopped by SIGINT / SIGTERM (``vlmix run``: rerun to resume).
 """
 
 from __future__ import annotations
@@ -86,12 +87,18 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """The build-pretrain-mix flow in this process, with no Prefect server (Prefect's ephemeral mode)."""
+    """The build-pretrain-mix flow with no Prefect server (Prefect's ephemeral mode): in a child process
+    under the storage root's lease, stopped cleanly on SIGTERM/SIGINT (:mod:`flows.supervise`)."""
     import os
 
+    from flows.supervise import in_child, supervise
+
+    config = _load(args)
+    select(config, args.stage)  # fail fast, before Prefect starts: the config, the stages chosen
+    if not in_child():
+        return supervise(args.argv, config.storage.root, config.storage.options)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    select(_load(args), args.stage)  # fail fast, before Prefect starts: the config, the stages chosen
     from flows.build_pretrain_mix import build_pretrain_mix
 
     records = build_pretrain_mix(config=str(args.config), stages=args.stage or None, overrides=args.overrides)
@@ -180,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
     args = build_parser().parse_args(argv)
+    args.argv = argv  # `vlmix run` runs its flow in a child process with the same arguments
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for chatty in ("httpx", "httpcore", "urllib3"):  # one line per HTTP request otherwise
@@ -196,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        from flows.supervise import in_child
+
+        if not in_child():  # under `vlmix run`, the supervisor says where the run stopped
+            print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
 
 

@@ -6,6 +6,10 @@ of its own, the local Ray it starts (GCS, raylet, workers, OCR actors), the vLLM
 start in sessions of their own. When a run ends or fails, :func:`stop_tagged` stops every process
 whose environment carries the tag, so none of them is left behind even after its parent died.
 Linux (``/proc``) only, like the demo.
+
+A killed launcher cannot clean up after itself: :func:`start_guardian` starts a small process of its
+own (``python -m flows.processes guard PID TAG``, untagged, in a session of its own) that waits for
+the launcher to end, however it ends, and then stops every process of the tag, within seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,3 +122,28 @@ def stop_group(pid: int, grace_s: float = 20.0, first: int = signal.SIGTERM) -> 
     if leader or alive(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             send(pid, signal.SIGKILL)  # for a group, also what its leader left behind
+
+
+def start_guardian(parent: int, tag: str, name: str = TAG_ENV) -> subprocess.Popen:
+    """A process that stops everything tagged ``name=tag`` once ``parent`` is gone (see :func:`guard`)."""
+    env = {key: value for key, value in os.environ.items() if key != name}
+    return subprocess.Popen([sys.executable, "-m", "flows.processes", "guard", str(parent), tag, name], env=env,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def guard(parent: int, tag: str, name: str = TAG_ENV, poll_s: float = 0.5, grace_s: float = 3.0) -> None:
+    """Wait until ``parent`` has ended, then stop every process tagged ``name=tag``."""
+    while alive(parent):
+        time.sleep(poll_s)
+    left = stop_tagged(tag, grace_s=grace_s, name=name)
+    if left:
+        print(f"vlmix: the run's launcher (pid {parent}) is gone; stopped what it had started: "
+              + "; ".join(left), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "guard":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the launcher's end, or SIGTERM, ends a guardian
+        guard(int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
+    else:
+        sys.exit("usage: python -m flows.processes guard PID TAG [ENV_NAME]")
