@@ -36,6 +36,7 @@ def verify_main(argv: list[str] | None = None) -> int:
     )
     if result.ok:
         print(f"OK: {result.shards} shards, {result.samples} samples match the manifest")
+        print("shapes: " + ", ".join(f"{shape} {n}" for shape, n in sorted(result.shapes.items())))
         return 0
     print(f"FAILED: {len(result.problems)} problem(s) found", file=sys.stderr)
     for problem in result.problems:

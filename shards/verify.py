@@ -5,6 +5,9 @@ tar, and it holds the manifest's number of samples. Per sample: exactly one ``.j
 images as the JSON's ``meta.images`` lists them; the JSON passes :class:`shards.schema.SampleRecord` and its ``id`` is the key;
 the image's sha256 is ``meta.image_sha256``; the image decodes and has the stated size. Then the
 counts per task, source and language must equal the manifest's, and no unlisted tar may be there.
+Every sample shape is checked so: one image, several (each ``<image>`` placeholder, in human turns
+only, has its member), none (text only: no member but the JSON), and multi-turn conversations;
+:attr:`VerifyResult.shapes` counts them.
 
 The directory is a local folder or an fsspec URI (``s3://bucket/run/shards``); each shard is read
 once, its sha256 computed while its samples are checked.
@@ -35,6 +38,7 @@ class VerifyResult:
     shards: int = 0
     samples: int = 0
     problems: list[str] = field(default_factory=list)
+    shapes: Counter = field(default_factory=Counter)  # text_only / single_image / multi_image, multi_turn
 
     @property
     def ok(self) -> bool:
@@ -111,7 +115,7 @@ def _verify_shard(
             for key, members in reader:
                 samples += 1
                 result.samples += 1
-                for text in _sample_problems(key, members, counts, decode_images):
+                for text in _sample_problems(key, members, counts, decode_images, result.shapes):
                     problem(f"{name}: sample {key}: {text}")
             readable = True
         except _Enough:
@@ -126,7 +130,7 @@ def _verify_shard(
         problem(f"{name}: {samples} samples, manifest says {entry['samples']}")
 
 
-def _sample_problems(key: str, members: dict[str, bytes], counts, decode_images: bool) -> list[str]:
+def _sample_problems(key: str, members: dict[str, bytes], counts, decode_images: bool, shapes: Counter) -> list[str]:
     if "json" not in members:
         return [f"members {sorted(members)}: no json"]
     try:
@@ -141,7 +145,13 @@ def _sample_problems(key: str, members: dict[str, bytes], counts, decode_images:
     counts["tasks"][record.task] += 1
     counts["sources"][record.source] += 1
     counts["languages"][record.language] += 1
+    n_images = len(record.meta.images)
+    shapes[("text_only", "single_image")[n_images] if n_images < 2 else "multi_image"] += 1
+    if len(record.conversations) > 2:
+        shapes["multi_turn"] += 1
     found = []
+    if any("<image>" in turn.value for turn in record.conversations if turn.speaker == "gpt"):
+        found.append("an <image> placeholder in a gpt turn (images belong to human turns)")
     if record.id != key:
         found.append(f"JSON id {record.id!r} is not the key")
     for index, entry in enumerate(record.meta.images):
