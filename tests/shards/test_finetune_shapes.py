@@ -88,7 +88,7 @@ def test_export_writes_each_datasets_repeat_time(finetune_shards, tmp_path):
 
 
 def test_every_shape_reaches_a_training_step(finetune_shards, tmp_path):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from trainer.data import DataConfig, ShardStream
     from trainer.distributed import setup
     from trainer.model import build_model, visual_tokens_per_tile
