@@ -63,6 +63,12 @@ def _needs_ocr(config: Config) -> bool:
     return any(not kind_of(source).built_by_task_stage(source) for source in config.sources)
 
 
+def _translates(config: Config) -> bool:
+    """A source the task stage builds has a target language: the translation stage has work."""
+    wanted = config.translation.targets
+    return any(code in wanted or not wanted for source in assemble.task_sources(config) for code in source.translate_to)
+
+
 def _download_table(summary: dict[str, Any]) -> Table:
     rows = [{"source": name, "urls": s["urls"], "downloaded": s["downloaded"],
              "filtered": sum(s["filtered"].values()), "failed": sum(s["failed"].values()),
@@ -121,7 +127,9 @@ REGISTRY: tuple[Stage, ...] = (
           retries=1, retry_delay_seconds=10, artifact=_ocr_table, drops=_of_summary(assemble.ocr_drops)),
     Stage("translate", assemble.translate_stage,
           "English annotations into the target languages (Figure-5 prompt, vLLM); resumes per part.",
-          depends_on=("download",), retries=2, retry_delay_seconds=30,  # ServerUnavailable: servers went away
+          depends_on=("download",), enabled=_translates, enabled_when="a source of the task stage has `translate_to` "
+          "(within `translation.targets` when given)",
+          retries=2, retry_delay_seconds=30,  # ServerUnavailable: servers went away
           artifact=_translation_table, drops=_of_summary(assemble.translate_drops)),
     Stage("tasks", assemble.build_tasks_stage,
           "Task-sample tables (captioning, detection, translated variants) for every source.",

@@ -148,6 +148,20 @@ def test_selection_follows_the_config_and_the_dependencies(tmp_path):
     assert [s.name for s in select(no_ocr, ["mix"])] == ["mix"]
 
 
+def test_a_config_that_translates_nothing_needs_no_translation_stage(tmp_path):
+    path = _no_ocr_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    for source in raw["sources"]:
+        source.pop("translate_to", None)
+        source.pop("keep_original", None)
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    config = load_config(path)
+    assert [s.name for s in select(config)] == ["download", "tasks", "mix", "train"]
+    assert [s.name for s in select(config, ["download", "tasks"])] == ["download", "tasks"]
+    with pytest.raises(StageSelectionError, match="'translate' is not enabled.*`translate_to`"):
+        select(config, ["translate"])
+
+
 def test_the_cli_chooses_among_the_registry_stages(tmp_path, capsys):
     from flows.cli import main
 
