@@ -11,8 +11,10 @@ starts a worker (``.vlmix/prefect/worker.log``), creates a run of ``build-pretra
 and follows it: each stage's start, progress (units done of total, samples/s, ETA, drops) and end.
 
 It exits 0 when the flow run completed and then prints where the products are; 1 when it did not,
-naming the stage that failed, its error and the last lines of the log that explain it; 2 for an
-invalid config; 130 when interrupted. Whatever the ending, the processes the run started (the
+naming the stage that failed, its error and the last lines of the log that explain it, or when
+another run holds the storage root's lease (:mod:`pipelines.lease`); 2 for an invalid config; 130
+(SIGINT) or 143 (SIGTERM) when stopped. A guardian process stops what the run started if the
+launcher itself is killed. Whatever the ending, the processes the run started (the
 worker, the flow run, Ray and its OCR actors, vLLM servers) are stopped, and so is the server
 unless ``--keep-server`` (or ``VLMIX_KEEP_SERVER=1``) keeps it up for the UI; ``stop`` stops it then.
 """
@@ -137,18 +139,32 @@ def stop_worker(worker: subprocess.Popen) -> None:
     worker.wait()
 
 
+_STOPPED_BY: list[int] = []
+
+
 def _interrupt(signum, frame):
+    _STOPPED_BY.append(signum)
     raise KeyboardInterrupt
 
 
 def run(deployment: str, parameters: dict, port: int, keep_server: bool = False) -> int:
     from flows.report import check_config, print_products
 
+    from pipelines.lease import Lease, LeaseHeld
+
     config = check_config(parameters, deployment)
     if config is None:
         return 2
     home = prefect_home()
     tag = uuid.uuid4().hex[:12]
+    try:  # one run per storage root (pipelines.lease)
+        lease = Lease(config.storage.open(), run_id=tag).acquire()
+    except LeaseHeld as err:
+        say(f"error: {err}")
+        return 1
+    if lease.notice:
+        say(f"notice: {lease.notice}")
+    guardian = processes.start_guardian(os.getpid(), tag)  # stops the run's processes if this one is killed
     runs = home / "runs"
     runs.mkdir(exist_ok=True)
     for old in sorted(runs.glob("*.jsonl"))[:-20]:
@@ -176,10 +192,10 @@ def run(deployment: str, parameters: dict, port: int, keep_server: bool = False)
         say(f"\nFAILED: {err}")
         _show_log(home / "server.log")
     except KeyboardInterrupt:
-        say("\ninterrupted: stopping the run")
+        say("\ninterrupted: stopping the run; completed units are kept, rerun the same command to resume")
         if flow_run is not None and server is not None and server.running():
             cancel_flow_run(server.url, flow_run["id"], "interrupted in the launcher")
-        code = 130
+        code = 128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if worker is not None:
@@ -191,6 +207,9 @@ def run(deployment: str, parameters: dict, port: int, keep_server: bool = False)
         server_up = server is not None and server.running()
         if server is not None and not (keep_server and server_up):
             server.stop()
+        lease.release()
+        guardian.terminate()
+        guardian.wait()
     elapsed = time.monotonic() - started
     if outcome is not None and outcome.completed:
         say(f"\n{FLOW} completed in {elapsed / 60:.1f} min")
