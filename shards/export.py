@@ -43,7 +43,7 @@ from pipelines._model import ConfigModel
 from pipelines.stage import Counters, Stage, StageContext, Unit, execute
 from pipelines.storage import Storage
 from shards.lengths import LengthSettings, LineLength
-from shards.location import open_directory, options_for
+from shards.location import is_local, open_directory, options_for
 from shards.manifest import read_manifest
 from shards.reader import iter_samples
 
@@ -107,6 +107,7 @@ class ExportShards(Stage):
     def run_unit(self, unit: Unit, ctx: ExportContext) -> Counters:
         shards, out = ctx.storage(), ctx.output()
         length = LineLength(ctx.settings.length)
+        local = is_local(out)
         lines: dict[str, list[str]] = {}
         written = Counter()
         for key, members in iter_samples(shards.path(unit.name), shards.fs):
@@ -117,10 +118,11 @@ class ExportShards(Stage):
             base_id = record["id"].rsplit("-r", 1)[0] if meta["repeat"] else record["id"]
             paths = []
             for image in meta["images"]:
+                data = members[image["member"]]
                 relative = posixpath.join(source, f"{base_id}.{image['member']}")
                 target = out.path("images", relative)
-                if not out.exists(target):
-                    out.write_bytes(target, members[image["member"]])
+                if not out.exists(target):  # an object store's PUT is whole or absent: no temporary name
+                    out.write_bytes(target, data) if local else out.fs.pipe_file(target, data)
                 paths.append(relative)
             _, max_patch = ctx.settings.entry(source)
             sizes = [(image["width"], image["height"]) for image in meta["images"]]

@@ -139,3 +139,31 @@ def test_lengths_match_the_loader_with_a_tokenizer(shapes, tmp_path):
             assert line["length"] == tokens + 256 * tiles
             checked += 1
     assert checked == sum(COUNTS.values()) + COUNTS["captions"] // 2
+
+
+def test_export_writes_to_object_storage(shapes, monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+                            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(name, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("export-bucket")
+        shards, _ = shapes
+        assert export_main([str(shards), "s3://export-bucket/run/export"]) == 0
+        meta = json.loads(fs.cat("export-bucket/run/export/meta.json"))
+        entry = meta["pairs"]
+        lines = [json.loads(line) for line in fs.cat(f"export-bucket/run/export/{entry['annotation']}").splitlines()]
+        assert len(lines) == COUNTS["pairs"]
+        for line in lines:  # every image of every line is there, beside the meta file
+            for name in line["image"]:
+                assert Image.open(io.BytesIO(fs.cat(f"export-bucket/run/export/{entry['root']}/{name}"))).size
+        assert not fs.exists("export-bucket/run/export/.vlmix-export")  # the work files are gone
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        server.stop()
