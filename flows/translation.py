@@ -221,6 +221,7 @@ def report_lines(reports: dict[str, dict[str, TargetReport]]) -> list[str]:
                 f"parts {report.parts_written} written, {report.parts_skipped} already done, "
                 f"{len(report.failed)} failed; requests {s.requests}, cache {s.from_cache}, "
                 f"deduplicated {s.deduplicated}"
+                + (f"; cleaned up: {', '.join(f'{k} {v}' for k, v in sorted(s.cleaned.items()))}" if s.cleaned else "")
             )
             lines += [f"    failed part {part}: {error}" for part, error in sorted(report.failed.items())]
     return lines
