@@ -30,6 +30,7 @@ its presence marks a complete export. A killed export resumes from the units don
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 from collections import Counter
@@ -83,6 +84,7 @@ class ExportContext(StageContext):
     out_options: dict = field(default_factory=dict)
     settings: InternVLExportSettings = field(default_factory=InternVLExportSettings)
     once: frozenset = frozenset()  # sources written once per sample, their repeat_time applied by the loader
+    work: str = WORK  # the units' records and parts: WORK/<fingerprint of the shards and settings>
 
     def output(self) -> Storage:
         return Storage(self.out, self.out_options)
@@ -102,7 +104,7 @@ class ExportShards(Stage):
 
     def done(self, unit: Unit, ctx: ExportContext) -> bool:
         out = ctx.output()
-        return out.exists(out.path(WORK, f"{unit.name}.json"))
+        return out.exists(out.path(ctx.work, f"{unit.name}.json"))
 
     def run_unit(self, unit: Unit, ctx: ExportContext) -> Counters:
         shards, out = ctx.storage(), ctx.output()
@@ -134,8 +136,8 @@ class ExportShards(Stage):
             lines.setdefault(source, []).append(json.dumps(line, ensure_ascii=False) + "\n")
             written[source] += 1
         for source, text in lines.items():
-            out.write_bytes(out.path(WORK, "parts", source, f"{unit.name}.jsonl"), "".join(text).encode("utf-8"))
-        out.write_json(out.path(WORK, f"{unit.name}.json"), dict(written))
+            out.write_bytes(out.path(ctx.work, "parts", source, f"{unit.name}.jsonl"), "".join(text).encode("utf-8"))
+        out.write_json(out.path(ctx.work, f"{unit.name}.json"), dict(written))
         return Counters(samples=sum(written.values()), tallies={"lines": written})
 
 
@@ -162,7 +164,7 @@ class JoinAnnotations(Stage):
         lines = 0
         with out.fs.open(temporary, "wb") as joined:
             for shard in unit.spec:
-                with out.fs.open(out.path(WORK, "parts", unit.name, f"{shard}.jsonl"), "rb") as part:
+                with out.fs.open(out.path(ctx.work, "parts", unit.name, f"{shard}.jsonl"), "rb") as part:
                     data = part.read()
                 lines += data.count(b"\n")
                 joined.write(data)
@@ -188,14 +190,18 @@ def export_internvl(
         raise ValueError(f"datasets: {unknown} are not in the mixture {shards.root_uri()} (it has {sorted(sources)})")
     once = {name: entry["samples"] // entry["available"] for name, entry in sources.items()
             if _whole_repeats(entry)}
+    # A resumed export reuses only records of the same shards and settings.
+    fingerprint = hashlib.sha256(json.dumps([[e["name"], e["sha256"]] for e in manifest["shards"]] +
+                                            [settings.model_dump(mode="json")], sort_keys=True).encode())
     ctx = ExportContext(root=shards.root_uri(), options=shards.options, out=out.root_uri(),
-                        out_options=out.options, settings=settings, once=frozenset(once))
+                        out_options=out.options, settings=settings, once=frozenset(once),
+                        work=posixpath.join(WORK, fingerprint.hexdigest()[:16]))
     names = [entry["name"] for entry in manifest["shards"]]
     execute(ExportShards(names), ctx)
     parts: dict[str, list[str]] = {}
     lines = Counter()
     for name in names:  # one small record per shard
-        for source, count in out.read_json(out.path(WORK, f"{name}.json")).items():
+        for source, count in out.read_json(out.path(ctx.work, f"{name}.json")).items():
             parts.setdefault(source, []).append(name)
             lines[source] += count
     execute(JoinAnnotations(parts), ctx)

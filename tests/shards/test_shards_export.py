@@ -167,3 +167,33 @@ def test_export_writes_to_object_storage(shapes, monkeypatch):
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
         server.stop()
+
+
+def test_a_killed_export_resumes_to_the_same_files(shapes, tmp_path, monkeypatch):
+    from shards.export import ExportShards
+
+    shards, manifest = shapes
+    clean = tmp_path / "clean"
+    export_internvl(shards, clean)
+    run_unit = ExportShards.run_unit
+
+    def dies_on_the_last_shard(self, unit, ctx):
+        if unit.name == manifest["shards"][-1]["name"]:
+            raise KeyboardInterrupt
+        return run_unit(self, unit, ctx)
+
+    monkeypatch.setattr(ExportShards, "run_unit", dies_on_the_last_shard)
+    with pytest.raises(KeyboardInterrupt):
+        export_internvl(shards, tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):  # other settings into the same folder: none of the records reused
+        export_internvl(shards, tmp_path / "resumed", InternVLExportSettings(max_dynamic_patch=2))
+    assert not (tmp_path / "resumed" / "meta.json").exists()
+    calls = []
+    monkeypatch.setattr(ExportShards, "run_unit",
+                        lambda self, unit, ctx: calls.append(unit.name) or run_unit(self, unit, ctx))
+    export_internvl(shards, tmp_path / "resumed")
+    assert calls == [manifest["shards"][-1]["name"]]  # only the unit that had not finished
+    files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "resumed") for p in (tmp_path / "resumed").rglob("*") if p.is_file())
+    for name in files:
+        assert (clean / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
