@@ -251,10 +251,16 @@ class Config(ConfigModel):
         return [f"{prompt} Answer in {entry.name}." for prompt in built_in.get("en", [])]
 
     def task_prompts(self) -> dict[str, dict[str, list[str]]]:
-        """Every registry language's instruction pools, as the task builder's `prompts` setting."""
+        """Every registry language's instruction pools, as the task builder's `prompts` setting; the OCR
+        pools too, for English and Chinese whether listed or not (published scene-text sets read in both)."""
+        from ocr.prompts import GROUNDED, TRANSCRIBE
         from tasks.prompts import PROMPTS
 
-        return self._pools((*PROMPTS, "transcribe", "grounded"))  # OCR pools too: published scene-text sets
+        pools = self._pools((*PROMPTS, "transcribe", "grounded"))
+        for purpose, built_in in (("transcribe", TRANSCRIBE), ("grounded", GROUNDED)):
+            for code, prompts in built_in.items():
+                pools[purpose].setdefault(code, list(prompts))
+        return pools
 
     def ocr_prompts(self) -> dict[str, dict[str, list[str]]]:
         """Every registry language's OCR instruction pools (transcribe, grounded), for OcrTaskSettings."""
