@@ -134,13 +134,12 @@ def test_grit_ref_exps_are_caption_spans_with_fractional_corners(inputs):
 
 def test_every_published_source_builds_samples_and_counts_its_broken_records(inputs, tmp_path):
     """The presets read the copies where the config points (in-process, the task stage's own code)."""
+    from flows.assemble import task_settings
     from flows.config import load_config
-    from ocr.prompts import GROUNDED, TRANSCRIBE
-    from tasks import TaskSettings, build_task_samples
+    from tasks import build_task_samples
 
     config = load_config(REPO / "configs" / "pretrain.yaml", overrides=[f"paths.data={inputs.data_dir}"])
-    settings = TaskSettings(prompts={"transcribe": TRANSCRIBE, "grounded": GROUNDED},
-                            scripts={"en": ["Latin"], "zh": ["Han"]})
+    settings = task_settings(config)  # what the flow hands the task stage: prompts, scripts, seed
     drops = {}
     for source in config.sources:
         if source.kind != "published":
