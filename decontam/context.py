@@ -1,0 +1,67 @@
+"""What every decontamination pass shares: its context, the row schemas between passes, file helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from decontam.settings import DecontamSettings
+from pipelines.stage import StageContext
+from pipelines.storage import Storage
+
+# One row per (image, band): what a bucket unit compares. Evaluation images have file = -1 - set number.
+BANDS = pa.schema([("bucket", pa.int32()), ("key", pa.uint64()), ("hash", pa.uint64()), ("file", pa.int32()),
+                   ("row", pa.int32()), ("id", pa.string()), ("task", pa.string()), ("language", pa.string()),
+                   ("richness", pa.int64()), ("order", pa.int32()), ("single", pa.bool_())])
+# One row per finding against a training row (a sample may be found several times; the last pass keeps one).
+FOUND = pa.schema([("file", pa.int32()), ("row", pa.int32()), ("id", pa.string()), ("reason", pa.string()),
+                   ("kept", pa.string()), ("eval_set", pa.string()), ("eval_item", pa.string()),
+                   ("distance", pa.int32()), ("ngram", pa.string())])
+NGRAMS = pa.schema([("hash", pa.uint64()), ("eval_set", pa.string()), ("eval_item", pa.string()),
+                    ("ngram", pa.string())])
+
+
+@dataclass(frozen=True)
+class DecontamContext(StageContext):
+    """The storage root, the run's work folder (``_decontam/<hash>``) and the settings; units carry their inputs."""
+
+    work: str = ""
+    settings: DecontamSettings = DecontamSettings()
+    buckets: int = 1
+    files: int = 0  # task tables in the run (hash and removal units are numbered 0..files-1)
+    eval_sets: tuple[str, ...] = ()
+
+    def path(self, storage: Storage, *parts: str) -> str:
+        return storage.path(self.work, *parts)
+
+
+def write_marker(storage: Storage, path: str, record: dict) -> None:
+    storage.write_bytes(path, json.dumps(record, sort_keys=True).encode())
+
+
+def read_markers(storage: Storage, paths: list[str]) -> list[dict]:
+    if not paths:
+        return []
+    data = storage.fs.cat(paths)
+    return [json.loads(data[path]) for path in paths]
+
+
+def write_grouped(storage: Storage, path: str, table: pa.Table, column: str) -> None:
+    """``table`` sorted by ``column``, one row group per value (a reader of one value reads one group);
+    written under a temporary name and moved into place."""
+    import pyarrow.parquet as pq
+
+    table = table.sort_by(column)
+    values = table[column].to_numpy()
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]).tolist() if len(values) else []
+    temporary = f"{path}.tmp"
+    storage.makedirs(path.rsplit("/", 1)[0])
+    with storage.fs.open(temporary, "wb") as f, pq.ParquetWriter(f, table.schema) as writer:
+        if not starts:
+            writer.write_table(table)
+        for start, end in zip(starts, [*starts[1:], len(values)] if starts else [], strict=True):
+            writer.write_table(table.slice(start, end - start), row_group_size=end - start)
+    storage.fs.mv(temporary, path)

@@ -1,0 +1,106 @@
+"""Perceptual hashes of images and the band index that finds near-duplicates without comparing all pairs.
+
+A hash is imagehash's pHash (the sign of the 8x8 lowest frequencies of the image's DCT at 32x32,
+grey) of the image less its plain margins (:func:`trim`: an added border moves a pHash by 12-16
+bits, trimmed by 2-6), a 64-bit integer; two images are near-duplicates when their hashes differ in at most
+``max_distance`` bits. JPEGs are decoded at reduced size (Pillow's draft mode: the hash only
+looks at 32x32 pixels), so hashing costs a fraction of a full decode.
+
+The index (multi-index hashing): the 64 bits are cut into ``bands`` bands; two hashes within
+distance ``d`` agree exactly on at least one band when ``bands > d`` (pigeonhole), so only images
+sharing a band value are compared. Each (band, value) is hashed into one of ``buckets`` buckets, and
+a bucket is one unit of work: no process holds every hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from pipelines._imports import require
+
+BITS = 64
+
+
+def phash(data: bytes) -> int | None:
+    """The 64-bit pHash of the image in ``data``, or None when it does not decode."""
+    imagehash = require("imagehash", "decontam")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                image.draft("L", (64, 64))  # JPEG: decode at 1/2..1/8 scale, never below 64 px
+                value = imagehash.phash(trim(image.convert("L")), hash_size=8)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return None
+    return int.from_bytes(np.packbits(value.hash.flatten()).tobytes(), "big")
+
+
+def trim(image: Image.Image, tolerance: int = 12) -> Image.Image:
+    """The image less its uniform margins (an added border, then any plain background it framed): rows and
+    columns, from each edge inwards, whose pixels (all but 5%) lie within ``tolerance`` grey levels of
+    their median. Kept whole when that would leave under a quarter of it (a plain or nearly plain image)."""
+    pixels = np.asarray(image, dtype=np.int16)
+    if pixels.ndim != 2 or min(pixels.shape) < 8:
+        return image
+    top, left, bottom, right = 0, 0, pixels.shape[0], pixels.shape[1]
+    for _ in range(4):  # a border, then the background it framed: peel until nothing changes
+        inner = pixels[top:bottom, left:right]
+        rows = np.flatnonzero(_busy(inner, 1, tolerance))
+        cols = np.flatnonzero(_busy(inner, 0, tolerance))
+        if not len(rows) or not len(cols):
+            return image
+        box = (top + rows[0], left + cols[0], top + rows[-1] + 1, left + cols[-1] + 1)
+        if box == (top, left, bottom, right):
+            break
+        top, left, bottom, right = (int(v) for v in box)
+    if (bottom - top) * (right - left) < pixels.size / 4:
+        return image
+    return image.crop((left, top, right, bottom))
+
+
+def _busy(pixels: np.ndarray, axis: int, tolerance: int) -> np.ndarray:
+    """Lines (rows: axis 1) with more than 5% of pixels off their median by over ``tolerance``: not margin.
+    The 5% lets through the blurred corners where a border meets a framed background."""
+    median = np.median(pixels, axis=axis, keepdims=True)
+    return (np.abs(pixels - median) > tolerance).mean(axis=axis) > 0.05
+
+
+def band_slices(bands: int) -> list[tuple[int, int]]:
+    """(shift, width) of each band: the 64 bits cut as evenly as they go."""
+    widths = [BITS // bands + (1 if i < BITS % bands else 0) for i in range(bands)]
+    shifts = np.cumsum([0, *widths[:-1]]).tolist()
+    return list(zip(shifts, widths, strict=True))
+
+
+def band_keys(hashes: np.ndarray, bands: int) -> np.ndarray:
+    """For each hash (uint64) its ``bands`` band keys (rows: hashes, columns: bands), each a 64-bit mix of
+    the band's number and value, so equal keys mean the same band holds the same bits."""
+    hashes = hashes.astype(np.uint64)
+    keys = np.empty((len(hashes), bands), dtype=np.uint64)
+    for band, (shift, width) in enumerate(band_slices(bands)):
+        value = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        keys[:, band] = _mix(value ^ np.uint64(band << 58))
+    return keys
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads a band's few bits over 64, so ``key % buckets`` balances buckets."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between uint64 hashes, elementwise (broadcasting)."""
+    return np.bitwise_count(np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64))).astype(np.int32)
+
+
+def stable_id(text: str) -> int:
+    """A 64-bit number for a name (an evaluation set's), the same in every process."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")

@@ -1,0 +1,89 @@
+"""The decontamination stage's settings: the ``decontaminate`` section of a mixture config.
+
+.. code-block:: yaml
+
+    decontaminate:
+      near_duplicates: {max_distance: 10}        # 64-bit pHash, Hamming distance
+      image_distance: 10                         # a training image this close to an evaluation image leaks it
+      ngram: 13                                  # 13 words, or 13 Chinese/Japanese characters
+      evaluation_sets:
+        - {name: docvqa_val, format: internvl_jsonl, path: /evals/docvqa/val.jsonl, images: /evals/docvqa}
+        - {name: chartqa_test, format: parquet, path: "/evals/chartqa/test-*.parquet"}
+        - {name: mmbench, format: folder, path: /evals/mmbench/images, questions: /evals/mmbench/q.jsonl}
+        - {name: ocrbench, format: webdataset, path: "/evals/ocrbench/{0000..0003}.tar"}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipelines._model import ConfigModel
+
+HASH_BITS = 64  # imagehash.phash with hash_size 8
+
+
+class NearDuplicates(ConfigModel):
+    """Near-duplicate images across every source of the mixture; one kept per cluster."""
+
+    enabled: bool = True
+    max_distance: int = Field(
+        10, ge=0, le=31, description="Hamming distance between 64-bit pHashes at or below which two images are "
+        "near-duplicates (measured: resizes and JPEG re-encodes <= 2, 5% crops <= 10 for 95%, distinct "
+        "images >= 14)")
+    bands: int | None = Field(
+        None, ge=1, le=HASH_BITS, description="the hash is split into this many bands and two images are compared "
+        "only when one band is equal; None: max_distance + 1, which finds every pair within max_distance "
+        "(pigeonhole). Fewer, longer bands compare fewer pairs at scale and may miss some")
+    scope: Literal["image_task_language", "image"] = Field(
+        "image_task_language", description="near-duplicates must also share task and language (so a caption and an "
+        "OCR sample of one picture, or a translated variant, both stay), or only be near in image")
+
+
+class EvaluationSet(ConfigModel):
+    """One evaluation set: its images and its questions and answers, in one of four layouts."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    format: Literal["internvl_jsonl", "webdataset", "parquet", "folder"] = Field(
+        description="internvl_jsonl: `path` a JSONL file (`image`, `conversations` or `question`/`answer`), "
+        "images under `images`; webdataset: `path` tar files (brace ranges and globs), an image and a .json or "
+        ".txt per key; parquet: `path` Parquet files (globs), an image column of bytes and text columns; "
+        "folder: `path` a folder of images, `questions` a JSONL or JSON file naming each item's image")
+    path: str
+    images: str | None = Field(None, description="internvl_jsonl: the folder image paths are relative to "
+                               "(default: the JSONL's folder)")
+    questions: str | None = Field(None, description="folder: the questions file (JSONL or a JSON list); "
+                                  "none: the images only")
+    image_column: str = Field("image", description="parquet: the image column (bytes, {bytes: ...}, or a list)")
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["question", "answer", "answers", "conversations", "options", "hint"],
+        description="fields holding the item's text (a string, a list of strings, or conversation turns); "
+        "those an item lacks are skipped")
+    id_field: str = Field("id", description="the field naming an item (else its position, or its image's name)")
+
+
+class DecontamSettings(ConfigModel):
+    """What the decontamination stage removes before mixing."""
+
+    near_duplicates: NearDuplicates = Field(default_factory=NearDuplicates)
+    evaluation_sets: list[EvaluationSet] = Field(default_factory=list)
+    image_distance: int = Field(10, ge=0, le=31, description="a training image within this Hamming distance "
+                                "of an evaluation image is contamination")
+    ngram: int = Field(13, ge=3, description="a training text sharing this many consecutive words (Chinese, "
+                       "Japanese: characters) with an evaluation question or answer is contamination")
+
+    @model_validator(mode="after")
+    def _names(self) -> DecontamSettings:
+        names = [s.name for s in self.evaluation_sets]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"evaluation_sets: names must be unique; repeated: {repeated}")
+        return self
+
+    @property
+    def bands(self) -> int:
+        """Bands of the hash index: enough to find every pair within the larger of the two distances."""
+        widest = max(self.near_duplicates.max_distance if self.near_duplicates.enabled else 0,
+                     self.image_distance if self.evaluation_sets else 0)
+        return self.near_duplicates.bands or widest + 1
