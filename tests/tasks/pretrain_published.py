@@ -416,7 +416,26 @@ def write_textcaps(data: Path, n: int, rng) -> Written:
     return Written(["textcaps/TextCaps_0.1_train.json"], "textcaps/train_images", truth, len(records))
 
 
+def write_all_seeing(data: Path, n: int, rng) -> Written:
+    records, truth = [], {}
+    for i in range(n):
+        colour = rng.choice(tuple(COLOURS))
+        name = f"sa_{223750 + i}.jpg"
+        if i < n - 1:  # the last image is missing
+            _save(_square(colour), data / f"all-seeing/images/{name}")
+        box = "<box>[[300, 250, 700, 750]]</box>"
+        turns = [{"from": "human", "value": f"<image>\nWhere is <ref>the {colour} square</ref>?"},
+                 {"from": "gpt", "value": f"<ref>The {colour} square</ref>{box} is in the middle."}]
+        if i % 2:  # multi-turn
+            turns += [{"from": "human", "value": f"What is inside {box}?"}, {"from": "gpt", "value": f"A {colour} square."}]
+        records.append({"id": f"as_{i}", "image": name, "conversations": turns})
+        truth[f"as_{i}"] = {"conversations": turns}
+    _json(data / "all-seeing/as_pretrain_10m.json", records)
+    return Written(["all-seeing/as_pretrain_10m.json"], "all-seeing/images", truth, n)
+
+
 WRITERS = {
+    "all_seeing": write_all_seeing,
     "lsvt": write_lsvt, "art": write_art, "rects": write_rects, "rctw17": write_rctw17, "ctw": write_ctw,
     "coco_text": write_coco_text, "textocr": write_textocr, "synthdog": write_synthdog, "docvqa": write_docvqa,
     "infovqa": write_infovqa, "st_vqa": write_st_vqa, "chartqa": write_chartqa, "plotqa": write_plotqa,

@@ -25,7 +25,7 @@ SETTINGS = TaskSettings(prompts={"transcribe": TRANSCRIBE, "grounded": GROUNDED}
 SCENE_TEXT = ("lsvt", "art", "rects", "rctw17", "ctw", "coco_text", "textocr")
 QA = ("docvqa", "infovqa", "st_vqa", "chartqa", "plotqa", "mmc_inst")
 LANGUAGE = {"lsvt": "zh", "art": "auto", "rects": "zh", "rctw17": "zh", "ctw": "zh", "synthdog": "auto"}
-TASK = {"coco_karpathy": "captioning", "textcaps": "captioning"}
+TASK = {"coco_karpathy": "captioning", "textcaps": "captioning", "all_seeing": "detection"}
 
 
 def build(name: str, tmp_path, **source_fields):
@@ -34,7 +34,7 @@ def build(name: str, tmp_path, **source_fields):
                     language=LANGUAGE.get(name, "en"), locations=[str(tmp_path / "data" / p) for p in written.locations],
                     image_root=str(tmp_path / "data" / written.image_root) if written.image_root else None,
                     image_path_strip=1 if name == "textocr" else 0, **source_fields)
-    assert kind_of(source).problems(source, ["ocr_small", "captioning"]) == []
+    assert kind_of(source).problems(source, ["ocr_small", "captioning", "detection"]) == []
     result = build_task_samples(source, str(tmp_path / "root"), SETTINGS)
     rows = [r for p in sorted((tmp_path / "root" / "tasks" / name).glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     return written, result, rows
@@ -123,6 +123,14 @@ def test_captions_answer_a_caption_prompt_with_one_of_the_images_captions(name, 
         assert gpt in written.truth[row["key"]]["captions"]
     if name == "coco_karpathy":
         assert result.drops["not_selected"] == 1
+
+
+def test_all_seeing_grounded_conversations_are_kept_turn_for_turn(tmp_path):
+    written, result, rows = build("all_seeing", tmp_path)
+    assert len(rows) == len(written.truth) - 1 and result.drops == {"image_missing": 1}
+    for row in rows:
+        assert row["conversations"] == written.truth[row["key"]]["conversations"]
+    assert any(len(row["conversations"]) == 4 for row in rows)
 
 
 def test_synthdog_pages_from_embedded_parquet_images_are_transcribed_in_their_language(tmp_path):
