@@ -177,10 +177,12 @@ def _stream(data: bytes, extra: bytes = b"") -> bytes:
     return b"<< /Length %d /Filter /FlateDecode %s>>\nstream\n" % (len(packed), extra) + packed + b"\nendstream"
 
 
-def lying_text_layer(targets: str = "文档页面被渲染成图像") -> tuple[bytes, str]:
+def lying_text_layer(targets: str = "文档页面被渲染成图像", full_width: bool = False) -> tuple[bytes, str]:
     """Latin glyphs on the page whose ToUnicode map says they are ``targets`` (Han): the classic garbled
-    Chinese text layer. Returns the PDF and the Latin text actually drawn."""
+    Chinese text layer. Returns the PDF and the Latin text actually drawn. ``full_width``: the font
+    advances every glyph a full em, as a CJK font's glyphs do (give Latin ``targets`` for the reverse lie)."""
     drawn = "ABCDEFGHIJ"[: len(targets)]
+    widths = b" /FirstChar 65 /LastChar 74 /Widths [%s]" % b" ".join([b"1000"] * 10) if full_width else b""
     cmap = ("/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /Lie def\n"
             "1 begincodespacerange <00> <FF> endcodespacerange\n"
             f"{len(drawn)} beginbfchar\n"
@@ -192,7 +194,8 @@ def lying_text_layer(targets: str = "文档页面被渲染成图像") -> tuple[b
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> "
         b"/Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding /ToUnicode 6 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding /ToUnicode 6 0 R%s >>"
+        % widths,
         _stream(content),
         _stream(cmap),
     ]

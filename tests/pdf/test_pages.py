@@ -84,6 +84,8 @@ def test_boxes_land_on_the_words(renderer, make):
 def test_wrong_text_layers_go_to_ocr_with_their_reason(renderer):
     lying, _ = generate.lying_text_layer()
     assert decide(first_page(renderer, lying), "auto", SETTINGS).reason == "latin_decoded_as_cjk"
+    square, _ = generate.lying_text_layer("abcdefghij", full_width=True)  # em-square glyphs said to be Latin
+    assert decide(first_page(renderer, square), "auto", SETTINGS).reason == "cjk_decoded_as_latin"
     private, _ = generate.lying_text_layer("".join(chr(0xE000 + i) for i in range(10)))
     assert decide(first_page(renderer, private), "auto", SETTINGS).reason == "private_use"
     assert decide(first_page(renderer, generate.scanned()), "auto", SETTINGS).reason == "no_text_layer"
