@@ -55,6 +55,7 @@ class ScriptProfile:
             raise UnknownScript("a language needs at least one script")
         self._target = regex.compile("|".join(script_pattern(s).pattern for s in self.scripts))
         self._per_character = regex.compile("|".join(script_pattern(s).pattern for s in _PER_CHARACTER))
+        self._split = regex.compile(f"({self._per_character.pattern})")  # compiled once: units() is hot
 
     def units(self, text: str) -> tuple[int, int]:
         """(units in the target scripts, all letter units) of ``text``; digits and punctuation count none."""
@@ -62,7 +63,7 @@ class ScriptProfile:
         for run in _LETTER_RUN.findall(text):
             # A run of letters may mix scripts ("运动鞋Nike"): split it into per-character units and
             # runs of the remaining letters.
-            for piece in regex.split(rf"({self._per_character.pattern})", run):
+            for piece in self._split.split(run):
                 if not piece:
                     continue
                 total += 1

@@ -23,6 +23,7 @@ or whose lines were merged or dropped (``structure_changed``).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -47,10 +48,11 @@ INLINE = regex.compile(
     r"|\{\{.*?\}\}",  # the source's own double braces, so that every {{n}} sent is ours
     regex.S,
 )
-PLACEHOLDER = regex.compile(r"\{\{(\d+)\}\}")
+# The simple patterns use re, which is faster than regex here; regex is for \p{L} and the like.
+PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 # What an answer may make of a placeholder: spaces inside, full-width braces.
-_ANSWERED = regex.compile(r"[{｛]{2}\s*(\d+)\s*[}｝]{2}")
-_NUMBER = regex.compile(r"\d+(?:[.,]\d+)*")
+_ANSWERED = re.compile(r"[{｛]{2}\s*(\d+)\s*[}｝]{2}")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LETTER = regex.compile(r"\p{L}")
 
 
