@@ -88,21 +88,34 @@ def export_main(argv: list[str] | None = None) -> int:
 
 
 def energon_main(argv: list[str] | None = None) -> int:
-    """``vlmix export-energon SHARD_DIR``: Energon's metadata, so its loaders read the shards as they are."""
+    """``vlmix export-energon SHARD_DIR [SHARD_DIR ...] [--blend YAML --weights W ...]``: Energon's metadata."""
     parser = argparse.ArgumentParser(
         prog="vlmix export-energon",
         description="Write the .nv-meta/ folder Megatron-Energon reads (index, splits, dataset.yaml with a "
-        "sample loader that keeps every turn and image) into a shard directory.",
+        "sample loader that keeps every turn and image) into each shard directory; optionally a metadataset "
+        "blending them by weight.",
     )
-    parser.add_argument("shard_dir", help="the shard directory (a local folder)")
+    parser.add_argument("shard_dirs", nargs="+", metavar="shard_dir", help="a shard directory (a local folder)")
     parser.add_argument(
         "--val-shards", type=int, default=0, help="the last N shards form the 'val' split (default: none)"
     )
     parser.add_argument("--workers", type=int, default=2, help="processes indexing the shards (default 2)")
+    parser.add_argument("--blend", type=Path, default=None, metavar="YAML",
+                        help="also write an Energon metadataset here blending the shard directories")
+    parser.add_argument("--weights", type=float, nargs="+", default=None,
+                        help="one weight per shard directory for --blend (default: equal)")
     args = parser.parse_args(argv)
-    from shards.energon import export_energon  # needs megatron-energon: only this command imports it
+    weights = args.weights or [1.0] * len(args.shard_dirs)
+    if args.blend is None and args.weights:
+        parser.error("--weights needs --blend")
+    if len(weights) != len(args.shard_dirs):
+        parser.error(f"--weights: {len(weights)} weights for {len(args.shard_dirs)} shard directories")
+    from shards.energon import blend_metadataset, export_energon  # needs megatron-energon: imported here only
 
-    print(export_energon(args.shard_dir, val_shards=args.val_shards, workers=args.workers))
+    for shard_dir in args.shard_dirs:
+        print(export_energon(shard_dir, val_shards=args.val_shards, workers=args.workers))
+    if args.blend is not None:
+        print(blend_metadataset(args.blend, dict(zip(args.shard_dirs, weights, strict=True))))
     return 0
 
 

@@ -16,7 +16,6 @@ from shards.reader import iter_samples
 from tests.shards.shapes import COUNTS, REPEAT_TIME, build_shapes
 
 energon = pytest.importorskip("megatron.energon")
-from shards.energon import blend_metadataset  # noqa: E402 (needs megatron-energon)
 from shards.energon_sample import (  # noqa: E402
     ConversationSample,
     ConversationTaskEncoder,
@@ -85,8 +84,10 @@ def test_energon_info_and_a_training_loader_work_on_the_folder_as_written(prepar
     assert [(s.__key__, s.conversations, len(s.images)) for s in crude] == \
         [(s.__key__, s.conversations, len(s.images)) for s in _load(shards, "val")]
 
-    shutil.copytree(shards, tmp_path / "second")  # a second prepared mixture to blend with
-    blend = blend_metadataset(tmp_path / "blend.yaml", {str(shards): 1, str(tmp_path / "second"): 3})
+    shutil.copytree(shards, tmp_path / "second", ignore=shutil.ignore_patterns(".nv-meta", "*.idx"))
+    blend = tmp_path / "blend.yaml"  # a second mixture, prepared and blended with the first
+    assert energon_main([str(shards), str(tmp_path / "second"), "--val-shards", "1", "--workers", "1",
+                         "--blend", str(blend), "--weights", "1", "3"]) == 0
     dataset = energon.get_val_dataset(blend, split_part="train", batch_size=1, worker_config=_worker_config(),
                                       task_encoder=ConversationTaskEncoder())
     blended = [s for batch in energon.get_loader(dataset) for s in batch]
