@@ -233,8 +233,11 @@ def mix_settings(config: Config):
     floors = {dataset: source.min_kept_share for source in config.sources
               if source.min_kept_share is not None for dataset in output_datasets(source)}
     if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, the total from repeat times
-        return MixSettings(**{**config.mixture.model_dump(), "total_samples": None}, seed=config.seed,
-                           shares={task: 1.0 for task in config.tasks}, min_kept_shares=floors)
+        given = config.mixture.repeat_time  # a source's value holds for its translations unless they have their own
+        repeat_time = {dataset: given.get(dataset, given.get(source.name)) for source in config.sources
+                       for dataset in output_datasets(source) if dataset in given or source.name in given}
+        return MixSettings(**{**config.mixture.model_dump(), "total_samples": None, "repeat_time": repeat_time},
+                           seed=config.seed, shares={task: 1.0 for task in config.tasks}, min_kept_shares=floors)
     return MixSettings(**config.mixture.model_dump(), seed=config.seed, min_kept_shares=floors,
                        shares={task: spec.share for task, spec in config.tasks.items() if spec.share > 0},
                        weights={source.name: source.weight for source in config.sources if source.weight != 1.0})

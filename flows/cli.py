@@ -34,7 +34,10 @@ def _load(args) -> Config:
 def cmd_validate(args) -> int:
     config = _load(args)
     print(f"{args.config}: valid (config hash {config.fingerprint()[:16]})")
-    print("tasks:", ", ".join(f"{task} {share:.1%}" for task, share in config.task_shares().items()))
+    shares = config.task_shares()
+    weighting = " (weighted by mixture.repeat_time)" if config.mixture.repeat_time is not None else ""
+    print("tasks:", ", ".join(f"{task} {shares[task]:.1%}" if task in shares else task for task in config.tasks)
+          + weighting)
     for source in config.sources:
         extra = f" -> {', '.join(source.translate_to)}" if source.translate_to else ""
         ocr = f", OCR ({source.ocr.language})" if source.ocr else ""

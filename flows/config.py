@@ -215,7 +215,9 @@ class Config(ConfigModel):
             if abs(total - 1.0) > 1e-3:
                 raise ValueError(f"task shares must add up to 1, they add up to {total:.4f}")
             return
-        problems = [f"mixture.repeat_time.{name}: no source of that name" for name in repeat_time if name not in names]
+        variants = {f"{s.name}-{code}" for s in self.sources for code in s.translate_to}  # tasks.build's names
+        problems = [f"mixture.repeat_time.{name}: no source (or translated variant <source>-<language>) of that name"
+                    for name in repeat_time if name not in names and name not in variants]
         problems += [f"mixture.repeat_time.{name}: got {value}, expected a finite number >= 0"
                      for name, value in repeat_time.items() if not math.isfinite(value) or value < 0]
         problems += [f"tasks.{task}.share: shares do not apply with mixture.repeat_time"

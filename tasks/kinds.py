@@ -137,7 +137,7 @@ class PdfKind(Kind):
     the OCR stage (in ``ocr.language``), whose samples join the same dataset."""
 
     name = "pdf"
-    tasks = OCR_TASKS
+    tasks = (*OCR_TASKS, "document")  # Table 1a's OCR (large), or Table 1b's document group
 
     def problems(self, source, task_names: list[str]) -> list[tuple[str, str]]:
         return super().problems(source.model_copy(update={"ocr": None}), task_names)  # `ocr` is welcome here

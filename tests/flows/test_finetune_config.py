@@ -1,0 +1,92 @@
+"""The shipped configs/finetune.yaml (Table 1b): every group a task, every dataset a source that builds
+samples from a tiny copy in its published format, with only the data and storage paths overridden."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from flows.assemble import mix_settings
+from flows.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+FINETUNE = REPO / "configs" / "finetune.yaml"
+TABLE_1B = {  # SPEC §1, Table 1b: group -> datasets
+    "captioning": 2, "general_qa": 5, "science": 3, "chart": 5, "mathematics": 5, "knowledge": 4, "ocr": 11,
+    "document": 2, "grounding": 2, "conversation": 6, "text_only": 4,
+}
+EN_ZH = {"sharegpt4v", "llava_150k", "allava", "svit", "sharegpt", "wikipedia"}
+SHARED_WITH_PRETRAIN = ["textcaps", "chartqa", "mmc_inst", "plotqa", "infovqa", "art", "coco_text", "ctw", "lsvt",
+                        "rctw17", "rects", "synthdog", "st_vqa", "docvqa"]
+
+
+def test_every_table_1b_group_and_dataset_is_configured():
+    config = load_config(FINETUNE)
+    assert list(config.tasks) == list(TABLE_1B)
+    by_task = Counter(source.task for source in config.sources)
+    # RefCOCO/+/g are one row of the table and three sources here.
+    assert {task: by_task[task] - (2 if task == "grounding" else 0) for task in TABLE_1B} == TABLE_1B
+    assert {s.name for s in config.sources if s.translate_to == ["zh"] and s.keep_original} == EN_ZH
+    assert all(source.obtain for source in config.sources)
+    # InternVL's weighting: a source's repeat_time holds for its Chinese translation too.
+    settings = mix_settings(config)
+    assert settings.total_samples is None and settings.repeat_time["wikipedia-zh"] == 0.02
+    assert set(settings.shares) == set(TABLE_1B)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("mixture.repeat_time.nosuch=2", "mixture.repeat_time.nosuch: no source"),
+    ("mixture.repeat_time.vqav2=-1", "repeat_time of 'vqav2' must be a finite number >= 0"),
+    ("tasks.ocr.share=0.5", "tasks.ocr.share: shares do not apply with mixture.repeat_time"),
+])
+def test_a_bad_weighting_is_refused_at_validate(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(FINETUNE, overrides=[override])
+
+
+def _no_preset_copies(data: Path) -> None:
+    """The sources with no preset yet read InternVL JSONL: one tiny file each, an image beside it."""
+    from PIL import Image
+
+    for source, jsonl, images in [("visual_dialog", "visdial_train.jsonl", "images"),
+                                  ("geoqa_plus", "geoqa+.jsonl", "images"), ("kvqa", "kvqa_train.jsonl", "KVQAimgs"),
+                                  ("viquae", "viquae_train.jsonl", "images"),
+                                  ("laion_gpt4v", "laion_gpt4v.jsonl", "images")]:
+        folder = data / source
+        (folder / images).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (10, 120, 200)).save(folder / images / "0.jpg")
+        line = {"id": 0, "image": "0.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"},
+                                                             {"from": "gpt", "value": "A blue picture."}]}
+        (folder / jsonl).write_text(json.dumps(line) + "\n")
+
+
+def test_the_config_builds_every_group_from_published_copies(tmp_path):
+    from pipelines.layout.images import UnitImages
+    from pipelines.storage import Storage
+    from tasks.build import TaskSettings, context
+    from tasks.kinds import kind_of
+    from tests.tasks import finetune_inputs, pretrain_published
+
+    data = tmp_path / "data"
+    finetune_inputs.write_all(data)
+    for name in SHARED_WITH_PRETRAIN:
+        pretrain_published.write(name, data, n=2)
+    _no_preset_copies(data)
+    config = load_config(FINETUNE, overrides=[f"paths.data={data}", f"storage.root={tmp_path / 'root'}",
+                                              "ray.address=null"])
+    storage = Storage(config.storage.root)
+    ctx = context(storage, TaskSettings())
+    built, tasks = Counter(), Counter()
+    for source in config.sources:
+        if source.kind == "pdf":  # the PDF stage's own tests cover it; DocVQA feeds the group here
+            continue
+        kind, drops = kind_of(source), Counter()
+        for unit in kind.units(source, ctx):
+            n = sum(1 for _ in kind.items(source, unit, ctx, UnitImages(storage, source.name, unit.name), drops))
+            built[source.name] += n
+            tasks[source.task] += n
+    assert [s.name for s in config.sources if s.kind != "pdf" and not built[s.name]] == []
+    assert set(tasks) == set(TABLE_1B) and min(tasks.values()) > 0, tasks
