@@ -50,11 +50,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ocr"))  # ocr_synth: pages PP-OCR reads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))  # the published annotation copies
-from ocr_synth import EN_FONTS, EN_LINES, ZH_LINES, render_page  # noqa: E402
+from ocr_synth import EN_LINES, ZH_LINES, render_page  # noqa: E402
 from pretrain_published import write as write_published  # noqa: E402
 
 # File names as the publishers name their parts (one part each here).
@@ -220,20 +220,6 @@ def text_image(lines: list[str], language: str, seed: int, min_side: int = 256) 
     return image, page.boxes
 
 
-def chart_image(labels: list[str], values: list[float], seed: int) -> Image.Image:
-    rng = random.Random(seed)
-    font = ImageFont.truetype(EN_FONTS[0], 22)
-    image = Image.new("RGB", (120 * len(values) + 80, 420), "white")
-    draw = ImageDraw.Draw(image)
-    top = max(values)
-    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
-        x, h = 60 + 120 * i, int(300 * value / top)
-        draw.rectangle((x, 350 - h, x + 70, 350), fill=COLOURS[rng.choice(("red", "blue", "green", "orange"))][0])
-        draw.text((x, 356), label, font=font, fill="black")
-        draw.text((x, 320 - h), f"{value:g}", font=font, fill="black")
-    return image
-
-
 def save(image: Image.Image, path: Path, fmt: str = "JPEG", **options) -> Image.Image:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format=fmt, **options)
@@ -243,11 +229,6 @@ def save(image: Image.Image, path: Path, fmt: str = "JPEG", **options) -> Image.
 def box_1000(box, width: int, height: int) -> list[int]:
     x1, y1, x2, y2 = box
     return [round(1000 * x1 / width), round(1000 * y1 / height), round(1000 * x2 / width), round(1000 * y2 / height)]
-
-
-def quad_1000(box, width: int, height: int) -> list[int]:
-    x1, y1, x2, y2 = box_1000(box, width, height)
-    return [x1, y1, x2, y1, x2, y2, x1, y2]
 
 
 # ---- the writer ----------------------------------------------------------------------------------
