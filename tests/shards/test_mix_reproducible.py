@@ -5,8 +5,10 @@ shards and manifest; changed content gives another input fingerprint."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
-from pathlib import Path
+
+import pytest
 
 from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 from pipelines.storage import Storage
@@ -14,28 +16,26 @@ from shards.mix import MixSettings
 from shards.write import ShardSettings, mix_and_write
 from tests.shards.conftest import make_image
 
-DATASETS = {"laion_en": ("captioning", "en", 30), "coyo-zh": ("captioning", "zh", 24),
-            "objects365": ("detection", "en", 14)}
-MIX = MixSettings(shares={"captioning": 0.7, "detection": 0.3}, total_samples=90, seed=5)
-SHARDS = ShardSettings(max_samples=20, shards_per_task=2, report=False)
+DATASETS = {"laion_en": ("captioning", "en", 12), "coyo-zh": ("captioning", "zh", 10),
+            "objects365": ("detection", "en", 6)}
+MIX = MixSettings(shares={"captioning": 0.7, "detection": 0.3}, total_samples=40, seed=5)
+SHARDS = ShardSettings(max_samples=8, shards_per_task=2, report=False)
 
 
-def _write(root: Path, order_seed: int | None, answer: str = "answer") -> Storage:
+def _write(storage: Storage, order_seed: int | None, answer: str = "answer") -> Storage:
     """Each dataset's samples in two tables; ``order_seed`` shuffles the rows (and the image files'
-    names), as another download would."""
-    storage = Storage(str(root))
-    (root / "images").mkdir(parents=True)
+    names), as another download would. Images are files under the root, named relative to it."""
     index = 0
     for name, (task, language, count) in DATASETS.items():
         samples = []
         for i in range(count):
             index += 1
             data = make_image(index)
-            path = root / "images" / f"{(index * 7919 + (order_seed or 0)) % 100_003}.jpg"
-            path.write_bytes(data)
+            path = f"images/{(index * 7919 + (order_seed or 0)) % 100_003}.jpg"
+            storage.write_bytes(storage.path(path), data)
             samples.append(TaskSample(
                 source=name, key=f"{i:05d}", task=task, language=language,
-                images=[Picture(ImageRef(str(path), 0, len(data)), "jpg", hashlib.sha256(data).hexdigest(), 8, 8)],
+                images=[Picture(ImageRef(path, 0, len(data)), "jpg", hashlib.sha256(data).hexdigest(), 8, 8)],
                 conversations=[human_turn(f"prompt {i}"), {"from": "gpt", "value": f"{name} {answer} {i}"}]))
         for unit, part in enumerate((samples[: count // 2], samples[count // 2:])):
             if order_seed is not None:
@@ -44,22 +44,46 @@ def _write(root: Path, order_seed: int | None, answer: str = "answer") -> Storag
     return storage
 
 
-def _shards(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+def _shards(storage: Storage) -> dict[str, bytes]:
+    paths = storage.glob(storage.path("shards", "*"))
+    return {path.rsplit("/", 1)[-1]: storage.fs.cat_file(path) for path in sorted(paths)}
+
+
+def _mix(storage: Storage) -> tuple[dict, dict[str, bytes]]:
+    manifest = mix_and_write(storage, storage.uri(storage.path("shards")), MIX, SHARDS)
+    return manifest, _shards(storage)
 
 
 def test_same_samples_in_another_order_and_root_give_identical_shards_and_manifest(tmp_path):
-    first, second, changed = tmp_path / "a", tmp_path / "elsewhere" / "b", tmp_path / "c"
-    manifests = []
-    for root, order in ((first, None), (second, 11)):
-        storage = _write(root, order)
-        manifests.append(mix_and_write(storage, root / "shards", MIX, SHARDS))
-    one, two = _shards(first / "shards"), _shards(second / "shards")
-    assert sorted(one) == sorted(two) and "manifest.json" in one and len(one) >= 4
-    assert one == two  # every tar and the manifest, byte for byte
-    assert manifests[0]["inputs_fingerprint"] == manifests[1]["inputs_fingerprint"]
+    manifest, shards = _mix(_write(Storage(str(tmp_path / "a")), None))
+    assert "manifest.json" in shards and len(shards) >= 4
+    again, other = _mix(_write(Storage(str(tmp_path / "elsewhere" / "b")), 11))
+    assert other == shards  # every tar and the manifest, byte for byte
+    assert again["inputs_fingerprint"] == manifest["inputs_fingerprint"]
 
-    storage = _write(changed, None, answer="other answer")  # same ids and images, other texts
-    manifest = mix_and_write(storage, changed / "shards", MIX, SHARDS)
-    assert manifest["inputs_fingerprint"] != manifests[0]["inputs_fingerprint"]
-    assert manifest["plan_hash"] != manifests[0]["plan_hash"]
+    changed, _ = _mix(_write(Storage(str(tmp_path / "c")), None, answer="other answer"))  # same ids, other texts
+    assert changed["inputs_fingerprint"] != manifest["inputs_fingerprint"]
+    assert changed["plan_hash"] != manifest["plan_hash"]
+
+
+def test_the_same_samples_on_s3_give_the_same_bytes(tmp_path, monkeypatch):
+    """The storage root on a real S3 API (moto's server on loopback), the rows in yet another order."""
+    moto_server = pytest.importorskip("moto.server")
+    from s3fs import S3FileSystem
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        S3FileSystem.clear_instance_cache()
+        S3FileSystem().mkdir("mixes")
+        _, on_s3 = _mix(_write(Storage("s3://mixes/run"), 23))
+    finally:
+        S3FileSystem.clear_instance_cache()
+        server.stop()
+    _, local = _mix(_write(Storage(str(tmp_path / "local")), None))
+    assert on_s3 == local
