@@ -149,7 +149,6 @@ def _interrupt(signum, frame):
 
 def run(deployment: str, parameters: dict, port: int, keep_server: bool = False) -> int:
     from flows.report import check_config, print_products
-
     from pipelines.lease import Lease, LeaseHeld
 
     config = check_config(parameters, deployment)
