@@ -135,53 +135,31 @@ class PdfStage(Stage):
     def run_unit(self, unit: Unit, ctx: PdfContext) -> Counters:
         storage, settings, name = ctx.storage(), ctx.settings, self.source.name
         text, ocr = _Shard(), _Shard()
-        text_path = storage.path(RAW_DIR, name, f"{unit.name}.tar")
+        text_uri = relative_uri(storage, storage.path(RAW_DIR, name, f"{unit.name}.tar"))
         counters = Counters(tallies={"pdf_pages": Counter(), "ocr_reasons": Counter()})
         drops, pages, reasons = counters.drops, counters.tallies["pdf_pages"], counters.tallies["ocr_reasons"]
         samples: list[TaskSample] = []
-        renderer = _renderer(settings)
-        for file_index, uri in enumerate(unit.spec):
-            pages["files"] += 1
-            data = _read(uri, ctx.options, settings, drops)
-            if data is None:
-                continue
-            count, reason = renderer.open(data)
-            if reason is not None:
-                drops[reason] += 1
-                continue
-            if count > settings.max_pages:
-                drops["too_many_pages"] += count - settings.max_pages
-            for number in range(min(count, settings.max_pages)):
-                page, reason = renderer.page(number)
-                if reason is not None:
-                    drops[reason] += 1
-                    if reason in ("render_timeout", "render_memory"):
-                        drops["render_abandoned"] += min(count, settings.max_pages) - number - 1
-                        break
+        for key, meta, page in _pages(unit, ctx, drops):
+            decision = decide(page, self.source.language, settings)
+            if decision.use == "drop":
+                drops[decision.reason] += 1
+            elif decision.use == "ocr":
+                reasons[decision.reason] += 1
+                if not self.ocr:
+                    drops["needs_ocr"] += 1
                     continue
-                key = f"{unit.name}_{file_index:04d}_{number:05d}"
-                meta = {"url": f"{uri}#page={number + 1}", "pdf": uri, "page": number + 1,
-                        "width": page.width, "height": page.height}
-                decision = decide(page, self.source.language, settings)
-                if decision.use == "drop":
-                    drops[decision.reason] += 1
-                elif decision.use == "ocr":
-                    reasons[decision.reason] += 1
-                    if self.ocr:
-                        pages["ocr"] += 1
-                        ocr.add(key, page, {**meta, "decision": "ocr", "reason": decision.reason})
-                    else:
-                        drops["needs_ocr"] += 1
-                else:
-                    pages["text_layer"] += 1
-                    offset, size = text.add(key, page, {**meta, "decision": "text", "language": decision.language})
-                    turns, _ = conversation(decision.lines, page.width, page.height, decision.language, name,
-                                            key, settings)
-                    picture = Picture(ImageRef(relative_uri(storage, text_path), offset, size), page.image_format,
-                                      hashlib.sha256(page.image).hexdigest(), page.width, page.height)
-                    samples.append(TaskSample(source=name, key=key, task=self.source.task,
-                                              language=decision.language, images=[picture],
-                                              conversations=turns, url=meta["url"]))
+                pages["ocr"] += 1
+                ocr.add(key, page, {**meta, "decision": "ocr", "reason": decision.reason})
+            else:
+                pages["text_layer"] += 1
+                offset, size = text.add(key, page, {**meta, "decision": "text", "language": decision.language})
+                turns, _ = conversation(decision.lines, page.width, page.height, decision.language, name, key,
+                                        settings)
+                picture = Picture(ImageRef(text_uri, offset, size), page.image_format,
+                                  hashlib.sha256(page.image).hexdigest(), page.width, page.height)
+                samples.append(TaskSample(source=name, key=key, task=self.source.task, language=decision.language,
+                                          images=[picture], conversations=turns, url=meta["url"]))
+        pages["files"] += len(unit.spec)
         text.write(storage, name, unit.name)
         if ocr.count:  # a unit with no page to OCR gives the OCR stage no empty shard
             ocr.write(storage, ocr_raw_source(name), unit.name)
@@ -189,6 +167,35 @@ class PdfStage(Stage):
                          inputs=len(samples) + sum(drops.values()))
         counters.samples = len(samples)
         return counters
+
+
+def _pages(unit: Unit, ctx: PdfContext, drops: Counter) -> Iterator[tuple[str, dict, PageData]]:
+    """(key, meta, page) for every page of the unit's PDFs that renders; what does not is counted."""
+    settings = ctx.settings
+    renderer = _renderer(settings)
+    for file_index, uri in enumerate(unit.spec):
+        data = _read(uri, ctx.options, settings, drops)
+        if data is None:
+            continue
+        count, reason = renderer.open(data)
+        if reason is not None:
+            drops[reason] += 1
+            continue
+        kept = min(count, settings.max_pages)
+        if count > kept:
+            drops["too_many_pages"] += count - kept
+        for number in range(kept):
+            page, reason = renderer.page(number)
+            if reason is not None:
+                drops[reason] += 1
+                if reason in ("render_timeout", "render_memory"):  # the rest of this PDF would do the same
+                    if kept - number - 1:
+                        drops["render_abandoned"] += kept - number - 1
+                    break
+                continue
+            meta = {"url": f"{uri}#page={number + 1}", "pdf": uri, "page": number + 1,
+                    "width": page.width, "height": page.height}
+            yield f"{unit.name}_{file_index:04d}_{number:05d}", meta, page
 
 
 _RENDERERS: dict[str, object] = {}

@@ -39,23 +39,25 @@ def test_a_folder_of_pdfs_becomes_samples_and_ocr_pages_with_every_reason_counte
         "f_locked.pdf": generate.encrypted(),
         "g_cut.pdf": generate.corrupt(),
         "h_russian.pdf": generate.text_pages([["Привет мир, это проверка", "Вторая строка"]], font="latin")[0],
+        "i_bomb.pdf": generate.render_bomb(),  # hangs the renderer: cut off, and the unit goes on
+        "j_after.pdf": generate.text_pages([generate.CHINESE[:1]], font="cjk")[0],
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
     source = Source(name="cc_pdf", kind="pdf", task="ocr_large", language="auto",
                     locations=[str(folder / "*.pdf")], ocr={"language": "en"})
     settings = PdfSettings(scripts={"en": ["Latin"], "zh": ["Han"]}, prompts=PROMPTS, grounded_fraction=0.0,
-                           max_pages=2, files_per_unit=5)
+                           max_pages=2, files_per_unit=5, page_timeout_s=3)
     root = tmp_path / "mix"
     report = execute(PdfStage(source), PdfContext(str(root), {}, settings))
 
     assert report.units == 2
     counters = report.counters
     assert dict(counters.drops) == {"too_many_pages": 1, "blank_page": 1, "encrypted": 1, "corrupt": 1,
-                                    "no_language": 1}
+                                    "no_language": 1, "render_timeout": 1}
     assert dict(counters.tallies["ocr_reasons"]) == {"no_text_layer": 1, "latin_decoded_as_cjk": 1}
-    assert counters.tallies["pdf_pages"]["text_layer"] == counters.samples == 3
-    assert counters.tallies["pdf_pages"]["files"] == 8
+    assert counters.tallies["pdf_pages"]["text_layer"] == counters.samples == 4
+    assert counters.tallies["pdf_pages"]["files"] == 10
 
     storage = Storage(str(root))
     table = storage.read_parquet(str(root / "tasks" / "cc_pdf" / "00000-text.parquet")).to_pylist()
@@ -76,7 +78,9 @@ def test_a_folder_of_pdfs_becomes_samples_and_ocr_pages_with_every_reason_counte
         ("c_scan.pdf", "no_text_layer"), ("d_lying.pdf", "latin_decoded_as_cjk")]
     assert all(read_image(storage, s.image)[:2] == b"\xff\xd8" for s in handed)  # JPEG pages
     drops, inputs = read_counters(storage.read_parquet(str(root / "tasks/cc_pdf/00001-text.parquet")).schema)
-    assert drops == {"encrypted": 1, "corrupt": 1, "no_language": 1} and inputs == 3
+    assert drops == {"encrypted": 1, "corrupt": 1, "no_language": 1, "render_timeout": 1} and inputs == 5
+    after = storage.read_parquet(str(root / "tasks/cc_pdf/00001-text.parquet")).to_pylist()
+    assert [row["conversations"][1]["value"] for row in after] == generate.CHINESE[:1]  # rendered after the bomb
 
     again = execute(PdfStage(source), PdfContext(str(root), {}, settings))  # a rerun redoes nothing
     assert again.skipped == 2 and again.counters.samples == 0
