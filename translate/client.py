@@ -96,6 +96,7 @@ class ChatClient:
         self.retry_backoff_s = retry_backoff_s
         self.max_backoff_s = max_backoff_s
         self.stats = ClientStats()
+        self.max_model_len: int | None = None  # the model's context, if the endpoint reports it (vLLM does)
         self._slots: asyncio.Condition | None = None
         self._session = None
 
@@ -124,7 +125,9 @@ class ChatClient:
                     if response.status in (401, 403):
                         raise unauthorized(endpoint.url, response.status, self._keys[endpoint.url])
                     response.raise_for_status()
-                    return (await response.json())["data"][0]["id"]
+                    served = (await response.json())["data"][0]
+                    self.max_model_len = served.get("max_model_len")
+                    return served["id"]
             except PermissionError:
                 raise
             except Exception as err:  # noqa: BLE001 -- any failure here is retried, then reported

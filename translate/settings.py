@@ -25,6 +25,13 @@ DEFAULT_REFUSALS = [
 ]
 
 
+# What a request takes besides its text: the Figure-5 system message and the chat template (about 200
+# tokens for common tokenizers), with room to spare; and characters per token of the text, counted
+# low (English prose is about 4; code, numbers and placeholders fewer).
+PROMPT_OVERHEAD_TOKENS = 256
+CHARS_PER_PROMPT_TOKEN = 2.0
+
+
 class ValidationSettings(ConfigModel):
     """When a model's answer is not accepted as a translation (the row is kept, flagged with the reason)."""
 
@@ -48,8 +55,9 @@ class ConversationSettings(ConfigModel):
 
     max_piece_chars: int = Field(
         1500, ge=32, description="characters of prose per request at most (placeholders included); "
-        "longer prose is cut at paragraph, line, sentence, then word boundaries. Keep the prompt "
-        "(about 200 tokens), the piece and its answer (max_tokens) within the model's context",
+        "longer prose is cut at paragraph, line, sentence, then word boundaries. Less where the model's "
+        "context is known (vllm.max_model_len, or what the endpoint reports) and would not hold the "
+        "prompt, the piece and its answer budget (TranslateSettings.piece_chars)",
     )
     short_piece_units: int = Field(
         3, ge=0, description="a piece with fewer letter units (words, CJK characters) may come back "
@@ -149,5 +157,25 @@ class TranslateSettings(ConfigModel):
 
     def max_tokens(self, text: str) -> int:
         """The output token budget for ``text``: proportional to its length, within the bounds."""
-        budget = round(self.max_tokens_per_char * len(text))
-        return max(self.min_max_tokens, min(self.max_max_tokens, budget))
+        return self._budget(len(text))
+
+    def _budget(self, chars: int) -> int:
+        return max(self.min_max_tokens, min(self.max_max_tokens, round(self.max_tokens_per_char * chars)))
+
+    def piece_chars(self, max_model_len: int | None) -> int:
+        """The longest prose one request of a conversation carries: ``conversations.max_piece_chars``, or
+        less where a context of ``max_model_len`` tokens could not hold the prompt, such a piece (counted
+        at :data:`CHARS_PER_PROMPT_TOKEN`) and its answer budget (:meth:`max_tokens`)."""
+        limit = self.conversations.max_piece_chars
+        if not max_model_len:
+            return limit
+
+        def fits(chars: int) -> bool:
+            needed = PROMPT_OVERHEAD_TOKENS + chars / CHARS_PER_PROMPT_TOKEN + self._budget(chars)
+            return needed <= max_model_len
+
+        low, high = 32, limit  # the largest that fits (32 if none does: the server refuses those)
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        return low

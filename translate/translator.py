@@ -130,7 +130,10 @@ class Translator:
         stats = PartStats(rows=len(rows))
         # A conversation row is planned into pieces, each asked like any other text (translate/conversation.py).
         limits = self.settings.conversations
-        plans = {i: ConversationPlan.parse(row.text, limits.max_piece_chars)
+        # The model's context, where known: what the endpoint reported, or the vLLM vlmix runs.
+        context = getattr(self.client, "max_model_len", None) or self.settings.vllm.max_model_len
+        piece_chars = self.settings.piece_chars(context)
+        plans = {i: ConversationPlan.parse(row.text, piece_chars)
                  for i, row in enumerate(rows) if row.field == CONVERSATION_FIELD}
         wanted = [row.text.strip() for i, row in enumerate(rows) if i not in plans and row.text and row.text.strip()]
         wanted += [text for plan in plans.values() if isinstance(plan, ConversationPlan) for text in plan.texts]

@@ -71,9 +71,9 @@ def write_part(storage: Storage, name: str, samples: dict[str, list[dict]], capt
     return path
 
 
-def translate(storage: Storage, url: str, paths: list[str], settings=SETTINGS):
+def translate(storage: Storage, url: str, paths: list[str], settings=SETTINGS, model="double-model"):
     async def go():
-        async with ChatClient([url], model="double-model", retry_backoff_s=0.05, max_backoff_s=0.2) as client:
+        async with ChatClient([url], model=model, retry_backoff_s=0.05, max_backoff_s=0.2) as client:
             translator = Translator(storage, client, LANGUAGES, settings)
             return await translator.translate_source("chat", paths, ["zh"])
 
@@ -160,6 +160,22 @@ def test_a_long_turn_is_cut_at_paragraphs_and_sentences_and_joined_back(tmp_path
     value = json.loads(output(storage, "00000")["long"]["text"])[1]["value"]
     assert value.count("\n\n") == 2 and not re.search("[A-Za-z]", value)
     assert [int(n) for n in re.findall(r"Sentence (\d+)", long)] == [int(n) for n in re.findall(r"词 (\d+) 词", value)]
+
+
+def test_a_turn_is_cut_to_what_the_models_context_holds(tmp_path, double):
+    model = double()
+    model.max_model_len = 512  # as vLLM's /v1/models reports it
+    storage = Storage(str(tmp_path))
+    long = " ".join(f"Sentence {n} talks about item {n}." for n in range(40))  # one paragraph, 1,299 characters
+    path = write_part(storage, "00000", {"long": [{"from": "human", "value": "Tell me."}, {"from": "gpt", "value": long}]})
+    translate(storage, model.url, [path], model=None)  # the model's name and context come from the endpoint
+
+    limit = SETTINGS.piece_chars(512)
+    asked = [text for text in model.asked if text != "Tell me."]
+    assert limit < 200 and all(len(text) <= limit and text.endswith(".") for text in asked)
+    assert len(asked) >= len(long) / limit
+    value = json.loads(output(storage, "00000")["long"]["text"])[1]["value"]
+    assert [int(n) for n in re.findall(r"词 (\d+) 词", value)] == list(range(40))
 
 
 def test_pieces_are_asked_once_per_run_and_then_come_from_the_cache(tmp_path, double):

@@ -36,9 +36,11 @@ class TranslatorDouble:
     """Test double of an OpenAI-compatible translation server on 127.0.0.1 (not a model)."""
 
     def __init__(self, answer: Callable[[str], str] = word_for_word, model: str = "double-model",
-                 api_key: str | None = None, rate_limited: int = 0, retry_after: str = "1"):
+                 api_key: str | None = None, rate_limited: int = 0, retry_after: str = "1",
+                 max_model_len: int | None = None):
         self.answer = answer
         self.model = model
+        self.max_model_len = max_model_len  # reported by /v1/models, as vLLM does
         self.api_key = api_key
         self.rate_limited = rate_limited
         self.retry_after = retry_after
@@ -54,7 +56,8 @@ class TranslatorDouble:
 
             def do_GET(self):
                 if self._authorised():
-                    self._send({"object": "list", "data": [{"id": double.model, "object": "model"}]})
+                    self._send({"object": "list", "data": [{"id": double.model, "object": "model",
+                                                            "max_model_len": double.max_model_len}]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
