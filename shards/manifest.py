@@ -6,8 +6,9 @@ Keys: ``format``; ``config_hash`` (the caller's config fingerprint, or the setti
 mixtures were drawn from the same samples); ``seed``; ``total_samples``; ``tasks`` / ``sources`` /
 ``languages``: ``{name: {"target_share", "achieved_share", "samples", ...}}`` (a source also has
 ``available``, ``unique_samples``, ``repeat_time``, ``duplicates_removed``, ``weight`` and its
-per-task counts); ``shards``: ``[{"name", "samples", "bytes", "sha256"}]``; ``drops``: per stage
-(``download``, ``tasks``, ``dedup``, ``mix``, plus whatever stage counters the caller passes),
+per-task counts; after the decontamination stage, ``near_duplicates_removed`` and
+``contamination_removed``); ``shards``: ``[{"name", "samples", "bytes", "sha256"}]``; ``drops``: per stage
+(``download``, ``tasks``, ``dedup``, ``decontam`` (per dataset, per reason), ``mix``, plus whatever stage counters the caller passes),
 the counters of what was dropped and why.
 
 The manifest holds no timestamp, so the same inputs and settings give the same bytes. It is

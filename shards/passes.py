@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from pipelines.layout.removals import read_removals
 from pipelines.layout.task_table import CONTENT_KEY, PLAN_COLUMNS, content_fingerprint, read_counters
 from pipelines.stage import Counters, Stage, StageContext, Unit
 from pipelines.storage import Storage
@@ -149,10 +150,11 @@ def _index_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
     content = (parquet.schema_arrow.metadata or {}).get(CONTENT_KEY, b"").decode() or content_fingerprint(
         parquet.read().to_pylist())
     table = parquet.read(columns=PLAN_COLUMNS)
-    counts = Counter(_triple(t, lang) for t, lang in zip(table["task"].to_pylist(),
-                                                        table["language"].to_pylist(), strict=True))
+    gone, decontam, content = decontaminated(storage, path, table["id"].to_pylist(), content)
+    counts = Counter(_triple(t, lang) for t, lang, out in zip(table["task"].to_pylist(), table["language"].to_pylist(),
+                                                             gone.tolist(), strict=True) if not out)
     record = {"file": index, "dataset": dataset, "rows": len(table), "inputs": inputs, "drops": drops,
-              "counts": dict(sorted(counts.items())), "content": content}
+              "counts": dict(sorted(counts.items())), "content": content, "decontam": decontam}
     if ctx.dedup == "off":
         return record, None
     key = table["image_sha256"]
@@ -163,7 +165,20 @@ def _index_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
                       "id": table["id"], "file": np.full(len(table), index, dtype=np.int32),
                       "row": np.arange(len(table), dtype=np.int32), "task": table["task"],
                       "language": table["language"]})
-    return record, keyed
+    return record, keyed.filter(pa.array(~gone))
+
+
+def decontaminated(storage: Storage, path: str, ids: list[str], content: str | None = None):
+    """The rows of the task table at ``path`` the decontamination stage removes (a mask over ``ids``), their
+    count per reason, and the content the mixture draws from: the table's fingerprint, and the removed
+    ids when there are any (so a changed removal list is a changed input). ``content`` None: not checked."""
+    removals = read_removals(storage, path, content)
+    if removals is None or not len(removals):
+        return np.zeros(len(ids), dtype=bool), {}, content
+    gone = pc.is_in(pa.array(ids, pa.string()), value_set=removals["id"]).to_numpy(zero_copy_only=False)
+    removed = sorted(removals["id"].to_pylist())
+    content = hashlib.sha256(json.dumps([content, removed]).encode()).hexdigest() if content is not None else None
+    return gone, dict(sorted(Counter(removals["reason"].to_pylist()).items())), content
 
 
 class DedupPass(Stage):
@@ -257,7 +272,7 @@ def _route_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
     """One table's picks as routed rows (output position, block, encoded ``.json``, image refs, bytes);
     ``removed``: its rows the dedup pass dropped."""
     table = pq.read_table(path, filesystem=storage.fs)
-    keep = np.ones(len(table), dtype=bool)
+    keep = ~decontaminated(storage, path, table["id"].to_pylist())[0]
     keep[removed] = False
     tasks = np.asarray(table["task"].to_pylist(), dtype=object)
     ids = np.asarray(table["id"].to_pylist(), dtype=object)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
+from pipelines.layout.removals import REMOVALS_DIR, removals_path
 from pipelines.layout.task_table import TASKS_DIR, list_task_tables
 from pipelines.stage import execute
 from pipelines.storage import Storage
@@ -118,8 +119,10 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     check_kept_shares(index, settings.min_kept_share, settings.min_kept_shares)
     rows: Counter = Counter()  # (file, task, language) -> rows that survive dedup
     table_drops: dict[str, Counter] = defaultdict(Counter)
+    decontam: dict[str, Counter] = defaultdict(Counter)  # what the decontamination stage removed, per dataset
     for record in index:
         table_drops[record["dataset"]].update(record["drops"])
+        decontam[record["dataset"]].update(record.get("decontam", {}))
         for triple, n in record["counts"].items():
             task, language = triple.split("|")
             rows[record["file"], task, language] += n
@@ -133,6 +136,8 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
                 rows[int(file), task, language] -= n
     drops = {"tasks": {d: dict(sorted(c.items())) for d, c in sorted(table_drops.items())},
              "dedup": dict(sorted(dedup_drops.items()))}
+    if any(decontam.values()):
+        drops["decontam"] = {d: dict(sorted(c.items())) for d, c in sorted(decontam.items()) if c}
     outside = Counter()
     for (_, task, _), n in rows.items():
         if task not in settings.shares and n:
@@ -140,6 +145,10 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     if outside:
         drops["mix"] = dict(sorted(outside.items()))
     segments, tasks, sources, expected = _allocate(settings, tables, rows, dedup_drops)
+    if any(decontam.values()):  # per source, beside the exact duplicates
+        for name, entry in sources.items():
+            entry.update(near_duplicates_removed=decontam[name]["near_duplicate"],
+                         contamination_removed=decontam[name]["contamination"])
     ctx = dataclasses.replace(ctx, total=sum(task["samples"] for task in tasks.values()))  # repeat_time: known now
     execute(RoutePass(tables, segments), ctx)
     routed = sorted({file // TABLES_PER_UNIT for file in segments})
@@ -238,6 +247,13 @@ def _plan_hash(storage: Storage, settings: MixSettings, block: int, tables, salt
     inputs = [(_table_name(path), int(infos[path]["size"]), str(infos[path].get("ETag") or infos[path].get("mtime")
                                                                 or infos[path].get("LastModified") or ""))
               for _, path in tables]
+    # The decontamination stage's removal lists are inputs too (pipelines.layout.removals).
+    removals = storage.fs.glob(storage.path(REMOVALS_DIR, "*", "*.parquet"), detail=True)
+    for _, path in tables:
+        info = removals.get(removals_path(storage, path))
+        if info:
+            inputs.append(("removals", _table_name(path), int(info["size"]),
+                           str(info.get("ETag") or info.get("mtime") or info.get("LastModified") or "")))
     canonical = json.dumps([settings.fingerprint(), block, salt, inputs], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

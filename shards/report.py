@@ -76,7 +76,8 @@ def summary(manifest: dict) -> str:
         "",
         *_table("language", manifest["languages"]),
         "",
-        *_table("source", manifest["sources"], ("available", "repeat_time", "duplicates_removed")),
+        *_table("source", manifest["sources"], ("available", "repeat_time", "duplicates_removed",
+                                                *_decontam_columns(manifest["sources"]))),
         "",
         "## Dropped, by stage and reason",
         "",
@@ -88,6 +89,13 @@ def summary(manifest: dict) -> str:
         else:
             lines.append(f"- **{stage}**: nothing")
     return "\n".join(lines) + "\n"
+
+
+def _decontam_columns(sources: dict) -> tuple[str, ...]:
+    """The decontamination stage's removals per source, when it ran."""
+    if any("near_duplicates_removed" in s for s in sources.values()):
+        return ("near_duplicates_removed", "contamination_removed")
+    return ()
 
 
 def _flatten(counters: dict, prefix: str = "") -> dict[str, int]:

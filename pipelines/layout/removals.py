@@ -50,15 +50,15 @@ def write_removals(storage: Storage, table_path: str, rows: pa.Table, content: s
     return path
 
 
-def read_removals(storage: Storage, table_path: str, content: str) -> pa.Table | None:
-    """The removals of the task table at ``table_path`` whose content fingerprint is ``content``; None
-    when the stage did not run. A file computed from other content is an error naming both files."""
+def read_removals(storage: Storage, table_path: str, content: str | None = None) -> pa.Table | None:
+    """The removals of the task table at ``table_path`` whose content fingerprint is ``content`` (None: not
+    checked); None when the stage did not run. A file computed from other content is an error naming both files."""
     path = removals_path(storage, table_path)
     if not storage.exists(path):
         return None
     table = pq.read_table(path, filesystem=storage.fs)
     written = (table.schema.metadata or {}).get(CONTENT_KEY, b"").decode()
-    if written != content:
+    if content is not None and written != content:
         raise ValueError(f"{path} lists removals for another version of {table_path} (the task table was "
                          "rewritten since): rerun the decontamination stage, or delete the file")
     return table
