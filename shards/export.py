@@ -120,6 +120,9 @@ class ExportShards(Stage):
             base_id = record["id"].rsplit("-r", 1)[0] if meta["repeat"] else record["id"]
             paths = []
             for image in meta["images"]:
+                if image["member"] not in members:
+                    raise ValueError(f"{shards.uri(shards.path(unit.name))}: sample {key} names image member "
+                                     f"{image['member']!r}, which is not in the shard (run vlmix verify)")
                 data = members[image["member"]]
                 relative = posixpath.join(source, f"{base_id}.{image['member']}")
                 target = out.path("images", relative)
