@@ -243,6 +243,18 @@ def mix_settings(config: Config):
                        weights={source.name: source.weight for source in config.sources if source.weight != 1.0})
 
 
+def decontam_stage(config: Config) -> dict[str, Any]:
+    """Near-duplicates across every task table and contamination by the evaluation sets: per task table,
+    the samples the mix leaves out (``<root>/decontam``); the sources' order breaks ties of the keep rule."""
+    from decontam import run_decontam
+    from pipelines.runtime import ensure_ray
+
+    if config.decontaminate is None:
+        raise ValueError("decontaminate: the config has no `decontaminate` section")
+    ensure_ray(config.ray.address, config.ray.num_cpus)  # the stage's passes run as Ray tasks
+    return run_decontam(config.storage.open(), config.decontaminate, order=[s.name for s in config.sources])
+
+
 def mix_stage(config: Config) -> dict[str, Any]:
     """Draw the mixture, write the shards and manifest, verify them; return the manifest's summary."""
     from flows.registry import stage_drops

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from decontam.settings import DecontamSettings
 from download.settings import Download
 from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskStyle
@@ -161,6 +162,9 @@ class Config(ConfigModel):
     task_samples: TaskSampleOptions = Field(
         default_factory=TaskSampleOptions, description="the task stage: objects per sample, records per unit")
     ocr_tasks: OcrTaskStyle = Field(default_factory=OcrTaskStyle, description="OCR corpus -> conversations")
+    decontaminate: DecontamSettings | None = Field(
+        None, description="near-duplicate images across sources and evaluation sets kept out, before the mix "
+        "(decontam/README.md); None: the stage does not run")
     mixture: Mixture = Field(default_factory=Mixture)
     shards: Shards = Field(default_factory=Shards)
     train: TrainStage | None = Field(None, description="train from the shards at the end of the flow")

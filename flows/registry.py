@@ -108,6 +108,11 @@ def _mixture_table(summary: dict[str, Any]) -> Table:
     return "mixture-shares", rows, f"shards in {summary['directory']}"
 
 
+def _decontam_table(summary: dict[str, Any]) -> Table:
+    rows = [{"dataset": name, **reasons} for name, reasons in summary["removed"].items()]
+    return "decontamination", rows, f"samples removed per task-table dataset; evidence in {summary['audit']}"
+
+
 def _training_table(summary: dict[str, Any]) -> Table:
     return "training", [summary], "first and last loss of the run"
 
@@ -134,9 +139,14 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("tasks", assemble.build_tasks_stage,
           "Task-sample tables (captioning, detection, translated variants) for every source.",
           depends_on=("download", "translate"), retries=1, retry_delay_seconds=5),
+    Stage("decontam", assemble.decontam_stage,
+          "Near-duplicate images across sources, and evaluation sets' images and texts, out of the mixture.",
+          depends_on=("pdf", "ocr", "tasks"), enabled=lambda config: config.decontaminate is not None,
+          enabled_when="the config has a `decontaminate` section", retries=1, retry_delay_seconds=5,
+          artifact=_decontam_table),
     Stage("mix", assemble.mix_stage,
           "Draw the mixture to the task shares, write and verify the shards and manifest.",
-          depends_on=("pdf", "ocr", "tasks"), retries=1, retry_delay_seconds=5, artifact=_mixture_table),
+          depends_on=("pdf", "ocr", "tasks", "decontam"), retries=1, retry_delay_seconds=5, artifact=_mixture_table),
     Stage("train", assemble.train_stage,
           "Train the configured model for the configured steps from the shards (the config's `train`).",
           depends_on=("mix",), enabled=lambda config: config.train is not None,
