@@ -95,7 +95,7 @@ def energon_main(argv: list[str] | None = None) -> int:
         "sample loader that keeps every turn and image) into each shard directory; optionally a metadataset "
         "blending them by weight.",
     )
-    parser.add_argument("shard_dirs", nargs="+", metavar="shard_dir", help="a shard directory (a local folder)")
+    parser.add_argument("shard_dirs", nargs="+", metavar="shard_dir", help="a shard directory: a local folder or s3://bucket/... (endpoint and credentials from the environment)")
     parser.add_argument(
         "--val-shards", type=int, default=0, help="the last N shards form the 'val' split (default: none)"
     )

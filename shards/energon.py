@@ -19,13 +19,13 @@ Nothing is asked interactively and no field map is needed: ``energon info DIR`` 
 ``blend_metadataset(path, {shard_dir: weight})`` writes an Energon metadataset (``__module__:
 megatron.energon, __class__: MetadatasetV2``) blending several prepared vlmix mixtures by weight.
 
-Energon indexes local folders here; a mixture on object storage is prepared where it is mounted
-(its MSC paths are Energon's own business).
+A mixture on S3 (``s3://bucket/run/shards``) is prepared in place: Energon reads it as
+``msc://_s3-bucket/run/shards`` (:func:`energon_path`), the endpoint and credentials coming from the
+environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...); pass that path to its loaders.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -39,16 +39,29 @@ SUBFLAVOR = {"vlmix": "conversation"}
 META = ".nv-meta"
 
 
-def export_energon(shard_dir: str | Path, val_shards: int = 0, workers: int = 2) -> Path:
-    """Write ``.nv-meta/`` into ``shard_dir`` (a local folder); returns the ``dataset.yaml`` path."""
-    if "://" in str(shard_dir):
-        raise ValueError(f"{shard_dir}: export-energon indexes a local shard folder (mount object storage first)")
-    directory = Path(shard_dir).resolve()
-    names = [entry["name"] for entry in read_manifest(directory)["shards"]]
+def energon_path(shard_dir: str | Path) -> str:
+    """The path Energon opens for a shard directory: a local folder as it is, ``s3://bucket/key`` as
+    ``msc://_s3-bucket/key`` (the Multi-Storage Client's implicit S3 profile: endpoint and credentials
+    from the environment, ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...)."""
+    text = str(shard_dir)
+    if "://" not in text:
+        return str(Path(text).resolve())
+    protocol, _, rest = text.partition("://")
+    bucket, _, key = rest.partition("/")
+    if protocol != "s3" or not bucket:
+        raise ValueError(f"{text}: export-energon reads a local folder or s3://bucket/..., not {protocol}://")
+    return f"msc://_s3-{bucket}/{key.strip('/')}"
+
+
+def export_energon(shard_dir: str | Path, val_shards: int = 0, workers: int = 2) -> str:
+    """Write ``.nv-meta/`` into ``shard_dir`` (a local folder or ``s3://...``); returns the ``dataset.yaml`` path."""
+    names = [entry["name"] for entry in read_manifest(str(shard_dir))["shards"]]
     if not 0 <= val_shards < len(names):
         raise ValueError(f"val_shards must be between 0 and {len(names) - 1} (the mixture has {len(names)} shards), "
                          f"got {val_shards}")
     webdataset = require("megatron.energon.flavors.webdataset", "energon")
+    epath = require("megatron.energon.epathlib", "energon").EPath
+    directory = epath(energon_path(shard_dir))
     train, val = names[: len(names) - val_shards], names[len(names) - val_shards :]
     splits = [("train", _exactly(train))] + ([("val", _exactly(val))] if val else [])
     webdataset.BaseWebdatasetFactory.prepare_dataset(
@@ -63,7 +76,7 @@ def export_energon(shard_dir: str | Path, val_shards: int = 0, workers: int = 2)
     crude = {"__module__": "megatron.energon", "__class__": "CrudeWebdataset", "subflavors": dict(SUBFLAVOR)}
     _write_text(meta / "crude.yaml", "# vlmix shards as crude samples: cook with shards.energon_sample.cook_conversation\n"
                 + yaml.safe_dump(crude, sort_keys=False))
-    return meta / "dataset.yaml"
+    return str(meta / "dataset.yaml")
 
 
 _SAMPLE_LOADER = """\
@@ -86,7 +99,9 @@ def blend_metadataset(path: str | Path, weights: dict[str, float], split_part: s
         blend.append({"weight": weight, "path": os.path.relpath(folder, path.parent)})
     meta = {"__module__": "megatron.energon", "__class__": "MetadatasetV2",
             "splits": {split_part: {"blend": blend}}}
-    _write_text(path, yaml.safe_dump(meta, sort_keys=False))
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    os.replace(temporary, path)
     return path
 
 
@@ -95,12 +110,13 @@ def _exactly(names: list[str]) -> str:
     return "^(?:" + "|".join(re.escape(name) for name in names) + ")$"
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+def _write_text(path, text: str) -> None:
+    """Write a small file whole: under a temporary name on local disk, one PUT on object storage."""
+    if not path.is_local():
+        with path.open("w") as f:
+            f.write(text)
+        return
+    local = path.local_path()
+    temporary = local.with_name(f".{local.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def dataset_info(shard_dir: str | Path) -> dict:
-    """``.nv-meta/.info.json`` of a prepared folder: samples per shard."""
-    return json.loads((Path(shard_dir) / META / ".info.json").read_text(encoding="utf-8"))
+    os.replace(temporary, local)

@@ -102,3 +102,31 @@ def test_a_missing_image_member_is_an_error_naming_it():
         load_fields(raw)
     with pytest.raises(ValueError, match=r"pairs-0001.*'1\.png' is missing"):
         cook_conversation(raw)
+
+
+def test_a_mixture_on_s3_is_prepared_in_place_and_loads(prepared, monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    from shards.energon import energon_path
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+                            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(name, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("energon-bucket")
+        shards, manifest = prepared
+        for entry in [*manifest["shards"], {"name": "manifest.json"}]:  # the mixture as the writer leaves it
+            fs.put(str(shards / entry["name"]), f"energon-bucket/run/shards/{entry['name']}")
+        assert energon_main(["s3://energon-bucket/run/shards/", "--workers", "1"]) == 0
+        assert fs.exists("energon-bucket/run/shards/.nv-meta/dataset.yaml")
+        path = energon_path("s3://energon-bucket/run/shards")
+        samples = _load(path, "train")
+        assert sorted(s.__key__ for s in samples) == sorted(s.__key__ for s in _load(shards, "train") + _load(shards, "val"))
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        server.stop()
