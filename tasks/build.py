@@ -135,9 +135,9 @@ def build_unit(source, unit: Unit, ctx) -> tuple[int, dict]:
 
 def unit_texts(source, unit: Unit, ctx) -> list[tuple]:
     """``(key, field, text)`` of every English text of one unit: what the translation stage translates,
-    named by the fields (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``, ``turns.<t>.<p>``) the
-    builder reads back. No image is read: a record whose image later proves missing or undecodable has
-    its texts translated all the same (and is counted out by the build)."""
+    named by the fields (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``, ``conversations``: a whole
+    conversation as JSON turns) the builder reads back. No image is read: a record whose image later
+    proves missing or undecodable has its texts translated all the same (and is counted out by the build)."""
     storage, settings = ctx.storage(), ctx.settings
     images = NoPictures()  # the texts are all this pass needs: no image is read
     rows = []

@@ -5,8 +5,10 @@ alternating ``human``/``gpt`` turns, ``image`` a path, a list of paths, or absen
 record) are kept whole: every turn, every image, in order. A single image without a placeholder gets
 ``<image>\\n`` in front of the first turn, as InternVL's loader does; a placeholder count that does
 not match the images is counted out (``image_placeholder_mismatch``). Each record becomes a
-:class:`~tasks.draft.Draft` whose texts are the natural-language pieces of its turns
-(:mod:`tasks.markup`), so a translated variant changes the words and nothing else.
+:class:`~tasks.draft.Draft` with one text, ``conversations``: its turns as JSON, which the
+translation stage translates whole (every turn; code, formulas, URLs, markup and numbers kept; one
+verdict per sample). A translated variant is the conversation that came back, once it has the
+source's speakers, turns and markup (:func:`tasks.markup.conversation_change`).
 
 (The OCR stage's conversations are joined with their raw images by :mod:`pipelines.layout.conversations`.)
 """
@@ -19,7 +21,6 @@ import re
 import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 
 from pipelines.layout.images import UnitImages
 from pipelines.layout.raw import OTHER_IMAGE_EXTENSIONS
@@ -27,7 +28,7 @@ from pipelines.layout.task_table import IMAGE_FORMATS, PLACEHOLDER, ImageRef, Pi
 from pipelines.storage import Storage
 from tasks.draft import Draft
 from tasks.local import local_image
-from tasks.markup import join_turn, split_turn
+from tasks.markup import CONVERSATIONS
 
 _IMAGE_MEMBER = re.compile(r"^(?:(\d+)\.)?([a-z0-9]+)$")
 
@@ -53,22 +54,15 @@ def normalised_turns(turns, images: int, drops: Counter) -> list[dict[str, str]]
     return turns
 
 
-def render_conversation(skeletons: list[tuple[str, list]], texts: dict[str, str], language, prompts, identity):
-    """The turns again, each piece replaced by ``texts["turns.<t>.<p>"]`` (prompts play no part)."""
-    turns = []
-    for t, (speaker, skeleton) in enumerate(skeletons):
-        count = sum(isinstance(part, int) for part in skeleton)
-        turns.append({"from": speaker, "value": join_turn(skeleton, [texts[f"turns.{t}.{p}"] for p in range(count)])})
-    return turns
+def render_conversation(texts: dict[str, str], language, prompts, identity) -> list[dict[str, str]]:
+    """The turns of ``texts["conversations"]`` (JSON), as they are (prompts play no part)."""
+    return [{"from": turn["from"], "value": turn["value"]} for turn in json.loads(texts[CONVERSATIONS])]
 
 
 def conversation_draft(key: str, turns: list[dict], pictures: list[Picture], language: str, url: str = "") -> Draft:
-    skeletons, texts = [], {}
-    for t, turn in enumerate(turns):
-        skeleton, pieces = split_turn(turn["value"])
-        skeletons.append((turn["from"], skeleton))
-        texts.update({f"turns.{t}.{p}": piece for p, piece in enumerate(pieces)})
-    return Draft(key, pictures, texts, partial(render_conversation, skeletons), url, language)
+    """The sample's conversation as one text, translated whole (:mod:`tasks.translated`)."""
+    texts = {CONVERSATIONS: json.dumps(turns, ensure_ascii=False)}
+    return Draft(key, pictures, texts, render_conversation, url, language)
 
 
 def _language(turns: list[dict], language: str, detect: Callable[[str], str] | None) -> str:

@@ -7,8 +7,8 @@ any task whose texts a builder names, and the translated text lands exactly wher
 
 Text fields (the names the translation stage's rows carry in ``field``):
 ``caption``; ``objects.<i>.name`` (the i-th object of a detection record); ``ref_exps.<i>`` (the
-i-th referring expression of a GRIT record); ``turns.<t>.<p>`` (the p-th natural-language piece of
-turn t of a conversation, :mod:`tasks.markup`).
+i-th referring expression of a GRIT record); ``conversations`` (a whole conversation, its turns as
+JSON, translated whole: :mod:`tasks.conversations`).
 """
 
 from __future__ import annotations

@@ -1,80 +1,53 @@
-"""Translating conversations without touching their markup.
+"""What a translated conversation must keep of its source: its speakers, its turns and their markup.
 
-A turn of an InternVL conversation mixes natural language with markup the model must learn byte
-for byte: ``<image>``, ``<ref>…</ref>``, ``<box>[[x1, y1, x2, y2]]</box>``, ``<quad>…</quad>``.
-:func:`split_turn` cuts a turn into *pieces*: the natural-language runs between markup tokens and
-inside ``<ref>…</ref>`` (what is translated, one request each), and the *skeleton* around them
-(markup, coordinates, the whitespace at the pieces' edges, runs with no letter at all), which is
-kept as it is. :func:`join_turn` puts translated pieces back into the skeleton.
+A conversation goes to the translation stage whole, as JSON (``conversations``), and comes back
+whole or flagged (the stage protects code, formulas, URLs, InternVL markup and numbers, and judges
+the sample once). Before a translated variant is built from the conversation that came back, the
+task builder checks what the training data relies on, whoever produced the translation:
 
-A translated piece must not bring markup of its own and must keep the source's numbers (a count,
-a year, a value read off a chart): otherwise it is refused as ``markup_changed``.
+- ``turns_changed``: it is not a JSON list of ``{from, value}`` strings, or its turns or speakers
+  differ from the source's (a turn lost, added or moved);
+- ``markup_changed``: a turn's InternVL markup (``<image>``, ``<ref>…</ref>``,
+  ``<box>[[…]]</box>``, ``<quad>…</quad>``) differs from the source turn's, as a multiset (a
+  translation may move a grounded phrase where the target language puts it; an ``<image>`` stays
+  with its turn).
 
->>> skeleton, pieces = split_turn("Where is <ref>the red car</ref>? It is <box>[[10, 20, 30, 40]]</box>.")
->>> pieces
-['Where is', 'the red car', '? It is']
->>> join_turn(skeleton, ["在哪里", "红色的车", "？它在"])
-'在哪里 <ref>红色的车</ref>？它在 <box>[[10, 20, 30, 40]]</box>.'
+>>> source = json.dumps([{"from": "human", "value": "<image>\\nWhere is <ref>the car</ref>?"}])
+>>> conversation_change(source, json.dumps([{"from": "human", "value": "<image>\\n<ref>车</ref>在哪里？"}]))
+>>> conversation_change(source, json.dumps([{"from": "human", "value": "车在哪里？"}]))
+'markup_changed'
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import regex
 
+CONVERSATIONS = "conversations"  # the draft's text of a whole conversation, as JSON
 MARKUP = regex.compile(r"<image>|<box>.*?</box>|<quad>.*?</quad>|</?ref>", regex.S)
-_ANY_MARKUP = regex.compile(r"</?(?:image|box|quad|ref|img)>")
-_LETTER = regex.compile(r"\p{L}")
-_NUMBER = regex.compile(r"\d+(?:[.,]\d+)*")
-_EDGES = regex.compile(r"^(\s*)(.*?)(\s*)$", regex.S)
-
-# A skeleton is a list of str (kept as it is) and int (the index of a translated piece).
-Skeleton = list[str | int]
-
-
-def split_turn(text: str) -> tuple[Skeleton, list[str]]:
-    """(skeleton, pieces) of one turn; ``join_turn(skeleton, pieces) == text``."""
-    skeleton: Skeleton = []
-    pieces: list[str] = []
-    position = 0
-    for match in MARKUP.finditer(text):
-        _add_text(text[position : match.start()], skeleton, pieces)
-        skeleton.append(match.group())
-        position = match.end()
-    _add_text(text[position:], skeleton, pieces)
-    return skeleton, pieces
-
-
-def _add_text(chunk: str, skeleton: Skeleton, pieces: list[str]) -> None:
-    if not chunk:
-        return
-    lead, core, trail = _EDGES.match(chunk).groups()
-    # Punctuation, numbers and whitespace alone stay as they are: nothing to translate there.
-    if not _LETTER.search(core):
-        skeleton.append(chunk)
-        return
-    if lead:
-        skeleton.append(lead)
-    skeleton.append(len(pieces))
-    pieces.append(core)
-    if trail:
-        skeleton.append(trail)
-
-
-def join_turn(skeleton: Skeleton, pieces: list[str]) -> str:
-    return "".join(pieces[part] if isinstance(part, int) else part for part in skeleton)
-
-
-def piece_problem(source: str, translation: str) -> str | None:
-    """``"markup_changed"`` if the translated piece adds markup or loses/changes a number, else None."""
-    if _ANY_MARKUP.search(translation):
-        return "markup_changed"
-    if Counter(_NUMBER.findall(source)) != Counter(_NUMBER.findall(translation)):
-        return "markup_changed"
-    return None
 
 
 def markup_of(text: str) -> list[str]:
-    """The markup tokens of ``text`` in order (what a translated turn must reproduce exactly)."""
+    """The markup tokens of ``text`` in order."""
     return [match.group() for match in MARKUP.finditer(text)]
+
+
+def conversation_change(source: str, translation: str) -> str | None:
+    """``None`` if ``translation`` (JSON turns) keeps the speakers, turns and markup of ``source``,
+    else the reason (``turns_changed``, ``markup_changed``)."""
+    original = json.loads(source)
+    try:
+        turns = json.loads(translation)
+    except json.JSONDecodeError:
+        return "turns_changed"
+    if not isinstance(turns, list) or len(turns) != len(original) or not all(
+        isinstance(turn, dict) and isinstance(turn.get("value"), str) and turn.get("from") == before["from"]
+        for turn, before in zip(turns, original, strict=False)
+    ):
+        return "turns_changed"
+    for turn, before in zip(turns, original, strict=True):
+        if Counter(markup_of(turn["value"])) != Counter(markup_of(before["value"])):
+            return "markup_changed"
+    return None

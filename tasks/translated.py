@@ -5,16 +5,20 @@ settings, :class:`TranslationColumns`): one row per translated text,
 
 - ``key``: the sample key in the source;
 - ``target_language``: language code of the translation;
-- ``field``: which text of the sample (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``,
-  ``turns.<t>.<p>``; :mod:`tasks.draft`);
+- ``field``: which text of the sample (``caption``, ``objects.<i>.name``, ``ref_exps.<i>``, or
+  ``conversations``, a whole conversation as JSON turns; :mod:`tasks.draft`);
 - ``text``: the translation;
-- ``error`` (optional): non-empty when the stage flagged the row (empty output, wrong script, ...).
+- ``error`` (optional): non-empty when the stage flagged the row (empty output, wrong script, a
+  conversation's lost placeholder or changed number, ...).
 
 The stage writes one part per task unit (``part-<unit>.parquet`` per target), and the builder of a
 unit reads only that unit's parts. A variant is made only when every text field of the draft has a
-good translation; otherwise it is counted out (``translation_flagged`` / ``translation_missing``,
-``markup_changed`` when a conversation piece came back with markup or numbers of its own), never
-emitted half-translated.
+good translation; otherwise it is counted out, never emitted half-translated:
+``translation_missing``; ``translation_flagged`` (a caption, name or expression);
+``translation_flagged:<error>`` (a conversation, flagged whole by the stage, with the stage's reason:
+``translation_flagged:number_changed``...); ``translation_turns_changed`` /
+``translation_markup_changed`` (a conversation that came back with other turns, speakers or markup
+than its source's, :func:`tasks.markup.conversation_change`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pydantic import Field
 from pipelines._model import ConfigModel
 from pipelines.storage import Storage
 from tasks.draft import Draft
-from tasks.markup import piece_problem
+from tasks.markup import CONVERSATIONS, conversation_change
 
 TRANSLATE_DIR = "translate"
 
@@ -44,8 +48,8 @@ class TranslationColumns(ConfigModel):
     )
 
 
-# (key, language) -> {field: translated text or None when flagged}
-Translations = dict[tuple[str, str], dict[str, str | None]]
+# (key, language) -> {field: (translated text or None when flagged, the stage's reason or None)}
+Translations = dict[tuple[str, str], dict[str, tuple[str | None, str | None]]]
 
 
 def require_translations(storage: Storage, source: str) -> None:
@@ -77,7 +81,8 @@ def load_unit_translations(storage: Storage, source: str, unit: str, columns: Tr
             strict=True,
         ):
             good = not error and bool(text and text.strip())
-            found.setdefault((str(key), str(language)), {})[str(name)] = text.strip() if good else None
+            found.setdefault((str(key), str(language)), {})[str(name)] = (
+                (text.strip(), None) if good else (None, str(error) if error else "empty_output"))
     return found
 
 
@@ -89,11 +94,14 @@ def translated_texts(draft: Draft, language: str, translations: Translations, dr
         if name not in rows:
             drops["translation_missing"] += 1
             return None
-        if rows[name] is None:
+        text, error = rows[name]
+        if name == CONVERSATIONS:  # translated whole or flagged whole: counted with the stage's reason
+            problem = f"flagged:{error}" if text is None else conversation_change(draft.texts[name], text)
+            if problem:
+                drops[f"translation_{problem}"] += 1
+                return None
+        elif text is None:
             drops["translation_flagged"] += 1
             return None
-        if name.startswith("turns.") and piece_problem(draft.texts[name], rows[name]):
-            drops["markup_changed"] += 1
-            return None
-        texts[name] = rows[name]
+        texts[name] = text
     return texts

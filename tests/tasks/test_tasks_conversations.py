@@ -8,7 +8,6 @@ import json
 import tarfile
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -16,9 +15,9 @@ from flows.config import Source
 from pipelines.layout.raw import read_image
 from pipelines.layout.task_table import ImageRef
 from pipelines.storage import Storage
-from tasks import TaskSettings, build_task_samples, unit_texts
+from tasks import TaskSettings, build_task_samples
 from tasks.markup import markup_of
-from tasks.stage import TaskStageContext, TranslationInputs
+from tests.tasks.conversation_translation import translate_source
 
 
 def image_bytes(fmt: str, size=(48, 32), mode="RGB") -> bytes:
@@ -125,47 +124,39 @@ def test_webdataset_shards_are_read_with_every_image_in_order(tmp_path):
     assert read_image(storage, ImageRef(first["uri"], first["offset"], first["size"])) == members["p0.1.png"]
 
 
-def _translate_parts(root: Path, source: Source, settings: TaskSettings, answer) -> None:
-    """Write the translation stage's output for every unit, answering each piece with ``answer(text)``."""
-    ctx = TaskStageContext(str(root), {}, settings)
-    for unit in TranslationInputs([source]).units(ctx):
-        texts = unit_texts(source, unit, ctx)
-        table = {"key": [t[0] for t in texts], "target_language": ["zh"] * len(texts), "field": [t[1] for t in texts],
-                 "text": [answer(t[2]) for t in texts], "error": [None] * len(texts)}
-        folder = root / "translate" / source.name / "zh"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(table), folder / f"part-{unit.name}.parquet")
-
-
 def test_translation_keeps_markup_byte_for_byte_and_flags_answers_that_break_it(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     (images / "a.jpg").write_bytes(image_bytes("JPEG"))
-    broken_grounding = {**GROUNDING, "id": "g2", "conversations": [
-        GROUNDING["conversations"][0], {"from": "gpt", "value": "<ref>A bus</ref><box>[[1, 2, 3, 4]]</box> near 7 cones."}]}
+
+    def grounding(key: str, answer: str) -> dict:
+        return {**GROUNDING, "id": key, "conversations": [GROUNDING["conversations"][0], {"from": "gpt", "value": answer}]}
+
     source = Source(name="grounding", kind="internvl_jsonl", task="detection", language="en", translate_to=["zh"],
-                    locations=[str(write_jsonl(tmp_path, [GROUNDING, OCR_READ, broken_grounding]))],
+                    locations=[str(write_jsonl(tmp_path, [
+                        GROUNDING, OCR_READ, grounding("g2", "<ref>A bus</ref><box>[[1, 2, 3, 4]]</box> near 7 cones."),
+                        grounding("g3", "<ref>A truck</ref><box>[[5, 6, 7, 8]]</box> by 9 cones.")]))],
                     image_root=str(images))
-    settings = TaskSettings()
-    ctx = TaskStageContext(str(tmp_path), {}, settings)
-    (unit,) = TranslationInputs([source]).units(ctx)
-    pieces = sorted({t[2] for t in unit_texts(source, unit, ctx)})
+    # Each request is a sentence whole, markup as numbered placeholders the answer may move.
+    memory = {"Where is {{1}}the red car{{2}} parked?": "{{1}}红色的车{{2}}停在哪里？",
+              "{{1}}The red car{{2}} is beside 2 trees.": "{{1}}红色的车{{2}}在2棵树旁边。",
+              "Read the sign.": "读出标志。", "{{1}}Open 24 hours": "{{1}}24小时营业",
+              "{{1}}A bus{{2}} near 7 cones.": "{{1}}一辆公交车{{2}}在八个锥桶旁。",  # loses the number
+              "{{1}}A truck{{2}} by 9 cones.": "{{1}}<ref>一辆卡车</ref>{{2}}在9个锥桶旁。"}  # brings markup of its own
+    asked = translate_source(tmp_path, source, lambda text: memory[text])
     # Only words are sent: no markup, no coordinates.
-    assert pieces == ["A bus", "Open 24 hours", "Read the sign.", "The red car", "Where is", "is beside 2 trees.",
-                      "near 7 cones.", "parked?", "the red car"]
-    memory = {"Where is": "在哪里", "the red car": "红色的车", "parked?": "停着？", "The red car": "红色的车",
-              "is beside 2 trees.": "在2棵树旁边。", "Read the sign.": "读出标志。", "Open 24 hours": "24小时营业",
-              "A bus": "<ref>一辆公交车</ref>",  # brings markup of its own
-              "near 7 cones.": "在八个锥桶旁。"}  # loses the number
-    _translate_parts(tmp_path, source, settings, memory.get)
-    result = build_task_samples(source, str(tmp_path), settings)
-    assert result.drops == {"invalid_json": 1, "markup_changed": 1}
+    assert sorted(asked) == sorted(memory)
+    result = build_task_samples(source, str(tmp_path), TaskSettings())
+    assert result.drops == {"invalid_json": 1, "translation_flagged:number_changed": 1,
+                            "translation_flagged:markup_changed": 1}
     english = {row["key"]: row for row in rows(tmp_path, "grounding")}
     chinese = {row["key"]: row for row in rows(tmp_path, "grounding-zh")}
-    assert sorted(english) == ["g1", "g2", "o1"] and sorted(chinese) == ["g1", "o1"]
+    assert sorted(english) == ["g1", "g2", "g3", "o1"] and sorted(chinese) == ["g1", "o1"]
     for key in ("g1", "o1"):
         for original, translated in zip(english[key]["conversations"], chinese[key]["conversations"], strict=True):
-            assert markup_of(translated["value"]) == markup_of(original["value"])
-    assert chinese["g1"]["conversations"][1]["value"] == "<ref>红色的车</ref><box>[[10, 20, 300, 400]]</box> 在2棵树旁边。"
+            assert translated["from"] == original["from"]
+            assert sorted(markup_of(translated["value"])) == sorted(markup_of(original["value"]))
+    assert chinese["g1"]["conversations"][0]["value"] == "<image>\n<ref>红色的车</ref>停在哪里？"
+    assert chinese["g1"]["conversations"][1]["value"] == "<ref>红色的车</ref><box>[[10, 20, 300, 400]]</box>在2棵树旁边。"
     assert chinese["o1"]["conversations"][1]["value"] == "<quad>(1,2),(30,2),(30,9),(1,9)</quad>24小时营业"
     assert chinese["g1"]["original_text"] == GROUNDING["conversations"][1]["value"]
