@@ -36,7 +36,7 @@ from tasks.build import TaskSampleOptions
 from tasks.kinds import kind_names, kind_of
 from trainer.settings import Preset, Recipe, TrainSettings
 from translate.keys import check_api_key_env
-from translate.settings import TranslateSettings
+from translate.settings import ClientSettings, TranslateSettings
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -68,20 +68,14 @@ class TaskSpec(ConfigModel):
         return value
 
 
-class Translation(ConfigModel):
+class Translation(ClientSettings):
+    """What to translate into, where the model is, and the stage's settings; how the client talks to
+    the endpoints is the translation package's own model (:class:`translate.settings.ClientSettings`)."""
+
     targets: list[str] = Field(default_factory=list, description="language codes to translate into")
     endpoints: list[str] = Field(
         default_factory=list,
         description="OpenAI-compatible base URLs (vLLM); empty = vlmix starts vLLM servers itself",
-    )
-    model: str | None = Field(None, description="model name or local path served by vLLM")
-    concurrency: int = Field(16, ge=1, description="requests in flight per endpoint")
-    timeout_s: float = Field(60.0, gt=0, description="seconds per request")
-    max_retries: int = Field(5, ge=0)
-    temperature: float = Field(0.0, ge=0)
-    api_key_env: str | dict[str, str] | None = Field(
-        None, description="the environment variable holding the endpoints' API key (sent as a bearer token), "
-        "or endpoint URL -> variable where they differ; read where requests are sent, never stored",
     )
     stage: TranslateSettings = Field(
         default_factory=TranslateSettings, description="token budgets, validation, cache, vLLM servers"

@@ -19,7 +19,7 @@ import logging
 
 from flows.config import Config, Source
 from pipelines.storage import Storage
-from translate.client import ChatClient
+from translate.client import ChatClient, client_options
 from translate.launch import launched_servers
 from translate.settings import TranslateSettings
 from translate.table import TRANSLATE_DIR
@@ -156,10 +156,8 @@ def _translate_on_workers(config, settings, storage, endpoints, plan, text_colum
 
     t = config.translation
     workers = max(1, min(settings.workers, t.concurrency))
-    client = {"model": t.model, "concurrency": max(1, t.concurrency // workers), "timeout_s": t.timeout_s,
-              "max_retries": t.max_retries, "temperature": t.temperature,
-              "retry_backoff_s": settings.retry_backoff_s, "max_backoff_s": settings.max_backoff_s,
-              "api_key_env": t.api_key_env, "api_key": api_key}  # each worker reads api_key_env's variable itself
+    # Each worker reads api_key_env's variable itself: no key travels in the context.
+    client = client_options(t, settings, concurrency=max(1, t.concurrency // workers), api_key=api_key)
     ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages), tuple(endpoints),
                            client, tuple(text_columns) if text_columns else None)
     stage = TranslationParts(plan, settings.model_copy(update={"workers": workers}))
@@ -189,18 +187,7 @@ def _reports(storage, plan, report) -> dict[str, dict[str, TargetReport]]:
 
 async def _translate(config, settings, storage, endpoints, plan, text_columns, concurrency=None, api_key=None):
     t = config.translation
-    client = ChatClient(
-        endpoints,
-        model=t.model,
-        concurrency=concurrency or t.concurrency,
-        timeout_s=t.timeout_s,
-        max_retries=t.max_retries,
-        temperature=t.temperature,
-        retry_backoff_s=settings.retry_backoff_s,
-        max_backoff_s=settings.max_backoff_s,
-        api_key_env=t.api_key_env,
-        api_key=api_key,
-    )
+    client = ChatClient(endpoints, **client_options(t, settings, concurrency=concurrency, api_key=api_key))
     reports = {}
     async with client:
         translator = Translator(storage, client, config.languages, settings)

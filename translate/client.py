@@ -233,3 +233,16 @@ def _reply(body: dict) -> Reply:
         prompt_tokens=usage.get("prompt_tokens"),
         completion_tokens=usage.get("completion_tokens"),
     )
+
+
+def client_options(client, stage, *, concurrency: int | None = None, api_key: str | None = None) -> dict:
+    """``ChatClient(endpoints, **client_options(...))``: the one place the client's settings
+    (:class:`~translate.settings.ClientSettings`) and the stage's retry timing are put together;
+    ``concurrency`` overrides the per-endpoint requests (a share of them per worker), ``api_key`` is
+    the key of the servers vlmix started (configured endpoints' keys are read from ``api_key_env``)."""
+    return {**client.model_dump(include=_CLIENT_FIELDS),
+            "concurrency": concurrency or client.concurrency,
+            "retry_backoff_s": stage.retry_backoff_s, "max_backoff_s": stage.max_backoff_s, "api_key": api_key}
+
+
+_CLIENT_FIELDS = {"model", "concurrency", "timeout_s", "max_retries", "temperature", "api_key_env"}

@@ -32,6 +32,20 @@ PROMPT_OVERHEAD_TOKENS = 256
 CHARS_PER_PROMPT_TOKEN = 2.0
 
 
+class ClientSettings(ConfigModel):
+    """How the chat client talks to the endpoints: what a mixture config sets under ``translation``."""
+
+    model: str | None = Field(None, description="model name or local path served by vLLM; None: the endpoint's first")
+    concurrency: int = Field(16, ge=1, description="requests in flight per endpoint")
+    timeout_s: float = Field(60.0, gt=0, description="seconds per request")
+    max_retries: int = Field(5, ge=0)
+    temperature: float = Field(0.0, ge=0)
+    api_key_env: str | dict[str, str] | None = Field(
+        None, description="the environment variable holding the endpoints' API key (sent as a bearer token), "
+        "or endpoint URL -> variable where they differ; read where requests are sent, never stored",
+    )
+
+
 class ValidationSettings(ConfigModel):
     """When a model's answer is not accepted as a translation (the row is kept, flagged with the reason)."""
 
