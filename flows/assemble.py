@@ -146,6 +146,7 @@ def translate_stage(config: Config) -> dict[str, Any]:
     from tasks.stage import TranslationInputs
 
     storage = config.storage.open()
+    _demo_files(config)
     chosen = [s for s in task_sources(config) if source_targets(config, s)]
     if not chosen:
         return {}
@@ -173,6 +174,14 @@ def translate_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
 
     return {f"{source}/{target}": PartStats.from_json(stats).flagged
             for source, by_target in summary.items() for target, stats in by_target.items()}
+
+
+def _demo_files(config: Config) -> None:
+    """The fine-tuning demo's sources are local files: written (once) before a stage reads them."""
+    if config.demo is not None and config.demo.finetune:
+        from flows.demo.finetune import generate_finetune
+
+        generate_finetune(config.demo.directory, config.seed, config.demo.scale)
 
 
 def task_sources(config: Config) -> list[Source]:
@@ -203,6 +212,7 @@ def build_tasks_stage(config: Config) -> dict[str, Any]:
     from tasks.stage import TaskTables
 
     ensure_ray(config.ray.address, config.ray.num_cpus)
+    _demo_files(config)
     sources = task_sources(config)
     report = execute(TaskTables(sources), task_context(config))
     summary = {}

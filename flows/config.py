@@ -137,6 +137,10 @@ class DemoConfig(ConfigModel):
     directory: str = Field(description="where generated demo images and URL lists go")
     bad_url_share: float = Field(0.06, ge=0, lt=1, description="fraction of URLs that are broken on purpose")
     scale: float = Field(1.0, gt=0, description="multiplies the number of generated samples")
+    finetune: bool = Field(
+        False, description="also generate the fine-tuning demo's sources under directory/finetune "
+        "(configs/demo-finetune.yaml; flows/demo/finetune.py)"
+    )
 
 
 class Config(ConfigModel):

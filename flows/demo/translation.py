@@ -19,6 +19,7 @@ def prepare_demo_translation(config, storage: Storage, sources: list) -> None:
     """
     from pathlib import Path
 
+    from flows.demo.finetune import finetune_translations
     from flows.demo.generate import reference_translations
     from flows.translation import source_targets
     from translate.cache import CachedAnswer, TranslationCache, text_hash
@@ -34,7 +35,8 @@ def prepare_demo_translation(config, storage: Storage, sources: list) -> None:
     cache_root = config.translation.stage.cache_root or storage.path("translate", "_cache")
     cache = TranslationCache(storage, cache_root, model, PROMPT_VERSION)
     for target in sorted({t for s in sources for t in source_targets(config, s)}):
-        memory = reference_translations(config.demo.directory, target)
+        memory = {**reference_translations(config.demo.directory, target),
+                  **finetune_translations(config.demo.directory, target)}
         hashes = {text_hash(text): text for text in memory}
         known = cache.lookup(target, list(hashes))
         entries = [(h, text, CachedAnswer(memory[text], "stop")) for h, text in hashes.items() if h not in known]
