@@ -32,3 +32,15 @@ def test_the_finetune_demo_runs_every_shape_into_stage2(tmp_path, local_ray):
     assert checked.ok and checked.shapes == {"single_image": 11, "multi_image": 8, "text_only": 7, "multi_turn": 6}
     trained = train_stage(config)
     assert trained["steps"] == 1 and trained["first_loss"] > 0
+
+
+def test_the_translation_memory_answers_every_request_of_the_conversation_set(tmp_path):
+    from flows.demo.finetune import finetune_translations, generate_finetune
+    from translate.conversation import ConversationPlan
+
+    root = generate_finetune(tmp_path, scale=0.25)
+    memory = finetune_translations(tmp_path, "zh")
+    requests = [text for line in (root / "chat" / "chat.jsonl").read_text().splitlines()
+                for text in ConversationPlan.parse(json.dumps(json.loads(line)["conversations"]), 512).texts]
+    assert requests and [text for text in requests if text not in memory] == []
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in memory[text]) for text in requests)
