@@ -62,7 +62,10 @@ def require_translations(storage: Storage, source: str) -> None:
 
 
 def load_unit_translations(storage: Storage, source: str, unit: str, columns: TranslationColumns) -> Translations:
-    """The translation rows of one unit of ``source`` (every target), indexed by sample key and language."""
+    """The translation rows of one unit of ``source`` (every target), indexed by sample key and language.
+
+    Rows of conversation pieces (``turns.<t>.<p>``, as vlmix cut conversations before they were
+    translated whole) fail the unit, naming the part: the builder no longer reads them."""
     # The translation stage writes <source>/<target>/part-<unit>.parquet (its inputs sit in <source>/_input/).
     paths = storage.glob(storage.path(TRANSLATE_DIR, source, "*", f"part-{unit}.parquet"))
     wanted = [columns.key, columns.target_language, columns.field, columns.text]
@@ -71,6 +74,13 @@ def load_unit_translations(storage: Storage, source: str, unit: str, columns: Tr
     found: Translations = {}
     for path in paths:
         table = pq.read_table(path, columns=wanted, filesystem=storage.fs).to_pydict()
+        if any(str(name).startswith("turns.") for name in table[columns.field]):
+            raise ValueError(
+                f"{path}: rows of field turns.<t>.<p> are conversation pieces as vlmix cut them before "
+                "conversations were translated whole (field 'conversations'); remove "
+                f"{storage.path(TRANSLATE_DIR, source)} (its _input and every target) and run the "
+                "translation stage again"
+            )
         errors = table[columns.error] if columns.error else [None] * len(table[columns.key])
         for key, language, name, text, error in zip(
             table[columns.key],

@@ -139,3 +139,17 @@ def test_published_conversation_presets_are_translated_whole(tmp_path, preset):
     if preset == "llava_150k":
         assert chinese["text-only"]["conversations"][1]["value"] == "```python\nprint(1)\n```"  # code kept whole
         assert chinese["000000052846"]["conversations"][1]["value"] == "词 词 词 词 词 词; 词 词 词 10:30."
+
+
+def test_translations_cut_into_pieces_by_an_earlier_vlmix_fail_the_build_naming_the_part(tmp_path):
+    source = chat_source(tmp_path, [{"id": "good", "image": "a.jpg", "conversations": NUMBER}])
+    ctx = TaskStageContext(str(tmp_path), {}, TaskSettings())
+    (unit,) = TranslationInputs([source]).units(ctx)
+    part = tmp_path / "translate" / "chat" / "zh" / f"part-{unit.name}.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"key": ["good", "good"], "target_language": ["zh", "zh"],
+                             "field": ["turns.0.0", "turns.1.0"], "text": ["有几个苹果？", "有5个苹果。"],
+                             "error": [None, None]}), part)
+    with pytest.raises(ValueError, match=rf"{part}: rows of field turns.* remove {tmp_path / 'translate' / 'chat'}"):
+        build_task_samples(source, str(tmp_path), TaskSettings())
+    assert not (tmp_path / "tasks" / "chat-zh").exists()  # nothing half-done written
