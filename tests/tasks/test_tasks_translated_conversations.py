@@ -7,7 +7,9 @@ translated turn below is worked out by hand.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -153,3 +155,18 @@ def test_translations_cut_into_pieces_by_an_earlier_vlmix_fail_the_build_naming_
     with pytest.raises(ValueError, match=rf"{part}: rows of field turns.* remove {tmp_path / 'translate' / 'chat'}"):
         build_task_samples(source, str(tmp_path), TaskSettings())
     assert not (tmp_path / "tasks" / "chat-zh").exists()  # nothing half-done written
+
+
+def test_webdataset_conversations_are_translated_whole(tmp_path):
+    shard = tmp_path / "chat-000000.tar"
+    members = {"s0.jpg": image_bytes("JPEG"), "s0.json": json.dumps({"conversations": CHAT}).encode()}
+    with tarfile.open(shard, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    source = Source(name="chat", kind="webdataset", task="conversation", language="en", translate_to=["zh"],
+                    locations=[str(tmp_path / "chat-{000000..000000}.tar")])
+    translate_source(tmp_path, source)
+    result = build_task_samples(source, str(tmp_path), TaskSettings())
+    assert by_key(tmp_path, "chat-zh")["s0"]["conversations"] == CHAT_ZH and result.drops == {}
