@@ -140,6 +140,7 @@ def test_every_published_source_builds_samples_and_counts_its_broken_records(inp
 
     config = load_config(REPO / "configs" / "pretrain.yaml", overrides=[f"paths.data={inputs.data_dir}"])
     settings = task_settings(config)  # what the flow hands the task stage: prompts, scripts, seed
+    assert [s.name for s in config.sources if s.kind == "internvl_jsonl"] == []  # nothing for the user to convert
     drops = {}
     for source in config.sources:
         if source.kind != "published":
