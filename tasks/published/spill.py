@@ -32,23 +32,28 @@ ANNOTATIONS = "$annotations"
 
 
 def _collection(storage: Storage, location: str, prefix: str) -> Iterator[tuple[str | None, Any]]:
-    """``(key, item)`` of the array (key None) or object found at ``prefix``."""
+    """``(key, item)`` of the array (key None) or object found at ``prefix``; ValueError naming the file
+    if it is no JSON (truncated, another format) or holds no collection there."""
     import ijson
 
-    with storage.fs.open(location, "rb") as f:
-        container = None
-        for path, event, _ in ijson.parse(f):
-            if path == prefix and event in ("start_map", "start_array"):
-                container = event
-                break
-    if container is None:
-        raise ValueError(f"{location}: no array or object at {prefix or 'the top level'!r} (format `records`/`annotations`)")
-    with storage.fs.open(location, "rb") as f:
-        if container == "start_array":
-            for item in ijson.items(f, f"{prefix}.item" if prefix else "item", use_float=True):
-                yield None, item
-        else:
-            yield from ijson.kvitems(f, prefix, use_float=True)
+    try:
+        with storage.fs.open(location, "rb") as f:
+            container = None
+            for path, event, _ in ijson.parse(f):
+                if path == prefix and event in ("start_map", "start_array"):
+                    container = event
+                    break
+        if container is None:
+            raise ValueError(f"{location}: no array or object at {prefix or 'the top level'!r} "
+                             "(format `records`/`annotations`)")
+        with storage.fs.open(location, "rb") as f:
+            if container == "start_array":
+                for item in ijson.items(f, f"{prefix}.item" if prefix else "item", use_float=True):
+                    yield None, item
+            else:
+                yield from ijson.kvitems(f, prefix, use_float=True)
+    except ijson.JSONError as err:
+        raise ValueError(f"{location}: not valid JSON ({err})") from None
 
 
 def _reading_fields(fmt: Format) -> dict:

@@ -184,3 +184,13 @@ def test_a_users_own_dataset_of_a_known_shape_needs_only_config(tmp_path):
 def test_with_ray_up_the_json_split_runs_in_ray_tasks_and_builds_the_same(local_ray, tmp_path):
     written, result, rows = build("docvqa", tmp_path)
     assert len(rows) == len(written.truth) - 1 and result.drops["image_missing"] == 1
+
+
+def test_a_truncated_json_file_fails_naming_the_file(tmp_path):
+    written = write("lsvt", tmp_path / "data", n=2, seed=1)
+    labels = tmp_path / "data" / written.locations[0]
+    labels.write_bytes(labels.read_bytes()[:-40])
+    source = Source(name="lsvt", kind="published", preset="lsvt", task="ocr_small", language="zh",
+                    locations=[str(labels)], image_root=str(tmp_path / "data" / "lsvt"))
+    with pytest.raises(ValueError, match=r"train_full_labels\.json: not valid JSON"):
+        build_task_samples(source, str(tmp_path / "root"), SETTINGS)
