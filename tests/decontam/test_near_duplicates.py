@@ -30,9 +30,8 @@ def test_transformed_copies_are_found_and_distinct_pictures_are_not():
     limit = NearDuplicates().max_distance
     found = {name: np.mean([distances(np.uint64(phash(encode(transform(im)))), hashes[i]) <= limit
                             for i, im in enumerate(originals)]) for name, transform in TRANSFORMS.items()}
-    assert np.mean(list(found.values())) >= 0.9, found  # measured 0.91 over 300 pictures (bench/decontam)
-    for name in ("resize", "jpeg60", "brighter10", "darker10"):
-        assert found[name] >= 0.95, found
+    # bench/decontam over 300 pictures: 0.975 in all, 0.957 for the weakest (5% crop, a border).
+    assert np.mean(list(found.values())) >= 0.95 and min(found.values()) >= 0.9, found
     pairwise = distances(hashes[:, None], hashes[None, :])[np.triu_indices(len(hashes), 1)]
     assert (pairwise <= limit).mean() <= 0.001
 

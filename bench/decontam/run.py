@@ -1,0 +1,129 @@
+"""Measure the decontamination stage: hash quality, hashing speed against a plain loop, matching at N and 10N.
+
+    .venv/bin/python bench/decontam/run.py quality --pictures 300
+    .venv/bin/python bench/decontam/run.py hashing --images 400
+    .venv/bin/python bench/decontam/run.py matching --n 20000 --bands 11 5
+
+``quality``: recall of transformed copies (resize, JPEG 60, 5% crop, brightness +-10%, a border) within
+``max_distance``, and false matches among distinct pictures. ``hashing``: images/s of the stage's hash
+pass (task tables in, band rows out, in this process) against ``imagehash.phash`` over the same files in
+a plain loop. ``matching``: the match pass over N and 10N synthetic hashes (10% planted near-duplicates
+at distance 0-10), its time and the planted pairs it finds, for each band count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from decontam.context import DecontamContext  # noqa: E402
+from decontam.index import HashTables, band_rows  # noqa: E402
+from decontam.match import MatchBuckets  # noqa: E402
+from decontam.phash import distances, phash  # noqa: E402
+from decontam.settings import DecontamSettings  # noqa: E402
+from pipelines.stage import execute  # noqa: E402
+from pipelines.storage import Storage  # noqa: E402
+from tests.decontam.images import TRANSFORMS, encode, picture  # noqa: E402
+from tests.decontam.tables import sample, write  # noqa: E402
+
+
+def quality(args) -> None:
+    limit = DecontamSettings().near_duplicates.max_distance
+    originals = [picture(seed) for seed in range(args.pictures)]
+    hashes = np.array([phash(encode(im)) for im in originals], dtype=np.uint64)
+    total = []
+    for name, transform in TRANSFORMS.items():
+        d = np.array([int(distances(np.uint64(phash(encode(transform(im)))), hashes[i]))
+                      for i, im in enumerate(originals)])
+        total.append((d <= limit).mean())
+        print(f"{name:11s} recall {(d <= limit).mean():.3f}  median {np.median(d):.0f}  p95 {np.percentile(d, 95):.0f}")
+    pairwise = distances(hashes[:, None], hashes[None, :])[np.triu_indices(len(hashes), 1)]
+    print(f"all transforms recall {np.mean(total):.3f}; distinct pairs {len(pairwise)}: false matches "
+          f"{(pairwise <= limit).mean():.5f}, min distance {pairwise.min()}")
+
+
+def hashing(args) -> None:
+    import imagehash
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        paths = []
+        for part in range(4):
+            samples = [sample(root, "web", f"{part}-{i}", encode(picture(part * 10_000 + i, (640, 480))), "q", "a")
+                       for i in range(args.images // 4)]
+            write(root, "web", samples, unit=f"{part:05d}")
+            paths += [root / "images" / "web" / f"{part}-{i}.jpg" for i in range(args.images // 4)]
+        start = time.perf_counter()
+        for path in paths:
+            with Image.open(path) as image:
+                imagehash.phash(image)
+        plain = len(paths) / (time.perf_counter() - start)
+        storage = Storage(str(root))
+        tables = [("web", p, 0) for p in sorted(storage.glob(storage.path("tasks", "web", "*.parquet")))]
+        ctx = DecontamContext(storage.root_uri(), {}, "_decontam/bench", DecontamSettings(), 1, len(tables))
+        start = time.perf_counter()
+        execute(HashTables(tables), ctx)
+        stage = len(paths) / (time.perf_counter() - start)
+        print(f"{len(paths)} JPEGs 640x480: plain imagehash loop {plain:.0f} images/s, stage {stage:.0f} images/s, "
+              f"ratio {stage / plain:.2f}")
+
+
+def matching(args) -> None:
+    rng = np.random.default_rng(0)
+    for bands in args.bands:
+        for n in (args.n, 10 * args.n):
+            base = rng.integers(0, 2**63, n, dtype=np.uint64) ^ (rng.integers(0, 2, n, dtype=np.uint64) << np.uint64(63))
+            planted = n // 10
+            copies = base[:planted].copy()
+            flips = rng.integers(0, 11, planted)
+            for i, k in enumerate(flips):
+                for bit in rng.choice(64, k, replace=False):
+                    copies[i] ^= np.uint64(1 << int(bit))
+            hashes = np.concatenate([base, copies])
+            settings = DecontamSettings(near_duplicates={"bands": bands})
+            with tempfile.TemporaryDirectory() as tmp:
+                storage = Storage(tmp)
+                per_file = 50_000
+                files = -(-len(hashes) // per_file)
+                ctx = DecontamContext(storage.root_uri(), {}, "w", settings, max(1, files), files)
+                for f in range(files):
+                    chunk = hashes[f * per_file:(f + 1) * per_file]
+                    m = len(chunk)
+                    ids = [f"{f}-{i}" for i in range(m)]
+                    table = band_rows(ctx, chunk.tolist(), [f] * m, list(range(m)), ids, ["c"] * m, ["en"] * m,
+                                      [0] * m, [0] * m, [True] * m)
+                    storage.write_parquet(ctx.path(storage, "bands", f"{f:06d}.parquet"), table.sort_by("bucket"))
+                start = time.perf_counter()
+                execute(MatchBuckets(), ctx)
+                seconds = time.perf_counter() - start
+                found = pads.dataset(storage.glob(ctx.path(storage, "pairs", "*.parquet")), format="parquet").to_table()
+                removed = len(set(found["id"].to_pylist()))
+            print(f"bands {bands:2d}: N={len(hashes):8d} match {seconds:7.2f} s ({len(hashes) / seconds:9.0f} images/s), "
+                  f"{removed} removed for {planted} planted pairs within distance 10 (recall {removed / planted:.3f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--pictures", type=int, default=300)
+    h = sub.add_parser("hashing")
+    h.add_argument("--images", type=int, default=400)
+    m = sub.add_parser("matching")
+    m.add_argument("--n", type=int, default=20_000)
+    m.add_argument("--bands", type=int, nargs="+", default=[11, 5])
+    args = parser.parse_args()
+    {"quality": quality, "hashing": hashing, "matching": matching}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The `decontaminate` section of a mixture config: checked at load time, and it turns the stage on."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.config import ConfigError, load_config
+from flows.registry import enabled_stages
+from tests.conftest import REPO
+
+DEMO = REPO / "configs" / "demo.yaml"
+
+
+def test_the_section_enables_the_stage_before_the_mix(tmp_path):
+    plain = load_config(DEMO)
+    assert plain.decontaminate is None and "decontam" not in [s.name for s in enabled_stages(plain)]
+    config = load_config(DEMO, overrides=[
+        f"decontaminate={{evaluation_sets: [{{name: docvqa, format: folder, path: {tmp_path}}}], "
+        "near_duplicates: {max_distance: 6}}"])
+    names = [s.name for s in enabled_stages(config)]
+    assert names.index("tasks") < names.index("decontam") < names.index("mix")
+    assert config.decontaminate.near_duplicates.max_distance == 6 and config.decontaminate.bands == 11
+
+
+def test_a_typo_or_an_unknown_format_fails_at_load_time():
+    with pytest.raises(ConfigError, match="decontaminate.near_duplicates.max_distanse"):
+        load_config(DEMO, overrides=["decontaminate={near_duplicates: {max_distanse: 6}}"])
+    with pytest.raises(ConfigError, match=r"decontaminate.evaluation_sets\[0\] \(x\).format: got .csv."):
+        load_config(DEMO, overrides=["decontaminate={evaluation_sets: [{name: x, format: csv, path: /x}]}"])
