@@ -91,6 +91,12 @@ def pdf_stage(config: Config) -> dict[str, Any]:
     if not sources:
         return {}
     ensure_ray(config.ray.address, config.ray.num_cpus)
+    if config.demo is not None:  # the demo's PDFs: English, Chinese, two columns, scans, lying layers, broken files
+        from pathlib import Path as LocalPath
+
+        from pdf.generate import demo_corpus
+
+        demo_corpus(LocalPath(config.demo.directory) / "pdfs", seed=config.seed)
     settings = config.pdf.model_copy(update={
         "seed": config.seed,  # English pages too, whatever the registry lists (as for caption transcriptions)
         "prompts": {purpose: {code: config.prompt_pool(purpose, code) for code in {*config.languages, "en"}}

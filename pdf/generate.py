@@ -223,3 +223,46 @@ def render_bomb(depth: int = 9, fan_out: int = 12) -> bytes:
             resources = b"/Resources << /XObject << /X %d 0 R >> >>" % (first + level + 1)
         objects.append(_stream(body, b"/Type /XObject /Subtype /Form /BBox [0 0 1 1] " + resources + b" "))
     return assemble(objects)
+
+
+MORE_ENGLISH = ["Scanned pages need optical character recognition.", "A text layer can be wrong in many ways.",
+                "Fonts map glyph codes to Unicode characters.", "The crawl stores files found on the web.",
+                "Pages are rendered at a fixed resolution.", "Each line is given with its bounding box.",
+                "Tables and figures sit between paragraphs.", "Reports, manuals and papers are common."]
+MORE_CHINESE = ["扫描页面需要光学字符识别。", "文字层可能以多种方式出错。", "字体把字形编码映射到统一码。",
+                "网络爬虫保存了网页上的文件。", "页面按照固定的分辨率渲染。", "每一行文字都给出它的边界框。",
+                "表格和图片位于段落之间。", "报告、手册和论文都很常见。"]
+
+
+def demo_corpus(folder, seed: int = 0, documents: int = 24) -> list:
+    """The demo's Common Crawl PDF stand-ins in ``folder`` (written once; the same seed, the same files):
+    English and Chinese documents of 1-3 pages, two columns, a rotated page, scans without a text layer,
+    lying text layers, a blank page, an encrypted and a truncated file. Returns the files."""
+    import json
+    import random
+    from pathlib import Path
+
+    folder = Path(folder)
+    stamp = {"seed": seed, "documents": documents, "version": 1}
+    marker = folder / "_GENERATED.json"
+    if marker.exists() and json.loads(marker.read_text()) == stamp:
+        return sorted(folder.glob("*.pdf"))
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    files = {}
+    for i in range(documents):
+        chinese = i % 2 == 1
+        pool = CHINESE + MORE_CHINESE if chinese else ENGLISH + MORE_ENGLISH
+        pages = [rng.sample(pool, rng.randint(3, 6)) for _ in range(rng.randint(1, 3))]
+        files[f"doc_{i:03d}_{'zh' if chinese else 'en'}.pdf"] = text_pages(
+            pages, font="cjk" if chinese else "Helvetica", size=rng.choice([12, 14, 16]))[0]
+    files.update({"two_columns.pdf": two_columns()[0], "rotated.pdf": rotated()[0],
+                  "scan_en.pdf": scanned(rng.sample(ENGLISH + MORE_ENGLISH, 4)),
+                  "scan_en_2.pdf": scanned(rng.sample(ENGLISH + MORE_ENGLISH, 4)),
+                  "lying_layer.pdf": lying_text_layer()[0], "private_codes.pdf": lying_text_layer(
+                      "".join(chr(0xE000 + i) for i in range(10)))[0],
+                  "blank.pdf": blank(), "encrypted.pdf": encrypted(), "truncated.pdf": corrupt()})
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    marker.write_text(json.dumps(stamp))
+    return sorted(folder.glob("*.pdf"))

@@ -23,6 +23,7 @@ DEMO = str(REPO / "configs" / "demo.yaml")
 SUMMARIES = {
     "download": {"demo_laion_en": {"urls": 10, "downloaded": 8, "filtered": {"too_small": 1}, "failed": {"timeout": 1},
                                    "recovered_by_retry": 0}},
+    "pdf": {"demo_cc_pdf": {"samples": 3, "pages": {"files": 2, "text_layer": 3}, "ocr_reasons": {}, "drops": {}}},
     "ocr": {"demo_wukong_ocr": {"kept": 5, "dropped": {"no_text": 2}}},
     "translate": {"demo_objects365": {"zh": {"rows": 4, "translated": 4, "flagged": {}, "requests": 0, "from_cache": 4}}},
     "tasks": {"demo_laion_en": {"datasets": ["demo_laion_en"], "samples": 8, "drops": {}}},
@@ -75,9 +76,8 @@ def test_the_flow_runs_one_task_per_enabled_stage_in_registry_order(tmp_path, pr
                  *([] if train else ["train=null"])]
     config = load_config(DEMO, overrides=overrides)
     expected = [stage.name for stage in enabled_stages(config)]
-    # The demo has OCR sources, no PDF source yet, no `decontaminate` section.
-    every = [name for name in STAGE_NAMES if name not in ("pdf", "decontam")]
-    assert expected == (every if train else every[:-1])
+    # The demo has OCR and PDF sources, and no `decontaminate` section.
+    assert expected == [name for name in STAGE_NAMES if name != "decontam" and (train or name != "train")]
     _completed(config, expected)
 
     state = build_pretrain_mix(config=DEMO, overrides=overrides, return_state=True)
@@ -140,9 +140,10 @@ def test_selection_follows_the_config_and_the_dependencies(tmp_path):
     assert [s.name for s in select(demo, ["tasks", "download", "translate"])] == ["download", "translate", "tasks"]
     with pytest.raises(StageSelectionError, match="unknown stages \\['dowload'\\]"):
         select(demo, ["dowload"])
-    with pytest.raises(StageSelectionError, match=r"'mix' reads the outputs of \['ocr', 'tasks'\].*--stage ocr --stage tasks"):
+    with pytest.raises(StageSelectionError,
+                       match=r"'mix' reads the outputs of \['pdf', 'ocr', 'tasks'\].*--stage pdf --stage ocr --stage tasks"):
         select(demo, ["mix"])
-    _completed(demo, ["download", "ocr", "translate", "tasks"])
+    _completed(demo, ["download", "pdf", "ocr", "translate", "tasks"])
     assert [s.name for s in select(demo, ["mix"])] == ["mix"]  # its inputs completed in an earlier run
     # The config without OCR sources needs no OCR run before its mix.
     _completed(no_ocr, ["download", "translate", "tasks"])
