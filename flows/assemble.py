@@ -144,7 +144,7 @@ def translate_stage(config: Config) -> dict[str, Any]:
 
     The inputs are the task builder's own drafts, one input part per task unit, extracted by Ray
     tasks, so each translation names the exact field (``caption``, ``objects.<i>.name``,
-    ``ref_exps.<i>``, ``turns.<t>.<p>``) the builder of that unit reads back.
+    ``ref_exps.<i>``, ``conversations`` for a whole conversation) the builder of that unit reads back.
     """
     from flows.translation import run_translation, source_targets
     from pipelines.runtime import ensure_ray
