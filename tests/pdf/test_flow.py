@@ -1,5 +1,5 @@
 """A pdf source through the flow's own stage functions: the PDF stage, then the OCR stage on the pages
-it handed on, both halves in one dataset's task tables, and the drops in the manifest's form."""
+it handed on, both halves in one dataset's task tables, the drops in the manifest's form, and the shards."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_a_pdf_source_reaches_task_tables_through_the_pdf_and_ocr_stages(tmp_pat
     source = f'[{{name: cc_pdf, kind: pdf, task: ocr_large, language: auto, locations: ["{where}"], ocr: {{language: en}}}}]'
     config = load_config(REPO / "configs" / "demo.yaml", overrides=[
         f"sources={source}", "tasks={ocr_large: {share: 1.0}}", "train=null", f"storage.root={tmp_path / 'root'}",
-        "ocr_tasks.grounded_fraction=0.0", "pdf.grounded_fraction=0.0", "ocr.model=PP-OCRv6_tiny"])
+        "ocr_tasks.grounded_fraction=0.0", "pdf.grounded_fraction=0.0", "ocr.model=PP-OCRv6_tiny",
+        "mixture.total_samples=8"])
 
     summary = assemble.pdf_stage(config)
     assert summary["cc_pdf"]["pages"] == {"files": 3, "ocr": 1, "text_layer": 1}
@@ -47,3 +48,6 @@ def test_a_pdf_source_reaches_task_tables_through_the_pdf_and_ocr_stages(tmp_pat
     assert answers["00000-text.parquet"] == ["\n".join(generate.ENGLISH)]
     (ocred,) = answers["00000.parquet"]  # the scan, read by PP-OCR: its words, whatever it misreads
     assert "Common Crawl" in ocred and "page becomes" in ocred
+
+    manifest = assemble.mix_stage(config)  # both halves reach verified shards, page images and all
+    assert manifest["samples"] == config.mixture.total_samples and manifest["tasks"]["ocr_large"]["samples"] > 0
