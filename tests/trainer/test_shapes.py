@@ -133,3 +133,4 @@ def test_a_text_only_micro_batch_on_several_ranks_runs_internvit_and_learns_the_
     assert vision and all(not grads_ranked[n].any() for n in vision)  # ran, and changed nothing
     for name, grad in grads_alone.items():
         torch.testing.assert_close(grads_ranked[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
