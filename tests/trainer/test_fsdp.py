@@ -14,9 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def test_two_process_fsdp_matches_one_process(shard_dir, tokenizer_dir, tmp_path):
     import trainer_fsdp_worker
-    from trainer_steps import run_steps
-
     from trainer_shapes import write_shape_shard
+    from trainer_steps import run_steps
 
     from trainer.data import DataConfig, DataState, ShardStream
     from trainer.model import build_config, visual_tokens_per_tile
