@@ -266,3 +266,53 @@ def demo_corpus(folder, seed: int = 0, documents: int = 24) -> list:
         (folder / name).write_bytes(data)
     marker.write_text(json.dumps(stamp))
     return sorted(folder.glob("*.pdf"))
+
+
+def _single_page(content: bytes, font: bytes, extra: list[bytes] | None = None) -> bytes:
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> "
+        b"/Contents 5 0 R >>",
+        font,
+        _stream(content),
+        *(extra or []),
+    ]
+    return assemble(objects)
+
+
+def unmapped_cid_font() -> bytes:
+    """Text in a CID font (Identity-H, two-byte codes) with no ToUnicode map and no embedded cmap: the codes
+    name glyphs, nothing says which characters they are (Chinese PDFs from old converters)."""
+    codes = "".join(f"{0x0400 + i:04X}" for i in range(12)).encode()
+    content = b"".join(b"BT /F1 24 Tf 72 %d Td <%s> Tj ET\n" % (760 - 40 * row, codes) for row in range(6))
+    font = (b"<< /Type /Font /Subtype /Type0 /BaseFont /NoSuchCID /Encoding /Identity-H /DescendantFonts [6 0 R] >>")
+    descendant = (b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /NoSuchCID "
+                  b"/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> /DW 1000 >>")
+    return _single_page(content, font, [descendant])
+
+
+def off_page_text() -> bytes:
+    """A page whose text is drawn outside its MediaBox: nothing of it shows."""
+    content = b"".join(b"BT /F1 14 Tf 700 %d Td (%s) Tj ET\n" % (760 - 30 * i, line.encode())
+                       for i, line in enumerate(ENGLISH))
+    return _single_page(content, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+
+
+def text_beside_scan() -> bytes:
+    """A real title line over a scanned body: the text layer holds a fraction of the page's text."""
+    from PIL import Image, ImageDraw, ImageFont
+    from reportlab.lib.utils import ImageReader
+
+    image = Image.new("L", (1000, 1000), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(LATIN_FONT, 40)
+    for i in range(12):
+        draw.text((40, 30 + i * 80), (MORE_ENGLISH + ENGLISH)[i], fill=0, font=font)
+    out, c = _canvas()
+    c.setFont("Helvetica", 14)
+    c.drawString(72, A4[1] - 60, "Annual report")
+    c.drawImage(ImageReader(image), 40, 100, width=515, height=640)
+    c.showPage()
+    c.save()
+    return out.getvalue()

@@ -89,6 +89,9 @@ def test_wrong_text_layers_go_to_ocr_with_their_reason(renderer):
     private, _ = generate.lying_text_layer("".join(chr(0xE000 + i) for i in range(10)))
     assert decide(first_page(renderer, private), "auto", SETTINGS).reason == "private_use"
     assert decide(first_page(renderer, generate.scanned()), "auto", SETTINGS).reason == "no_text_layer"
+    assert decide(first_page(renderer, generate.unmapped_cid_font()), "auto", SETTINGS).reason == "unmapped_font"
+    assert decide(first_page(renderer, generate.off_page_text()), "auto", SETTINGS).reason == "off_page_text"
+    assert decide(first_page(renderer, generate.text_beside_scan()), "auto", SETTINGS).reason == "text_missing_for_ink"
     assert decide(first_page(renderer, generate.invisible_layer()), "auto", SETTINGS).reason == "invisible_text"
     blank = decide(first_page(renderer, generate.blank()), "auto", SETTINGS)
     assert (blank.use, blank.reason) == ("drop", "blank_page")
