@@ -60,7 +60,8 @@ class Stage:
 
 def _needs_ocr(config: Config) -> bool:
     """A source whose task tables the OCR stage writes: OCR corpora, or captions that are the image's text."""
-    return any(not kind_of(source).built_by_task_stage(source) for source in config.sources)
+    return any(not kind_of(source).built_by_task_stage(source) and kind_of(source).ocr_input(source) is not None
+               for source in config.sources)  # a pdf source without `ocr` hands the OCR stage nothing
 
 
 def _translates(config: Config) -> bool:
