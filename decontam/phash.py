@@ -14,7 +14,6 @@ a bucket is one unit of work: no process holds every hash.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 
@@ -100,7 +99,3 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distances between uint64 hashes, elementwise (broadcasting)."""
     return np.bitwise_count(np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64))).astype(np.int32)
 
-
-def stable_id(text: str) -> int:
-    """A 64-bit number for a name (an evaluation set's), the same in every process."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import Counter
 from pathlib import Path
 
 from decontam.context import DecontamContext, read_markers
@@ -60,14 +59,6 @@ def run_decontam(root: str | Path | Storage, settings: DecontamSettings, order: 
     return {"removed": removed, "by_reason": dict(sorted(removals.counters.drops.items())),
             "evaluation_sets": {name: record for name, record in zip(names, eval_counts, strict=True)},
             "unreadable": dict(evaluation.counters.drops), "audit": storage.path(REMOVALS_DIR, AUDIT)}
-
-
-def removal_totals(summary: dict) -> dict[str, int]:
-    """Removals per reason over every dataset of a run's summary."""
-    totals: Counter = Counter()
-    for reasons in summary["removed"].values():
-        totals.update(reasons)
-    return dict(totals)
 
 
 def _work_hash(storage: Storage, settings: DecontamSettings, tables) -> str:
