@@ -79,18 +79,29 @@ def _invisible_text_anywhere(raw, page, budget: int = 20_000) -> bool:
     return False
 
 
+def _codes(raw, textpage, count: int) -> list[int]:
+    """Every character's code point: one call for the page (UTF-16), one per character if it has surrogates."""
+    buffer = (ctypes.c_uint16 * (count + 1))()
+    written = raw.FPDFText_GetText(textpage, 0, count, buffer)
+    units = list(buffer[: max(0, written - 1)])
+    if len(units) == count and not any(0xD800 <= u <= 0xDFFF for u in units):
+        return units
+    return [raw.FPDFText_GetUnicode(textpage, i) for i in range(count)]
+
+
 def _text_layer(raw, page, textpage, transform: np.ndarray, data: PageData) -> None:
     count = raw.FPDFText_CountChars(textpage)
     if count <= 0:
         return
     rect = raw.FS_RECTF()
     rects = np.zeros((count, 4))  # left, bottom, right, top in page points
-    get_unicode, generated, map_error = raw.FPDFText_GetUnicode, raw.FPDFText_IsGenerated, raw.FPDFText_HasUnicodeMapError
+    generated, map_error = raw.FPDFText_IsGenerated, raw.FPDFText_HasUnicodeMapError
     text_object, render_mode, loose_box = raw.FPDFText_GetTextObject, raw.FPDFTextObj_GetTextRenderMode, raw.FPDFText_GetLooseCharBox
     ask_mode = _invisible_text_anywhere(raw, page)  # most pages have none: no question per character
-    for i in range(count):
-        data.codes.append(get_unicode(textpage, i))
-        data.generated.append(generated(textpage, i) == 1)
+    data.codes = _codes(raw, textpage, count)
+    for i, code in enumerate(data.codes):
+        # pdfium inserts only spaces and line breaks: other characters need not be asked.
+        data.generated.append(code in (10, 13, 32) and generated(textpage, i) == 1)
         data.map_error.append(map_error(textpage, i) == 1)
         if ask_mode:
             obj = text_object(textpage, i)
