@@ -76,8 +76,8 @@ def summary(manifest: dict) -> str:
         "",
         *_table("language", manifest["languages"]),
         "",
-        *_table("source", manifest["sources"], ("available", "repeat_time", "duplicates_removed",
-                                                *_decontam_columns(manifest["sources"]))),
+        *_table("source", manifest["sources"], ("available", *_repeat_columns(manifest["sources"]),
+                                                "duplicates_removed", *_decontam_columns(manifest["sources"]))),
         "",
         "## Dropped, by stage and reason",
         "",
@@ -89,6 +89,13 @@ def summary(manifest: dict) -> str:
         else:
             lines.append(f"- **{stage}**: nothing")
     return "\n".join(lines) + "\n"
+
+
+def _repeat_columns(sources: dict) -> tuple[str, ...]:
+    """The repeat time each source got, and the one it asked for when the mixture is weighted by them."""
+    if any("target_repeat_time" in s for s in sources.values()):
+        return ("target_repeat_time", "repeat_time")
+    return ("repeat_time",)
 
 
 def _decontam_columns(sources: dict) -> tuple[str, ...]:

@@ -108,3 +108,14 @@ def test_every_shape_reaches_a_training_step(finetune_shards, tmp_path):
     assert batch.n_tiles == 18 * 1 + 4 * 2  # one tile an image at max_tiles=1; text-only samples have none
     metrics = train_step(model, build_optimizer(model, OptimConfig(lr=1e-3)), [batch], setup(), False, 1.0)
     assert math.isfinite(float(metrics["loss"])) and metrics["samples"] == 34
+
+
+def test_the_report_shows_each_sources_asked_and_achieved_repeat_time(finetune_shards):
+    from shards.report import summary
+
+    manifest = json.loads((finetune_shards / "manifest.json").read_text())
+    lines = summary(manifest).splitlines()
+    header = next(line for line in lines if line.startswith("| source |"))
+    assert "| target_repeat_time | repeat_time |" in header
+    row = next(line for line in lines if line.startswith("| text |"))
+    assert "| 2.50 | 2.40 |" in row  # asked 2.5 x 5 samples = 12.5, rounded down to 12: 2.4
