@@ -79,16 +79,27 @@ def _matches(rows: pa.Table, ctx: DecontamContext) -> list[dict]:
     col = {name: rows[name].to_numpy(zero_copy_only=False) for name in
            ("hash", "file", "row", "id", "task", "language", "richness", "order", "single")}
     found = []
-    for start, end in zip(starts[crowded].tolist(), ends[crowded].tolist(), strict=True):
-        group = np.arange(start, end)
-        evals = col["file"][group] < 0
-        if evals.all():
-            continue
-        apart = distances(col["hash"][group][:, None], col["hash"][group][None, :])
-        first, second = np.nonzero(np.triu(apart <= limit, k=1))
-        for i, j in zip(group[first].tolist(), group[second].tolist(), strict=True):
-            found += _finding(col, i, j, int(apart[i - start, j - start]), ctx, same_scope)
+    for first, second in _pairs(starts[crowded], (ends - starts)[crowded]):
+        apart = distances(col["hash"][first], col["hash"][second])
+        close = apart <= limit
+        for i, j, d in zip(first[close].tolist(), second[close].tolist(), apart[close].tolist(), strict=True):
+            found += _finding(col, i, j, d, ctx, same_scope)
     return found
+
+
+_PAIRS_PER_BATCH = 1 << 22
+
+
+def _pairs(starts: np.ndarray, sizes: np.ndarray):
+    """Every pair (i < j) within each group (rows ``start .. start + size``), in batches of a few million:
+    the groups of one size at once, so a bucket of many small groups costs a few numpy calls, not a loop."""
+    for size in np.unique(sizes).tolist():
+        first, second = np.triu_indices(size, 1)
+        of_size = starts[sizes == size]
+        step = max(1, _PAIRS_PER_BATCH // len(first))
+        for at in range(0, len(of_size), step):
+            base = of_size[at : at + step, None]
+            yield (base + first).reshape(-1), (base + second).reshape(-1)
 
 
 def _rank(col, i: int) -> tuple:
