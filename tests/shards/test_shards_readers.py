@@ -1,15 +1,24 @@
-"""Our shards read intact by the WebDataset readers users have: webdataset, ray.data, datasets."""
+"""Our shards read intact by the readers users have: webdataset, Hugging Face datasets, ray.data.
+
+Every sample shape (one image, several over several turns, text only) through the Hub and Ray
+readers (:mod:`shards.hf`, :mod:`shards.ray_data`): every image and turn, in order.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
 from shards import ShardSettings, mix_and_write
+from shards.hf import load_shards
 from shards.mix import MixSettings
+from shards.ray_data import read_shards
 from shards.reader import iter_samples
+from shards.rows import sample_row
+from tests.shards.shapes import COUNTS, _samples, build_shapes
 
 
 @pytest.fixture(scope="module")
@@ -61,34 +70,115 @@ def test_webdataset_reads_every_sample(shard_dir, expected):
 def test_huggingface_datasets_reads_every_sample(shard_dir, expected, tmp_path):
     import datasets
 
-    from shards.hf import features
-
-    dataset = datasets.load_dataset(
-        "webdataset",
-        data_files={"train": _tars(shard_dir)},
-        split="train",
-        features=features(),
-        cache_dir=str(tmp_path),
-    )
-    dataset = dataset.cast_column("jpg", datasets.Image(decode=False)).cast_column(
-        "png", datasets.Image(decode=False)
-    )
+    dataset = load_shards(shard_dir, cache_dir=str(tmp_path))
+    dataset = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
     got = {}
     for row in dataset:
-        extension = "png" if row["png"] is not None else "jpg"
-        got[row["__key__"]] = (extension, hashlib.sha256(row[extension]["bytes"]).hexdigest(), row["json"])
+        (image,) = row["images"]
+        got[row["__key__"]] = (
+            image["path"].rsplit(".", 1)[-1],
+            hashlib.sha256(image["bytes"]).hexdigest(),
+            row["json"],
+        )
     assert got == expected
 
 
-@pytest.mark.slow
-def test_ray_data_reads_every_sample(shard_dir, expected):
-    from pipelines.runtime import ensure_ray
+# --- Every sample shape: one image, two images over two turns, text only -------------------------
 
-    ensure_ray(None, num_cpus=1)
-    import ray
 
-    got = {}
-    for row in ray.data.read_webdataset(_tars(shard_dir), decoder=None).iter_rows():
-        extension = "png" if isinstance(row.get("png"), bytes) else "jpg"
-        got[row["__key__"]] = (extension, hashlib.sha256(row[extension]).hexdigest(), json.loads(row["json"]))
-    assert got == expected
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    manifest = build_shapes(root, root / "shards", max_samples=8)
+    assert len(manifest["shards"]) > 1
+    return root / "shards"
+
+
+@pytest.fixture(scope="module")
+def shape_inputs(tmp_path_factory):
+    """Source sample id -> (every turn, the sha256 of every image in order), from the task samples written."""
+    samples = _samples(tmp_path_factory.mktemp("shape-inputs"))
+    inputs = {}
+    for dataset, rows in samples.items():
+        for sample in rows:
+            images = []
+            for picture in sample.images:
+                with open(picture.ref.uri, "rb") as f:
+                    images.append(hashlib.sha256(f.read()).hexdigest())
+            inputs[f"{dataset}-{sample.key}"] = (sample.conversations, images)
+    assert sum(len(images) == 0 for _, images in inputs.values()) == COUNTS["chat"]
+    return inputs
+
+
+def _check_shapes(rows, manifest_total, inputs):
+    """Each row: every turn and every image of its source sample, in order; every source sample there."""
+    seen = []
+    for key, conversations, images in rows:
+        source_id = re.sub(r"-r[0-9]+$", "", key)
+        want_turns, want_images = inputs[source_id]
+        assert conversations == want_turns, key
+        assert [hashlib.sha256(data).hexdigest() for data in images] == want_images, key
+        seen.append(source_id)
+    assert len(seen) == manifest_total and set(seen) == set(inputs)
+    assert {len(inputs[s][1]) for s in seen} == {0, 1, 2}
+
+
+def _total(shards):
+    return sum(entry["samples"] for entry in json.loads((shards / "manifest.json").read_text())["shards"])
+
+
+def test_huggingface_reads_every_image_and_turn_of_every_shape(shapes_dir, shape_inputs, tmp_path):
+    import datasets
+
+    dataset = load_shards(shapes_dir, cache_dir=str(tmp_path))
+    decoded = {row["__key__"]: row for row in dataset}  # the default: PIL images
+    dataset = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    _check_shapes(
+        [
+            (row["__key__"], row["json"]["conversations"], [image["bytes"] for image in row["images"]])
+            for row in dataset
+        ],
+        _total(shapes_dir),
+        shape_inputs,
+    )
+    for key, row in decoded.items():
+        sizes = [(entry["width"], entry["height"]) for entry in row["json"]["meta"]["images"]]
+        assert [image.size for image in row["images"]] == sizes, key
+
+    streamed = load_shards(shapes_dir, streaming=True)  # reads the tars as it goes, same rows
+    assert [(row["__key__"], row["json"], len(row["images"])) for row in streamed] == [
+        (row["__key__"], row["json"], len(row["images"])) for row in dataset
+    ]
+
+
+def test_ray_data_reads_every_image_and_turn_of_every_shape(shapes_dir, shape_inputs, local_ray, tmp_path):
+    import pyarrow.parquet as pq
+
+    dataset = read_shards(shapes_dir)
+    rows = dataset.take_all()
+    _check_shapes(
+        [(row["__key__"], row["json"]["conversations"], row["images"]) for row in rows],
+        _total(shapes_dir),
+        shape_inputs,
+    )
+    # One Arrow schema for all shapes: the rows write to and read back from Parquet as they are.
+    dataset.write_parquet(str(tmp_path / "parquet"))
+    table = pq.read_table(tmp_path / "parquet")
+    assert str(table.schema.field("images").type) == "list<element: binary>"
+    assert sorted(table.column("__key__").to_pylist()) == sorted(row["__key__"] for row in rows)
+
+
+def test_a_sample_whose_image_is_missing_or_unlisted_fails_naming_it():
+    record = {"meta": {"images": [{"member": "jpg"}, {"member": "1.png"}]}}
+    sample = {
+        "__key__": "pairs-0001",
+        "__url__": "mix-000003.tar",
+        "json": json.dumps(record).encode(),
+        "jpg": b"x",
+    }
+    with pytest.raises(ValueError, match=r"mix-000003.tar: sample pairs-0001: image member pairs-0001.1.png"):
+        sample_row(sample)
+    with pytest.raises(ValueError, match=r"member pairs-0001.2.jpg is not listed"):
+        sample_row({**sample, "1.png": b"y", "2.jpg": b"z"})
+    with pytest.raises(ValueError, match=r"sample pairs-0001: no json member"):
+        sample_row({"__key__": "pairs-0001", "__url__": "mix-000003.tar", "jpg": b"x"})
