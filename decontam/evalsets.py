@@ -38,6 +38,24 @@ def read_items(spec: EvaluationSet) -> Iterator[EvalItem]:
     return readers[spec.format](spec)
 
 
+def versions(spec: EvaluationSet) -> list[tuple[str, int, str]]:
+    """(path, size, modification time or ETag) of the files the set's items come from (the annotation
+    files; a folder's images when it has no questions file): a rerun with edited files starts afresh."""
+    paths = [spec.questions] if spec.questions else []
+    if spec.format != "folder":
+        paths += _files(spec.path)
+    elif not spec.questions:
+        fs, root = fsspec.core.url_to_fs(spec.path)
+        paths += sorted(fs.find(root))
+    out = []
+    for path in paths:
+        fs, stripped = fsspec.core.url_to_fs(path)
+        info = fs.info(stripped)
+        out.append((path, int(info.get("size") or 0), str(info.get("ETag") or info.get("mtime") or
+                                                           info.get("LastModified") or "")))
+    return out
+
+
 def _files(pattern: str) -> list[str]:
     """Every file a path names: brace ranges expanded, globs matched; none is an error naming it."""
     found: list[str] = []

@@ -4,8 +4,8 @@
 >>> summary["removed"]  # per task-table dataset, per reason  # doctest: +SKIP
 {'coyo': {'near_duplicate': 12}, 'laion': {'contamination': 3, 'near_duplicate': 40}}
 
-The work folder ``<root>/_decontam/<hash>/`` is named by the settings and the task tables' names,
-sizes and versions: a rerun with the same inputs resumes unit by unit, changed inputs start afresh.
+The work folder ``<root>/_decontam/<hash>/`` is named by the settings, the task tables' names,
+sizes and versions, and the evaluation sets' files' sizes and versions: a rerun with the same inputs resumes unit by unit, changed inputs start afresh.
 The driver holds a few numbers per unit, never a hash or a row.
 """
 
@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from decontam.context import DecontamContext, read_markers
+from decontam.evalsets import versions
 from decontam.index import EvalIndex, HashTables
 from decontam.match import Audit, MatchBuckets, WriteRemovals
 from decontam.settings import DecontamSettings
@@ -66,5 +67,7 @@ def _work_hash(storage: Storage, settings: DecontamSettings, tables) -> str:
     inputs = [(path.split("/")[-2], path.split("/")[-1], order, int(infos[path]["size"]),
                str(infos[path].get("ETag") or infos[path].get("mtime") or infos[path].get("LastModified") or ""))
               for _, path, order in tables]
-    canonical = json.dumps([settings.model_dump(mode="json"), inputs], separators=(",", ":"), sort_keys=True)
+    evaluation = [versions(spec) for spec in settings.evaluation_sets]
+    canonical = json.dumps([settings.model_dump(mode="json"), inputs, evaluation], separators=(",", ":"),
+                           sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -103,3 +104,12 @@ def test_a_missing_evaluation_file_names_it(tmp_path):
         list(read_items(spec))
     with pytest.raises(ValueError, match="unique"):
         DecontamSettings(evaluation_sets=[spec, spec])
+
+
+def test_a_rerun_after_the_evaluation_set_changed_starts_afresh(tmp_path):
+    spec = _eval_set(tmp_path)
+    settings = DecontamSettings(evaluation_sets=[spec], near_duplicates={"enabled": False})
+    write(tmp_path, "web", [sample(tmp_path, "web", "en", encode(picture(2)), "Read it.", EN_QUESTION)])
+    assert run_decontam(tmp_path, settings)["removed"] == {"web": {"contamination": 1}}
+    Path(spec.path).write_text(json.dumps({"id": "q9", "question": "Something else entirely."}) + "\n")
+    assert run_decontam(tmp_path, settings)["removed"] == {"web": {}}
