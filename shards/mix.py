@@ -55,8 +55,8 @@ class MixOptions(ConfigModel):
     repeat_time: dict[str, float] | None = Field(
         None,
         description="dataset -> InternVL repeat_time (0.25 keeps a quarter of its unique samples, 3 takes each "
-        "three times; unlisted datasets: 1). Given: counts come from these, `shares` only names the tasks of "
-        "the mixture and `weights` must be empty",
+        "three times; unlisted datasets: 1; one with no samples weighs nothing). Given: counts come from these, "
+        "`shares` only names the tasks of the mixture and `weights` must be empty",
     )
     min_kept_share: float = Field(
         0.5, ge=0, le=1, description="a dataset whose task tables kept less than this share of the records "

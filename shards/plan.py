@@ -216,7 +216,9 @@ def _allocate(settings: MixSettings, tables, rows: Counter, dedup_drops: Counter
             entry["duplicates_removed"] = dedup_drops.get(name, 0)
             for language, n in languages_of[task, name].items():
                 expected[language] += counts[name] * n / available
-    unknown = sorted((set(settings.weights) | set(settings.repeat_time or {})) - set(sources))
+    # A repeat time for a dataset that has no samples (a translation that flagged every sample) weighs
+    # nothing; a weight for one is a mistake in the settings.
+    unknown = sorted(set(settings.weights) - set(sources))
     if unknown:
         raise MixError(f"weights name datasets with no samples for any task of the mixture: {unknown}")
     for entry in sources.values():

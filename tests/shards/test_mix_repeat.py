@@ -64,3 +64,11 @@ def test_repeat_time_below_and_above_one_gives_the_counts_it_says(tmp_path):
 def test_bad_repeat_settings_fail_where_they_are_built(bad, message):
     with pytest.raises(ValidationError, match=message):
         MixSettings(shares={"general_qa": 1.0}, **bad)
+
+
+def test_a_repeat_time_for_a_dataset_without_samples_weighs_nothing(tmp_path):
+    """A translated variant whose every sample was flagged has no table: its repeat time changes nothing."""
+    _tables(tmp_path)
+    shares = {"general_qa": 1, "text_only": 1, "document": 1}
+    plan = plan_mixture(str(tmp_path), MixSettings(shares=shares, repeat_time={"gqa": 2, "gqa-zh": 2}))
+    assert "gqa-zh" not in plan.sources and plan.sources["gqa"]["samples"] == 60 and len(plan) == 40 + 60 + 12 + 25
