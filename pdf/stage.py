@@ -9,9 +9,9 @@ What one unit ``NNNNN`` of source ``S`` writes, in this order (the last is its c
 - ``raw/S/NNNNN.tar`` (+ ``_stats.json``): the pages whose text layer is their transcription, as
   ``<key>.jpg`` + ``<key>.json`` (the PDF, the page number, the decision) in the download stage's
   raw-shard layout (:mod:`pipelines.layout.raw`);
-- ``raw/S-ocr/NNNNN.tar`` (+ ``_stats.json``), when the source has ``ocr`` and the unit such pages: the pages that need OCR,
-  in the same layout, which the OCR stage reads like any downloaded images (its task tables land in
-  ``tasks/S/`` too, so both halves are one dataset of the mixture);
+- ``raw/S-ocr/NNNNN.tar`` (+ ``_stats.json``), when the source has ``ocr`` and the unit has pages that
+  need OCR: those pages, in the same layout, which the OCR stage reads like any downloaded images
+  (its task tables land in ``tasks/S/`` too, so both halves are one dataset of the mixture);
 - ``tasks/S/NNNNN-text.parquet``: the text-layer pages' OCR samples (:mod:`pdf.samples`).
 
 Counters: ``samples`` (text-layer samples), ``drops`` (files: ``too_large``, ``encrypted``,
@@ -115,7 +115,6 @@ class PdfStage(Stage):
 
     name = "pdf"
     unit_kind = "units"
-    retry_on = (ConnectionError, TimeoutError)
 
     def __init__(self, source: Source, ocr: bool | None = None) -> None:
         self.source = source
