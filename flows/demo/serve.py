@@ -15,10 +15,11 @@ log = logging.getLogger(__name__)
 def serve_for_config(config: Config) -> Iterator[str | None]:
     """When the config has a ``demo`` section, generate and serve its sources; yield the base URL.
 
-    A config without one (real sources) yields None and serves nothing.
+    A config without one (real sources), or whose sources include no URL list, yields None and serves
+    nothing.
     """
-    if config.demo is None:
-        yield None
+    if config.demo is None or not any(source.kind == "url_list" for source in config.sources):
+        yield None  # real sources, or a demo with no URL list (configs/demo-finetune.yaml): nothing to serve
         return
     from flows.demo.server import serving
 
