@@ -103,7 +103,32 @@ def pdf_stage(config: Config) -> dict[str, Any]:
                     for purpose in ("transcribe", "grounded")},
         "scripts": {code: list(language.scripts) for code, language in config.languages.items()}})
     root = Storage(config.storage.root, config.storage.options).root_uri()
-    return run_pdf_stage(sources, settings, root, config.storage.options)
+    return run_pdf_stage(sources, settings, root, config.storage.options, fetch=pdf_fetcher(config))
+
+
+def pdf_fetcher(config: Config):
+    """The download stage's guarded fetch (size cap, budget per URL, redirects, per-host limit) for PDF
+    URL lists, as the picklable ``url -> (bytes | None, reason | None, transient)`` the PDF stage takes."""
+    import functools
+
+    from download.fetch import FetchPolicy
+
+    d = config.download
+    policy = FetchPolicy(max_bytes=d.max_body_bytes, budget_s=d.url_budget_s, max_redirects=d.max_redirects,
+                         per_host=d.max_connections_per_host, max_wait_s=d.max_retry_after_s)
+    return functools.partial(fetch_pdf, policy=policy, timeout=d.timeout_s, agent=d.user_agent_token)
+
+
+def fetch_pdf(url: str, policy, timeout: float, agent: str) -> tuple[bytes | None, str | None, bool]:
+    """One PDF URL through the download stage's fetch; a failure as the download stage names it."""
+    from download.fetch import fetch
+    from download.guards import classify_error
+
+    try:
+        return fetch(url, policy, timeout, agent), None, False
+    except Exception as err:  # every failure is a counted reason, as for images
+        reason, transient = classify_error(str(err) or type(err).__name__)
+        return None, reason, transient
 
 
 def pdf_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:

@@ -18,7 +18,7 @@ class PdfSettings(ConfigModel):
     jpeg_quality: int = Field(90, ge=50, le=100)
     max_pages: int = Field(50, ge=1, description="pages kept per PDF: the first N; the rest counted too_many_pages")
     max_file_mb: float = Field(256, gt=0, description="PDFs larger than this are counted too_large and skipped")
-    files_per_unit: int = Field(16, ge=1, description="PDF files per unit (a resume point and one Ray task)")
+    files_per_unit: int = Field(16, ge=1, description="PDF files (or URL-list rows) per unit: a resume point, a Ray task")
     page_timeout_s: float = Field(20.0, gt=0, description="wall-clock limit to render and read one page")
     memory_mb: int = Field(3072, ge=256, description="address-space limit of the rendering process")
     # The text-layer checks: a page whose text layer fails one goes to OCR with that reason.

@@ -1,7 +1,8 @@
 """The PDF stage: PDF files in; page images, text-layer OCR samples and pages for the OCR stage out.
 
     units: the source's PDFs (``locations``: files, globs, brace ranges, local or s3://), in
-    ``files_per_unit`` chunks ──> Ray task per unit: each PDF opened in the sandboxed renderer
+    ``files_per_unit`` chunks, or rows of its URL lists (:mod:`pdf.urls`, fetched with the download
+    stage's guards) ──> Ray task per unit: each PDF opened in the sandboxed renderer
     (:mod:`pdf.sandbox`), each page rendered and read, decided (:mod:`pdf.decide`), written
 
 What one unit ``NNNNN`` of source ``S`` writes, in this order (the last is its completion marker):
@@ -17,7 +18,8 @@ What one unit ``NNNNN`` of source ``S`` writes, in this order (the last is its c
 Counters: ``samples`` (text-layer samples), ``drops`` (files: ``too_large``, ``encrypted``,
 ``corrupt``; pages: ``too_many_pages``, ``render_timeout``, ``render_memory``, ``render_error``,
 ``render_abandoned``, ``blank_page``, ``no_language``, ``needs_ocr`` when the source has no ``ocr``),
-and tallies ``pdf_pages`` (``text_layer``, ``ocr``, ``files``) and ``ocr_reasons`` (why each page went to OCR).
+and tallies ``pdf_pages`` (``text_layer``, ``ocr``, ``files``; for URL lists ``urls``, ``fetched``,
+``recovered_by_retry``, failures in ``drops`` as ``fetch_<reason>``) and ``ocr_reasons``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .decide import decide
 from .page import PageData
 from .samples import conversation
 from .settings import PdfSettings
+from .urls import Fetcher, count_rows, fetch_all, is_url_list, read_urls
 
 OCR_SUFFIX = "-ocr"  # raw/<source>-ocr: the pages the OCR stage reads
 TEXT_SUFFIX = "-text"  # tasks/<source>/<unit>-text.parquet: the text-layer samples
@@ -62,7 +65,7 @@ def ocr_raw_source(source_name: str) -> str:
 
 
 def list_pdfs(source: Source, options: dict) -> list[str]:
-    """Every PDF the source's ``locations`` name (braces expanded, globs listed), as URIs, sorted.
+    """Every PDF (or URL list of PDFs) the source's ``locations`` name (braces expanded, globs listed), sorted.
     Raises FileNotFoundError naming the source (and its ``obtain``) for what matches nothing."""
     found, missing = [], []
     for location in source.locations:
@@ -116,16 +119,28 @@ class PdfStage(Stage):
     name = "pdf"
     unit_kind = "units"
 
-    def __init__(self, source: Source, ocr: bool | None = None) -> None:
+    def __init__(self, source: Source, ocr: bool | None = None, fetch: Fetcher | None = None) -> None:
         self.source = source
         self.ocr = source.ocr is not None if ocr is None else ocr
+        self.fetch = fetch  # for URL lists: the flow's guarded downloader (pdf.urls)
         self.label = source.name
 
     def units(self, ctx: PdfContext) -> Iterator[Unit]:
-        files = list_pdfs(self.source, ctx.options)
+        found = list_pdfs(self.source, ctx.options)
+        files = [uri for uri in found if not is_url_list(uri)]
         step = ctx.settings.files_per_unit
-        for index, start in enumerate(range(0, len(files), step)):
-            yield Unit(f"{index:05d}", tuple(files[start:start + step]), group=self.source.name)
+        index = 0
+        for start in range(0, len(files), step):
+            yield Unit(f"{index:05d}", ("files", *files[start:start + step]), group=self.source.name)
+            index += 1
+        for uri in (uri for uri in found if is_url_list(uri)):
+            if self.fetch is None:
+                raise ValueError(f"source {self.source.name!r}: {uri} is a URL list, and this PDF stage was "
+                                 "given no downloader (the flow's pdf stage gives it the download stage's)")
+            rows = count_rows(uri, ctx.options)
+            for start in range(0, rows, step):
+                yield Unit(f"{index:05d}", ("urls", uri, start, min(rows, start + step)), group=self.source.name)
+                index += 1
 
     def done(self, unit: Unit, ctx: PdfContext) -> bool:
         storage = ctx.storage()
@@ -138,7 +153,8 @@ class PdfStage(Stage):
         counters = Counters(tallies={"pdf_pages": Counter(), "ocr_reasons": Counter()})
         drops, pages, reasons = counters.drops, counters.tallies["pdf_pages"], counters.tallies["ocr_reasons"]
         samples: list[TaskSample] = []
-        for key, meta, page in _pages(unit, ctx, drops):
+        documents = _documents(unit, ctx, self.source, self.fetch, drops, pages)
+        for key, meta, page in _pages(unit, ctx, documents, drops):
             decision = decide(page, self.source.language, settings)
             if decision.use == "drop":
                 drops[decision.reason] += 1
@@ -158,7 +174,6 @@ class PdfStage(Stage):
                                   hashlib.sha256(page.image).hexdigest(), page.width, page.height)
                 samples.append(TaskSample(source=name, key=key, task=self.source.task, language=decision.language,
                                           images=[picture], conversations=turns, url=meta["url"]))
-        pages["files"] += len(unit.spec)
         text.write(storage, name, unit.name)
         if ocr.count:  # a unit with no page to OCR gives the OCR stage no empty shard
             ocr.write(storage, ocr_raw_source(name), unit.name)
@@ -168,14 +183,31 @@ class PdfStage(Stage):
         return counters
 
 
-def _pages(unit: Unit, ctx: PdfContext, drops: Counter) -> Iterator[tuple[str, dict, PageData]]:
+def _documents(unit: Unit, ctx: PdfContext, source: Source, fetch: Fetcher | None, drops: Counter,
+               tallies: Counter) -> Iterator[tuple[int, str, bytes]]:
+    """(index in the unit, where from, bytes) of each PDF of the unit: files read, or URLs fetched."""
+    if unit.spec[0] == "urls":
+        _, uri, start, stop = unit.spec
+        urls = read_urls(uri, ctx.options, source.columns.url, start, stop)
+        for row, url, data in fetch_all(urls, fetch, drops, tallies):
+            if len(data) > ctx.settings.max_file_mb * 1024 * 1024:
+                drops["too_large"] += 1
+                continue
+            tallies["files"] += 1
+            yield row, url, data
+        return
+    for index, uri in enumerate(unit.spec[1:]):
+        tallies["files"] += 1
+        data = _read(uri, ctx.options, ctx.settings, drops)
+        if data is not None:
+            yield index, uri, data
+
+
+def _pages(unit: Unit, ctx: PdfContext, documents, drops: Counter) -> Iterator[tuple[str, dict, PageData]]:
     """(key, meta, page) for every page of the unit's PDFs that renders; what does not is counted."""
     settings = ctx.settings
     renderer = _renderer(settings)
-    for file_index, uri in enumerate(unit.spec):
-        data = _read(uri, ctx.options, settings, drops)
-        if data is None:
-            continue
+    for file_index, uri, data in documents:
         count, reason = renderer.open(data)
         if reason is not None:
             drops[reason] += 1
@@ -235,14 +267,16 @@ def pdf_summary(counters: Counters) -> dict:
             "drops": dict(sorted(counters.drops.items()))}
 
 
-def run_pdf_stage(sources: list[Source], settings: PdfSettings, root: str, options: dict | None = None) -> dict:
-    """Every PDF source through the stage (on Ray when it is up); per source, :func:`pdf_summary`."""
+def run_pdf_stage(sources: list[Source], settings: PdfSettings, root: str, options: dict | None = None,
+                  fetch: Fetcher | None = None) -> dict:
+    """Every PDF source through the stage (on Ray when it is up); per source, :func:`pdf_summary`.
+    ``fetch``: the downloader for URL lists (:mod:`pdf.urls`)."""
     from pipelines.stage import execute
 
     ctx = PdfContext(root, dict(options or {}), settings)
     summary = {}
     for source in sources:
-        report = execute(PdfStage(source), ctx)
+        report = execute(PdfStage(source, fetch=fetch), ctx)
         summary[source.name] = pdf_summary(report.groups.get(source.name, report.counters))
     return summary
 

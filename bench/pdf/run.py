@@ -117,7 +117,7 @@ def main() -> None:
             units = list(stage.units(ctx))
             # Warm up: each worker starts its rendering process once (it is kept across units).
             warm = PdfContext(str(Path(tmp) / "warm"), {}, settings)
-            list(pool.map(stage_unit, [(stage, Unit(f"{i:05d}", (paths[0],)), warm) for i in range(2 * args.workers)]))
+            list(pool.map(stage_unit, [(stage, Unit(f"{i:05d}", ("files", paths[0])), warm) for i in range(2 * args.workers)]))
             started = time.perf_counter()
             results = list(pool.map(stage_unit, [(stage, unit, ctx) for unit in units]))
             stage_s = time.perf_counter() - started
