@@ -278,8 +278,10 @@ def mix_settings(config: Config):
         repeat_time = {dataset: given.get(dataset, given.get(source.name)) for source in config.sources
                        for dataset in output_datasets(source) if dataset in given or source.name in given}
         return MixSettings(**{**config.mixture.model_dump(), "total_samples": None, "repeat_time": repeat_time},
-                           seed=config.seed, shares={task: 1.0 for task in config.tasks}, min_kept_shares=floors)
+                           seed=config.seed, shares={task: 1.0 for task in config.tasks}, min_kept_shares=floors,
+                           decontaminated=config.decontaminate is not None)
     return MixSettings(**config.mixture.model_dump(), seed=config.seed, min_kept_shares=floors,
+                       decontaminated=config.decontaminate is not None,
                        shares={task: spec.share for task, spec in config.tasks.items() if spec.share > 0},
                        weights={source.name: source.weight for source in config.sources if source.weight != 1.0})
 

@@ -92,6 +92,8 @@ class MixSettings(MixOptions):
         default_factory=dict, description="dataset -> its own min_kept_share; 0 allows it, even empty, with a warning"
     )
     datasets: list[str] | None = Field(None, description="task-table datasets to draw from; None = all")
+    decontaminated: bool = Field(
+        True, description="leave out the samples the decontamination stage listed (<root>/decontam, pipelines.layout.removals); False: its lists are ignored (the config has no decontaminate section)")
 
     @field_validator("shares")
     @classmethod

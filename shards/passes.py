@@ -64,6 +64,7 @@ class MixContext(StageContext):
     total: int = 0
     seed: int = 0
     extra: dict = field(default_factory=dict)
+    removals: bool = True  # leave out what the decontamination stage listed
 
     def path(self, storage: Storage, *parts: str) -> str:
         return storage.path(self.work, *parts)
@@ -150,7 +151,7 @@ def _index_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
     content = (parquet.schema_arrow.metadata or {}).get(CONTENT_KEY, b"").decode() or content_fingerprint(
         parquet.read().to_pylist())
     table = parquet.read(columns=PLAN_COLUMNS)
-    gone, decontam, content = decontaminated(storage, path, table["id"].to_pylist(), content)
+    gone, decontam, content = decontaminated(storage, path, table["id"].to_pylist(), content, ctx.removals)
     counts = Counter(_triple(t, lang) for t, lang, out in zip(table["task"].to_pylist(), table["language"].to_pylist(),
                                                              gone.tolist(), strict=True) if not out)
     record = {"file": index, "dataset": dataset, "rows": len(table), "inputs": inputs, "drops": drops,
@@ -168,11 +169,11 @@ def _index_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
     return record, keyed.filter(pa.array(~gone))
 
 
-def decontaminated(storage: Storage, path: str, ids: list[str], content: str | None = None):
+def decontaminated(storage: Storage, path: str, ids: list[str], content: str | None = None, apply: bool = True):
     """The rows of the task table at ``path`` the decontamination stage removes (a mask over ``ids``), their
     count per reason, and the content the mixture draws from: the table's fingerprint, and the removed
     ids when there are any (so a changed removal list is a changed input). ``content`` None: not checked."""
-    removals = read_removals(storage, path, content)
+    removals = read_removals(storage, path, content) if apply else None
     if removals is None or not len(removals):
         return np.zeros(len(ids), dtype=bool), {}, content
     gone = pc.is_in(pa.array(ids, pa.string()), value_set=removals["id"]).to_numpy(zero_copy_only=False)
@@ -272,7 +273,7 @@ def _route_table(storage: Storage, ctx: MixContext, index: int, dataset: str, pa
     """One table's picks as routed rows (output position, block, encoded ``.json``, image refs, bytes);
     ``removed``: its rows the dedup pass dropped."""
     table = pq.read_table(path, filesystem=storage.fs)
-    keep = ~decontaminated(storage, path, table["id"].to_pylist())[0]
+    keep = ~decontaminated(storage, path, table["id"].to_pylist(), apply=ctx.removals)[0]
     keep[removed] = False
     tasks = np.asarray(table["task"].to_pylist(), dtype=object)
     ids = np.asarray(table["id"].to_pylist(), dtype=object)

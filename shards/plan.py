@@ -111,7 +111,7 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     tables, work_hash = inputs or plan_inputs(storage, settings, block)
     ctx = MixContext(storage.root_uri(), storage.options, f"_mix/{work_hash[:16]}", settings.dedup,
                      max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), block,
-                     settings.total_samples or 0, settings.seed)
+                     settings.total_samples or 0, settings.seed, removals=settings.decontaminated)
     names = [unit_name(g) for g in range(groups(len(tables)))]
     execute(IndexPass(tables), ctx)
     index = [record for unit in read_markers(storage, [ctx.path(storage, "index", f"{n}.json") for n in names])
@@ -250,7 +250,7 @@ def _plan_hash(storage: Storage, settings: MixSettings, block: int, tables, salt
                                                                 or infos[path].get("LastModified") or ""))
               for _, path in tables]
     # The decontamination stage's removal lists are inputs too (pipelines.layout.removals).
-    removals = storage.fs.glob(storage.path(REMOVALS_DIR, "*", "*.parquet"), detail=True)
+    removals = storage.fs.glob(storage.path(REMOVALS_DIR, "*", "*.parquet"), detail=True) if settings.decontaminated else {}
     for _, path in tables:
         info = removals.get(removals_path(storage, path))
         if info:

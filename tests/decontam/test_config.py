@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from flows.assemble import mix_settings
 from flows.config import ConfigError, load_config
 from flows.registry import enabled_stages
 from tests.conftest import REPO
@@ -20,6 +21,8 @@ def test_the_section_enables_the_stage_before_the_mix(tmp_path):
     names = [s.name for s in enabled_stages(config)]
     assert names.index("tasks") < names.index("decontam") < names.index("mix")
     assert config.decontaminate.near_duplicates.max_distance == 6 and config.decontaminate.bands == 11
+    # The mix leaves out the stage's lists only when the config runs the stage.
+    assert mix_settings(config).decontaminated and not mix_settings(plain).decontaminated
 
 
 def test_a_typo_or_an_unknown_format_fails_at_load_time():

@@ -41,6 +41,10 @@ def test_removed_samples_are_left_out_of_the_shards_and_counted_in_the_manifest(
     assert keys == {f"web-w{i}" for i in range(6)} | {f"coco-c{i}" for i in range(10, 14)}
     report = (tmp_path / "after" / "report.md").read_text()
     assert "near_duplicates_removed" in report and "decontam" in report
+    # A config without the stage (the flow passes decontaminated=False) ignores its lists.
+    ignored = mix_and_write(str(root), tmp_path / "ignored", mix.model_copy(update={"decontaminated": False}),
+                            settings.model_copy(update={"report": False}))
+    assert ignored["total_samples"] == 12 and "decontam" not in ignored["drops"]
 
 
 def test_removals_of_a_rewritten_table_are_refused(tmp_path):
