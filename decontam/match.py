@@ -144,21 +144,25 @@ class WriteRemovals(Stage):
         self.tables = tables
 
     def units(self, ctx):
+        datasets = sorted({dataset for dataset, _, _ in self.tables})
         for file, (dataset, path, _) in enumerate(self.tables):
-            yield Unit(f"{file:06d}", (file, path), group=dataset)
+            yield Unit(f"{file:06d}", (file, path, translated_from(dataset, datasets)), group=dataset)
 
     def done(self, unit, ctx):
         storage = ctx.storage()
         return storage.exists(ctx.path(storage, "removed", f"{unit.name}.json"))
 
     def run_unit(self, unit, ctx):
-        file, path = unit.spec
+        file, path, base = unit.spec
         storage = ctx.storage()
         pairs = pads.dataset([ctx.path(storage, "pairs", f"{b:05d}.parquet") for b in range(ctx.buckets)],
                              format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == file)
         text = pq.read_table(ctx.path(storage, "text", f"{unit.name}.parquet"), filesystem=storage.fs)
+        parts = [pairs, text.cast(FOUND)]
+        if base and ctx.eval_sets:
+            parts.append(_translated_leaks(storage, ctx, path, base, self.tables[file][0]))
         best: dict[str, dict] = {}
-        for found in pa.concat_tables([pairs, text.cast(FOUND)]).to_pylist():
+        for found in pa.concat_tables(parts).to_pylist():
             order = (_PRIORITY[found["reason"]], found["distance"], found["kept"], found["eval_set"], found["eval_item"])
             if found["id"] not in best or order < best[found["id"]][0]:
                 best[found["id"]] = (order, found)
@@ -167,6 +171,56 @@ class WriteRemovals(Stage):
         reasons = Counter(found["reason"] for _, found in best.values())
         write_marker(storage, ctx.path(storage, "removed", f"{unit.name}.json"), {"removed": dict(reasons)})
         return Counters(samples=len(rows), drops=reasons)
+
+
+def translated_from(dataset: str, datasets: list[str]) -> str:
+    """The dataset ``dataset`` is a translated variant of (``coco-zh`` of ``coco``), or ""."""
+    bases = [name for name in datasets if dataset.startswith(name + "-")]
+    return max(bases, key=len) if bases else ""
+
+
+def _translated_leaks(storage, ctx: DecontamContext, path: str, base: str, dataset: str) -> pa.Table:
+    """A translated variant's samples whose original (same key, in ``base``) leaks an evaluation text: the
+    translation leaks it too, in words no n-gram of the evaluation set's language matches."""
+    leaks = pq.read_table(ctx.path(storage, "text", "all.parquet"), filesystem=storage.fs,
+                          filters=[("dataset", "=", base)])
+    ids = set(pq.read_table(path, columns=["id"], filesystem=storage.fs)["id"].to_pylist())
+    rows = []
+    for leak in leaks.to_pylist():
+        variant = dataset + leak["id"][len(base):]
+        if variant in ids:
+            rows.append({**leak, "file": -1, "row": -1, "id": variant})
+    return pa.Table.from_pylist(rows, schema=FOUND)
+
+
+class GatherText(Stage):
+    """One unit: every table's text matches in ``text/all.parquet`` (few: leaks are rare), for the
+    translated variants of the samples they name."""
+
+    name = "decontam-text"
+
+    def __init__(self, tables: list[tuple[str, str, int]]):
+        self.tables = tables
+
+    def units(self, ctx):
+        yield Unit("text", ())
+
+    def done(self, unit, ctx):
+        storage = ctx.storage()
+        return storage.exists(ctx.path(storage, "text", "all.json"))
+
+    def run_unit(self, unit, ctx):
+        storage = ctx.storage()
+        parts = []
+        for file, (dataset, _, _) in enumerate(self.tables):
+            table = pq.read_table(ctx.path(storage, "text", f"{file:06d}.parquet"), filesystem=storage.fs)
+            if len(table):
+                parts.append(table.append_column("dataset", pa.array([dataset] * len(table), pa.string())))
+        schema = FOUND.append(pa.field("dataset", pa.string()))
+        table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
+        storage.write_parquet(ctx.path(storage, "text", "all.parquet"), table)
+        write_marker(storage, ctx.path(storage, "text", "all.json"), {"rows": len(table)})
+        return Counters(samples=len(table))
 
 
 def _content(storage, path: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from decontam.context import DecontamContext, read_markers
 from decontam.evalsets import versions
 from decontam.index import EvalIndex, HashTables
-from decontam.match import Audit, MatchBuckets, WriteRemovals
+from decontam.match import Audit, GatherText, MatchBuckets, WriteRemovals
 from decontam.settings import DecontamSettings
 from pipelines.layout.removals import AUDIT, REMOVALS_DIR
 from pipelines.layout.task_table import TASKS_DIR, list_task_tables
@@ -53,6 +53,8 @@ def run_decontam(root: str | Path | Storage, settings: DecontamSettings, order: 
     evaluation = execute(EvalIndex(), ctx)
     execute(HashTables(tables), ctx)
     execute(MatchBuckets(), ctx)
+    if names:
+        execute(GatherText(tables), ctx)
     removals = execute(WriteRemovals(tables), ctx)
     execute(Audit(tables), ctx)
     removed = {group: dict(sorted(c.drops.items())) for group, c in removals.groups.items()}

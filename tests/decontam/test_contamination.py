@@ -113,3 +113,17 @@ def test_a_rerun_after_the_evaluation_set_changed_starts_afresh(tmp_path):
     assert run_decontam(tmp_path, settings)["removed"] == {"web": {"contamination": 1}}
     Path(spec.path).write_text(json.dumps({"id": "q9", "question": "Something else entirely."}) + "\n")
     assert run_decontam(tmp_path, settings)["removed"] == {"web": {}}
+
+
+def test_the_translation_of_a_leaking_sample_goes_with_it(tmp_path):
+    settings = DecontamSettings(evaluation_sets=[_eval_set(tmp_path)], near_duplicates={"enabled": False})
+    write(tmp_path, "web", [sample(tmp_path, "web", "en", encode(picture(2)), "Read it.", EN_QUESTION),
+                            sample(tmp_path, "web", "ok", encode(picture(3)), "Read it.", "Nothing here.")])
+    write(tmp_path, "web-zh", [
+        sample(tmp_path, "web-zh", "en", encode(picture(2)), "读一下。", "根据本文件中的表格，财政年度第四季度报告的总收入是多少？",
+               language="zh"),
+        sample(tmp_path, "web-zh", "ok", encode(picture(3)), "读一下。", "这里什么都没有。", language="zh")])
+    summary = run_decontam(tmp_path, settings)
+    assert summary["removed"] == {"web": {"contamination": 1}, "web-zh": {"contamination": 1}}
+    audit = {row["key"]: row for row in pq.read_table(tmp_path / REMOVALS_DIR / AUDIT).to_pylist()}
+    assert audit["web-zh-en"]["eval_item"] == "q2" and audit["web-zh-en"]["ngram"] == audit["web-en"]["ngram"]
