@@ -40,8 +40,10 @@ def read_shards(
     """The mixture at ``directory`` (local or fsspec URI) as a ``ray.data.Dataset`` of :mod:`shards.rows`.
 
     Only the shards ``manifest.json`` lists are read. ``read_kwargs`` go to ``read_webdataset``
-    (``override_num_blocks``, ``ray_remote_args``...); on object storage the directory's fsspec
-    filesystem (with ``storage_options``) is the one Ray reads through.
+    (``override_num_blocks``, ``ray_remote_args``...). On object storage Ray reads through the
+    directory's fsspec filesystem, which travels to the read tasks with ``storage_options``
+    (``endpoint_url``...); what comes from the environment instead (``AWS_ENDPOINT_URL``,
+    credentials) must be set where the Ray workers run.
     """
     import ray
 
