@@ -5,8 +5,9 @@
 {'coyo': {'near_duplicate': 12}, 'laion': {'contamination': 3, 'near_duplicate': 40}}
 
 The work folder ``<root>/_decontam/<hash>/`` is named by the settings, the task tables' names,
-sizes and versions, and the evaluation sets' files' sizes and versions: a rerun with the same inputs resumes unit by unit, changed inputs start afresh.
-The driver holds a few numbers per unit, never a hash or a row.
+sizes and versions, and the evaluation sets' files' sizes and versions: a rerun with the same inputs
+resumes unit by unit, changed inputs start afresh. The driver holds a few numbers per unit, never a
+hash or a row. An image that does not decode is counted (``unreadable``) and its sample left as it is.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def run_decontam(root: str | Path | Storage, settings: DecontamSettings, order: 
     ctx = DecontamContext(storage.root_uri(), storage.options, f"_decontam/{_work_hash(storage, settings, tables)[:16]}",
                           settings, max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), names)
     evaluation = execute(EvalIndex(), ctx)
-    execute(HashTables(tables), ctx)
+    hashed = execute(HashTables(tables), ctx)
     execute(MatchBuckets(), ctx)
     if names:
         execute(GatherText(tables), ctx)
@@ -61,7 +62,8 @@ def run_decontam(root: str | Path | Storage, settings: DecontamSettings, order: 
     eval_counts = read_markers(storage, [ctx.path(storage, "eval", f"{name}.json") for name in names])
     return {"removed": removed, "by_reason": dict(sorted(removals.counters.drops.items())),
             "evaluation_sets": {name: record for name, record in zip(names, eval_counts, strict=True)},
-            "unreadable": dict(evaluation.counters.drops), "audit": storage.path(REMOVALS_DIR, AUDIT)}
+            "unreadable": {"evaluation": dict(evaluation.counters.drops), "training": dict(hashed.counters.drops)},
+            "audit": storage.path(REMOVALS_DIR, AUDIT)}
 
 
 def _work_hash(storage: Storage, settings: DecontamSettings, tables) -> str:

@@ -83,3 +83,15 @@ def test_near_duplicates_can_be_turned_off(tmp_path):
 def test_bad_band_count_is_refused(bands):
     with pytest.raises(ValueError, match="bands"):
         NearDuplicates(bands=bands)
+
+
+def test_an_image_that_does_not_decode_is_counted_and_its_sample_left_alone(tmp_path):
+    from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "bad.jpg").write_bytes(b"not a picture at all")
+    bad = TaskSample("web", "bad", "captioning", "en", [Picture(ImageRef("images/bad.jpg", 0, 20), "jpg", "x" * 64, 8, 8)],
+                     [human_turn("Describe."), {"from": "gpt", "value": "?"}])
+    write(tmp_path, "web", [bad, sample(tmp_path, "web", "good", encode(picture(1)), "Describe.", "Shapes.")])
+    summary = run_decontam(tmp_path, DecontamSettings())
+    assert summary["unreadable"]["training"] == {"image_unhashable": 1} and summary["removed"] == {"web": {}}
