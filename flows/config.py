@@ -409,6 +409,11 @@ def _interpolate(raw: dict, source: str) -> None:
                 entry["locations"] = [_REFERENCE.sub(lookup, x) if isinstance(x, str) else x for x in entry["locations"]]
             if isinstance(entry.get("image_root"), str):
                 entry["image_root"] = _REFERENCE.sub(lookup, entry["image_root"])
+    decontaminate = raw.get("decontaminate")  # the evaluation sets' files, as a source's locations
+    for entry in (decontaminate.get("evaluation_sets") or []) if isinstance(decontaminate, dict) else []:
+        for key in ("path", "images", "questions"):
+            if isinstance(entry, dict) and isinstance(entry.get(key), str):
+                entry[key] = _REFERENCE.sub(lookup, entry[key])
 
 
 def _is_local_relative(location: str) -> bool:

@@ -30,3 +30,9 @@ def test_a_typo_or_an_unknown_format_fails_at_load_time():
         load_config(DEMO, overrides=["decontaminate={near_duplicates: {max_distanse: 6}}"])
     with pytest.raises(ConfigError, match=r"decontaminate.evaluation_sets\[0\] \(x\).format: got .csv."):
         load_config(DEMO, overrides=["decontaminate={evaluation_sets: [{name: x, format: csv, path: /x}]}"])
+
+
+def test_evaluation_paths_take_references_like_source_locations(tmp_path):
+    config = load_config(DEMO, overrides=[f"demo.directory={tmp_path}", "decontaminate={evaluation_sets: "
+                                          "[{name: d, format: folder, path: '${demo.directory}/eval'}]}"])
+    assert config.decontaminate.evaluation_sets[0].path == f"{tmp_path}/eval"
