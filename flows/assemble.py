@@ -84,6 +84,7 @@ def pdf_sources(config: Config) -> list[Source]:
 
 def pdf_stage(config: Config) -> dict[str, Any]:
     """Render every PDF source's pages; text-layer samples, and pages for the OCR stage (``pdf/``)."""
+    from pdf.settings import PdfSettings
     from pdf.stage import run_pdf_stage
     from pipelines.runtime import ensure_ray
 
@@ -97,12 +98,13 @@ def pdf_stage(config: Config) -> dict[str, Any]:
         from pdf.generate import demo_corpus
 
         demo_corpus(LocalPath(config.demo.directory) / "pdfs", seed=config.seed)
-    settings = config.pdf.model_copy(update={
-        "seed": config.seed,  # English pages too, whatever the registry lists (as for caption transcriptions)
-        "prompts": {purpose: {code: config.prompt_pool(purpose, code) for code in {*config.languages, "en"}}
-                    for purpose in ("transcribe", "grounded")},
-        "scripts": {code: list(language.scripts) for code, language in config.languages.items()}})
-    root = Storage(config.storage.root, config.storage.options).root_uri()
+    settings = PdfSettings(
+        **config.pdf.model_dump(), seed=config.seed,
+        # English pages too, whatever the registry lists (as for caption transcriptions)
+        prompts={purpose: {code: config.prompt_pool(purpose, code) for code in {*config.languages, "en"}}
+                 for purpose in ("transcribe", "grounded")},
+        scripts={code: list(language.scripts) for code, language in config.languages.items()})
+    root = config.storage.open().root_uri()
     return run_pdf_stage(sources, settings, root, config.storage.options, fetch=pdf_fetcher(config))
 
 

@@ -26,7 +26,7 @@ from decontam.settings import DecontamSettings
 from download.settings import Download
 from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskStyle
-from pdf.settings import PdfSettings
+from pdf.settings import PdfOptions
 from pipelines._model import ConfigModel
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
@@ -156,7 +156,7 @@ class Config(ConfigModel):
     translation: Translation = Field(default_factory=Translation)
     download: Download = Field(default_factory=Download)
     ocr: OcrSettings = Field(default_factory=OcrSettings, description="the OCR stage (engines, actors, filters)")
-    pdf: PdfSettings = Field(default_factory=PdfSettings, description="the PDF stage (render, limits, checks)")
+    pdf: PdfOptions = Field(default_factory=PdfOptions, description="the PDF stage (render, limits, checks)")
     task_samples: TaskSampleOptions = Field(
         default_factory=TaskSampleOptions, description="the task stage: objects per sample, records per unit")
     ocr_tasks: OcrTaskStyle = Field(default_factory=OcrTaskStyle, description="OCR corpus -> conversations")

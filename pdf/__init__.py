@@ -10,9 +10,9 @@ the OCR stage. Rendering runs in a child process with a time and a memory limit 
 >>> run_pdf_stage([source], PdfSettings(dpi=144, scripts=..., prompts=...), "/data/mix")  # doctest: +SKIP
 """
 
-from pdf.settings import PdfSettings
+from pdf.settings import PdfOptions, PdfSettings
 from pipelines._imports import lazy_exports
 
 _LAZY = {"run_pdf_stage": "pdf.stage"}
 __getattr__ = lazy_exports(__name__, _LAZY, extra="pdf")
-__all__ = ["PdfSettings", *_LAZY]
+__all__ = ["PdfOptions", "PdfSettings", *_LAZY]

@@ -9,8 +9,8 @@ from pydantic import Field
 from pipelines._model import ConfigModel
 
 
-class PdfSettings(ConfigModel):
-    """How PDF pages become page images and OCR samples (the ``pdf`` section of a mixture config)."""
+class PdfOptions(ConfigModel):
+    """How PDF pages become page images and OCR samples: the ``pdf`` section of a mixture config."""
 
     dpi: float = Field(144, gt=0, le=1200, description="render resolution, dots per inch")
     max_side: int = Field(4096, ge=64, description="longer side of a rendered page, at most (the report's 4K)")
@@ -32,6 +32,11 @@ class PdfSettings(ConfigModel):
     min_language_share: float = Field(
         0.5, ge=0, le=1, description="a page's text must be this much in one configured language's scripts")
     grounded_fraction: float = Field(0.5, ge=0, le=1, description="share of samples given the grounded variant")
+
+
+class PdfSettings(PdfOptions):
+    """The options plus what a run derives from the rest of the mixture config (a config never sets these)."""
+
     seed: int = Field(0, description="seed of the prompt and variant draws")
     # Filled by the flow from the config's `languages` registry (and its OCR prompt pools).
     scripts: dict[str, list[str]] = Field(
