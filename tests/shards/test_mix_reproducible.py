@@ -81,7 +81,10 @@ def test_the_same_samples_on_s3_give_the_same_bytes(tmp_path, monkeypatch):
             monkeypatch.setenv(name, value)
         S3FileSystem.clear_instance_cache()
         S3FileSystem().mkdir("mixes")
-        _, on_s3 = _mix(_write(Storage("s3://mixes/run"), 23))
+        # Options, not only the environment: Ray workers started before the server open the root too.
+        options = {"key": "testing", "secret": "testing",
+                   "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"}}
+        _, on_s3 = _mix(_write(Storage("s3://mixes/run", options), 23))
     finally:
         S3FileSystem.clear_instance_cache()
         server.stop()
