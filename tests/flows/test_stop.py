@@ -75,7 +75,7 @@ sources:
 
 
 def _start(config: Path, progress: Path, mark: str) -> subprocess.Popen:
-    env = {**os.environ, MARK: mark, "VLMIX_PROGRESS_FILE": str(progress), "VLMIX_STOP_GRACE_S": "10",
+    env = {**os.environ, MARK: mark, "VLMIX_PROGRESS_FILE": str(progress), "VLMIX_STOP_GRACE_S": "5",
            "PREFECT_HOME": str(progress.parent / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "DO_NOT_TRACK": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     env.pop("PREFECT_API_URL", None)
