@@ -39,6 +39,10 @@ class Format(ConfigModel):
     annotations_file: str | None = Field(None, description="json: the file holding `annotations`, a name beside "
                                          "the records' file (VQA's questions and annotations files); default: "
                                          "the records' own file")
+    lookups: dict[str, str] = Field(default_factory=dict, description="json: record paths holding indices into a "
+                                    "list elsewhere in the same file, and that list's ijson prefix (VisualDialog's "
+                                    "{'dialog.*.question': 'data.questions'}); each index is replaced by the item "
+                                    "(None when out of range) as the file is split")
     link: str = Field("image_id", description="annotation field naming its record's id")
     record_id: str = Field("id", description="record field the annotations' `link` refers to ($key: the key)")
     where: dict[str, list[Any]] = Field(default_factory=dict, description="keep only records whose value at "
@@ -80,7 +84,7 @@ class Format(ConfigModel):
     def _paths_are_valid(self) -> Format:
         paths = [self.records, self.key, self.width, self.height, self.regions, self.region_text,
                  self.region_points, self.region_box, self.region_illegible, self.question, self.answers, self.qa,
-                 self.caption, self.conversations, self.text, self.group_by, *self.where]
+                 self.caption, self.conversations, self.text, self.group_by, *self.where, *self.lookups]
         for path in (p for p in paths if p):
             problem = check_path(path)
             if problem:
@@ -93,6 +97,8 @@ class Format(ConfigModel):
             raise ValueError("build 'vqa' needs `answers`")
         if self.annotations_file is not None and self.annotations is None:
             raise ValueError("`annotations_file` names the file of `annotations`: set `annotations` too")
+        if self.lookups and self.reader != "json":
+            raise ValueError("`lookups` (indices into a list of the same file) are read by the json reader only")
         if self.annotations is not None and self.reader != "json":
             raise ValueError("`annotations` (a joined collection) is read by the json reader only")
         return self

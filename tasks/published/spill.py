@@ -9,6 +9,9 @@ reused (keyed by the file's size and the format's reading fields).
 
 - ``group_by``: the records are counted first, then each goes to the unit its group's hash names, so the
   questions of one document are never split between units.
+- ``lookups`` (VisualDialog): records that point by index into lists elsewhere in the same file; the
+  lists are read first (one streaming pass each, held by the task that splits the file), then each
+  index is replaced by its item as the records are spilled, so a unit's records are whole.
 - ``annotations`` (COCO-like files): a second collection joined to the records by ``link``; its items
   are spilled beside their record's unit (the driver holds one id -> unit entry per record) and put
   read as the record's ``$annotations`` (a list) when the unit is read.
@@ -58,7 +61,31 @@ def _collection(storage: Storage, location: str, prefix: str) -> Iterator[tuple[
 
 def _reading_fields(fmt: Format) -> dict:
     return {"records": fmt.records, "annotations": fmt.annotations, "link": fmt.link, "record_id": fmt.record_id,
-            "group_by": fmt.group_by, "annotations_file": fmt.annotations_file}
+            "group_by": fmt.group_by, "annotations_file": fmt.annotations_file, "lookups": fmt.lookups}
+
+
+def _tables(storage: Storage, location: str, fmt: Format) -> dict[str, list]:
+    """The lists ``lookups`` point into, each read once (ValueError naming the file if one is no list)."""
+    tables: dict[str, list] = {}
+    for prefix in dict.fromkeys(fmt.lookups.values()):
+        items = list(_collection(storage, location, prefix))
+        if items and items[0][0] is not None:
+            raise ValueError(f"{location}: {prefix!r} is an object, not a list (format `lookups` needs a list)")
+        tables[prefix] = [item for _, item in items]
+    return tables
+
+
+def _looked_up(value: Any, parts: list[str], table: list) -> Any:
+    """``value`` with the index at ``parts`` (``*``: every element of a list) replaced by ``table``'s item."""
+    if not parts:
+        whole = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+        return table[int(value)] if whole and 0 <= int(value) < len(table) else None
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        return [_looked_up(v, rest, table) for v in value] if isinstance(value, list) else value
+    if isinstance(value, dict) and head in value:
+        return {**value, head: _looked_up(value[head], rest, table)}
+    return value
 
 
 def _bucket(value: Any, buckets: int) -> int:
@@ -106,7 +133,10 @@ def partition(storage: Storage, source: str, location: str, fmt: Format, per_uni
     else:
         buckets, count = 0, 0
     stem = file_stem(location)
+    tables = _tables(storage, location, fmt) if fmt.lookups else {}
     for ordinal, (key, value) in enumerate(_collection(storage, location, fmt.records)):
+        for path, prefix in fmt.lookups.items():
+            value = _looked_up(value, path.split("."), tables[prefix])
         extras = {"$key": key if key is not None else f"{stem}-{ordinal}"}  # an array's: file and position
         if fmt.group_by:
             unit = _bucket(resolve(value, fmt.group_by, extras, None), buckets)

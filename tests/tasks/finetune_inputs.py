@@ -21,6 +21,7 @@ from PIL import Image
 
 from tests.tasks.finetune_inputs_base import Published, _image, _json, _jsonl
 from tests.tasks.finetune_inputs_chat import CHAT_WRITERS
+from tests.tasks.finetune_inputs_more import MORE_WRITERS
 
 # ---------------------------------------------------------------- general QA (VQA-style)
 
@@ -377,7 +378,7 @@ WRITERS = {
     "geometry3k": write_geometry3k, "clevr_math": write_cauldron, "tqa": lambda root: write_cauldron(root, "tqa"),
     "refcoco": write_refcoco, "refcoco_plus": lambda root: write_refcoco(root, "refcoco_plus"),
     "refcocog": lambda root: write_refcoco(root, "refcocog"), "visual_genome": write_visual_genome,
-    **CHAT_WRITERS,
+    **CHAT_WRITERS, **MORE_WRITERS,
 }
 
 
