@@ -46,7 +46,8 @@ def expand_locations(storage: Storage, source) -> list[str]:
 @register
 class UrlList(Kind):
     name = "url_list"
-    tasks = ("captioning", "detection", *OCR_TASKS)
+    # conversation: a list of images with long descriptions (Laion-GPT4V), built as captions
+    tasks = ("captioning", "conversation", "detection", *OCR_TASKS)
     translatable = True
     downloads = True
 
@@ -71,7 +72,7 @@ class UrlList(Kind):
         return source.task not in OCR_TASKS
 
     def purposes(self, source):
-        return ["caption"] if source.task == "captioning" else ["detect", "refer"]
+        return ["caption"] if source.task in ("captioning", "conversation") else ["detect", "refer"]
 
     def units(self, source, ctx: TaskContext) -> Iterator[Unit]:
         raw = source.images_from or source.name
@@ -83,7 +84,7 @@ class UrlList(Kind):
 
     def items(self, source, unit, ctx, images, drops: Counter):
         (raw,) = unit.spec
-        if source.task == "captioning":
+        if source.task in ("captioning", "conversation"):
             return caption_drafts(ctx.storage, raw, unit.name, images, drops)
         return detection_drafts(ctx.storage, raw, unit.name, ctx.settings.max_objects, images, drops)
 

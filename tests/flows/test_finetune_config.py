@@ -48,13 +48,10 @@ def test_a_bad_weighting_is_refused_at_validate(override, message):
 
 
 def _no_preset_copies(data: Path) -> None:
-    """The sources with no preset yet read InternVL JSONL: one tiny file each, an image beside it."""
+    """GeoQA+ is read as InternVL's JSONL copy (its publisher ships pickles): one tiny file, an image beside it."""
     from PIL import Image
 
-    for source, jsonl, images in [("visual_dialog", "visdial_train.jsonl", "images"),
-                                  ("geoqa_plus", "geoqa+.jsonl", "images"), ("kvqa", "kvqa_train.jsonl", "KVQAimgs"),
-                                  ("viquae", "viquae_train.jsonl", "images"),
-                                  ("laion_gpt4v", "laion_gpt4v.jsonl", "images")]:
+    for source, jsonl, images in [("geoqa_plus", "geoqa+.jsonl", "images")]:
         folder = data / source
         (folder / images).mkdir(parents=True)
         Image.new("RGB", (40, 30), (10, 120, 200)).save(folder / images / "0.jpg")
@@ -70,12 +67,14 @@ def test_the_config_builds_every_group_into_the_shards_from_published_copies(tmp
     from shards import ShardSettings, mix_and_write, verify
     from tasks.build import build_task_samples
     from tests.tasks import finetune_inputs, pretrain_published
+    from tests.tasks.finetune_inputs_more import write_laion_gpt4v
 
     data = tmp_path / "data"
     finetune_inputs.write_all(data)
     for name in SHARED_WITH_PRETRAIN:
         pretrain_published.write(name, data, n=2)
     _no_preset_copies(data)
+    write_laion_gpt4v(data, tmp_path / "root")  # a URL list: its raw shard stands for the download stage
     # The tiny copies carry their awkward records in a handful: most of some are dropped on purpose.
     config = load_config(FINETUNE, overrides=[f"paths.data={data}", f"storage.root={tmp_path / 'root'}",
                                               "ray.address=null", "mixture.min_kept_share=0"])

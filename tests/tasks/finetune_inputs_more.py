@@ -78,3 +78,34 @@ def write_viquae(root: Path) -> Published:
 
 
 MORE_WRITERS = {"visual_dialog": write_visual_dialog, "kvqa": write_kvqa, "viquae": write_viquae}
+
+
+def write_laion_gpt4v(root: Path, storage_root: Path) -> Path:
+    """laion/gpt4v-dataset's URL list (data/train-*.parquet: link, caption, message_id, timestamp) under
+    ``root``, and under ``storage_root`` the raw shard the download stage leaves for its rows (no network
+    here). Returns the URL list's path."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from tests.tasks.test_tasks_build import write_raw_shard
+
+    rows = {"link": ["https://example.org/a.jpg", "https://example.org/b.png", "https://example.org/c.jpg"],
+            "caption": ["The image shows a red bicycle leaning on a brick wall.\n\nIn the background, a door.",
+                        "A bowl of ramen with an egg.", ""],
+            "message_id": ["m0", "m1", "m2"], "timestamp": ["2023-11-01T10:00:00", "2023-11-01T10:01:00", ""]}
+    path = root / "laion_gpt4v" / "data" / "train-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows), path)
+
+    def jpeg(colour: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (48, 40), (colour, 90, 60)).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+    write_raw_shard(storage_root, "laion_gpt4v", "00000", [
+        {"key": f"00000{i:04d}", "image": jpeg(40 + 60 * i), "caption": rows["caption"][i], "width": 48,
+         "height": 40, "original_width": 480, "original_height": 400} for i in range(2)])
+    return path

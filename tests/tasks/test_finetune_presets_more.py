@@ -64,3 +64,40 @@ def test_viquae_groups_an_images_questions_and_answers_with_the_original_answer(
         (x["input"], x["output"]["original_answer"]) for x in answered]
     assert len(sample.images) == 1 and "512px-Missing.jpg" not in samples
     assert drops["image_missing"] == 1 and drops["object:empty_answer"] == 1
+
+
+def test_every_preset_here_names_its_files_and_has_a_published_copy():
+    from tasks.published import finetune_more
+
+    for chosen in finetune_more.PRESETS:
+        assert preset(chosen.name).about and chosen.files, chosen.name
+        assert chosen.name in finetune_inputs.WRITERS, chosen.name
+
+
+def test_laion_gpt4v_is_a_url_list_whose_columns_are_the_hub_cards_and_builds_description_exchanges(tmp_path):
+    """The shipped config's laion_gpt4v entry, on a list shaped as laion/gpt4v-dataset's card says, then
+    its raw shard (what the download stage leaves) built as the task stage does."""
+    import pyarrow.parquet as pq
+
+    from download.filters import filter_url_list
+    from download.url_lists import _select_columns
+    from flows.config import load_config
+    from tasks import TaskSettings, build_task_samples
+    from tests.tasks.finetune_inputs_more import write_laion_gpt4v
+    from tests.tasks.test_tasks_build import rows
+
+    listed = write_laion_gpt4v(tmp_path / "data", tmp_path / "root")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "finetune.yaml",
+                         overrides=[f"paths.data={tmp_path / 'data'}", f"storage.root={tmp_path / 'root'}"])
+    source = next(s for s in config.sources if s.name == "laion_gpt4v")
+    table = pq.read_table(listed)
+    kept, dropped = filter_url_list(table, source.columns, source.filters)
+    selected = _select_columns(kept, source).to_pylist()
+    assert selected == [{"url": u, "caption": c} for u, c in zip(table["link"].to_pylist()[:2],
+                                                                   table["caption"].to_pylist()[:2], strict=True)]
+    assert dict(dropped) == {"caption_too_short": 1}  # the row without a description
+    samples = build_task_samples(source.model_copy(update={"locations": [str(listed)]}), str(tmp_path / "root"),
+                                 TaskSettings()).samples
+    assert samples == 2
+    gpt = [row["conversations"][1]["value"] for row in rows(tmp_path / "root", "laion_gpt4v")]
+    assert sorted(gpt) == sorted(" ".join(c.split()) for c in table["caption"].to_pylist()[:2])
