@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 
@@ -17,10 +18,23 @@ def render_caption(texts: dict[str, str], language: str, prompts: PromptPools, i
     return [human_turn(prompt), {"from": "gpt", "value": texts["caption"]}]
 
 
-def caption_drafts(storage: Storage, source: str, shard: str, images, drops: Counter) -> Iterator[Draft]:
-    """Drafts from one raw img2dataset shard; captionless or undecodable samples are counted out."""
+def render_description(texts: dict[str, str], language: str, prompts: PromptPools, identity: tuple[str, ...]):
+    prompt = prompts.choose("describe", language, *identity)
+    return [human_turn(prompt), {"from": "gpt", "value": texts["caption"]}]
+
+
+def _paragraphs(text: str) -> str:
+    """Spaces collapsed within each line; line breaks kept, at most one blank line between paragraphs."""
+    lines = [" ".join(line.split()) for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def caption_drafts(storage: Storage, source: str, shard: str, images, drops: Counter,
+                   detailed: bool = False) -> Iterator[Draft]:
+    """Drafts from one raw img2dataset shard; captionless or undecodable samples are counted out.
+    ``detailed``: long descriptions (Laion-GPT4V) keep their paragraphs and answer a request for detail."""
     for raw in iter_raw_shard(storage, source, shard):
-        caption = " ".join(raw.caption.split())
+        caption = _paragraphs(raw.caption) if detailed else " ".join(raw.caption.split())
         if not caption:
             drops["empty_caption"] += 1
             continue
@@ -31,6 +45,6 @@ def caption_drafts(storage: Storage, source: str, shard: str, images, drops: Cou
             key=raw.key,
             images=[picture],
             texts={"caption": caption},
-            render=render_caption,
+            render=render_description if detailed else render_caption,
             url=str(raw.meta.get("url") or ""),
         )

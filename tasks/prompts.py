@@ -31,6 +31,20 @@ PROMPTS: dict[str, dict[str, list[str]]] = {
             "请为这张照片写一句标题。",
         ],
     },
+    "describe": {  # long descriptions (Laion-GPT4V's): a request for detail, not a caption
+        "en": [
+            "Describe this image in detail.",
+            "Give a detailed description of this picture.",
+            "What is in this image? Describe it thoroughly.",
+            "Describe everything you see in this image.",
+        ],
+        "zh": [
+            "请详细描述这张图片。",
+            "请对这张图片做一个详细的描述。",
+            "图片里有什么？请详细说明。",
+            "请描述你在这张图片中看到的一切。",
+        ],
+    },
     "detect": {
         "en": [
             "Detect all objects in the image and give their bounding boxes.",

@@ -46,7 +46,7 @@ def expand_locations(storage: Storage, source) -> list[str]:
 @register
 class UrlList(Kind):
     name = "url_list"
-    # conversation: a list of images with long descriptions (Laion-GPT4V), built as captions
+    # conversation: a list of images with long descriptions (Laion-GPT4V), each answering a request for detail
     tasks = ("captioning", "conversation", "detection", *OCR_TASKS)
     translatable = True
     downloads = True
@@ -72,7 +72,7 @@ class UrlList(Kind):
         return source.task not in OCR_TASKS
 
     def purposes(self, source):
-        return ["caption"] if source.task in ("captioning", "conversation") else ["detect", "refer"]
+        return {"captioning": ["caption"], "conversation": ["describe"]}.get(source.task, ["detect", "refer"])
 
     def units(self, source, ctx: TaskContext) -> Iterator[Unit]:
         raw = source.images_from or source.name
@@ -85,7 +85,7 @@ class UrlList(Kind):
     def items(self, source, unit, ctx, images, drops: Counter):
         (raw,) = unit.spec
         if source.task in ("captioning", "conversation"):
-            return caption_drafts(ctx.storage, raw, unit.name, images, drops)
+            return caption_drafts(ctx.storage, raw, unit.name, images, drops, detailed=source.task == "conversation")
         return detection_drafts(ctx.storage, raw, unit.name, ctx.settings.max_objects, images, drops)
 
 

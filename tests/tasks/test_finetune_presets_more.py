@@ -84,6 +84,7 @@ def test_laion_gpt4v_is_a_url_list_whose_columns_are_the_hub_cards_and_builds_de
     from flows.config import load_config
     from tasks import TaskSettings, build_task_samples
     from tests.tasks.finetune_inputs_more import write_laion_gpt4v
+    from tasks.prompts import PROMPTS
     from tests.tasks.test_tasks_build import rows
 
     listed = write_laion_gpt4v(tmp_path / "data", tmp_path / "root")
@@ -99,5 +100,8 @@ def test_laion_gpt4v_is_a_url_list_whose_columns_are_the_hub_cards_and_builds_de
     samples = build_task_samples(source.model_copy(update={"locations": [str(listed)]}), str(tmp_path / "root"),
                                  TaskSettings()).samples
     assert samples == 2
-    gpt = [row["conversations"][1]["value"] for row in rows(tmp_path / "root", "laion_gpt4v")]
-    assert sorted(gpt) == sorted(" ".join(c.split()) for c in table["caption"].to_pylist()[:2])
+    built = rows(tmp_path / "root", "laion_gpt4v")
+    # The description answers whole, its paragraphs kept, a request for a detailed description.
+    assert sorted(row["conversations"][1]["value"] for row in built) == sorted(table["caption"].to_pylist()[:2])
+    assert all(row["conversations"][0]["value"].removeprefix("<image>\n") in PROMPTS["describe"]["en"]
+               for row in built)
