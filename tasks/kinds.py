@@ -10,8 +10,9 @@ kind; nothing else branches on kind names.
 ======================  ==================================================  =====================
 kind                    what it reads                                       tasks
 ======================  ==================================================  =====================
-``url_list``            URL lists (Parquet/CSV/JSONL) downloaded into raw   captioning, detection;
-                        img2dataset shards                                  OCR tasks via ``ocr``
+``url_list``            URL lists (Parquet/CSV/JSONL) downloaded into raw   captioning, conversation
+                        img2dataset shards                                  (long descriptions),
+                                                                            detection; OCR tasks via ``ocr``
 ``coco``                COCO-style detection JSON (Objects365) + images     detection
 ``grit_jsonl``          GRIT-style JSONL (image, caption, ref_exps)+images  detection
 ``internvl_jsonl``      InternVL JSONL (conversations; one, several or no   any

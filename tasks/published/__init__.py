@@ -6,7 +6,8 @@ field by field. What happens to one unit of it (:mod:`.kind`):
 
 1. **reader** (:mod:`.readers`) yields ``(record, extras)``, streamed, never read whole:
    ``json`` (an array or an object keyed by id at ``records``; optionally a COCO-like second collection
-   joined by ``annotations``/``link``/``record_id``), ``jsonl``, ``per_file`` (one ``.json`` or CSV-like
+   joined by ``annotations``/``link``/``record_id``; indices into a list of the same file resolved by
+   ``lookups``), ``jsonl``, ``per_file`` (one ``.json`` or CSV-like
    ``.txt`` per image) and ``parquet`` (Hub image structs ``{bytes, path}`` kept); ``extras`` carry
    ``$key``, ``$stem``, ``$parent``, ``$name``, ``$row``, ``$annotations``;
 2. the preset's **adapt** ``(record, extras) -> (record, extras) | None`` reshapes what paths cannot
