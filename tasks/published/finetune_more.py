@@ -65,7 +65,8 @@ PRESETS = [
         "lookups": {"dialog.*.question": "data.questions", "dialog.*.answer": "data.answers"},
         "key": "image_id", "image": ["train2014/COCO_train2014_{coco_id}.jpg", "val2014/COCO_val2014_{coco_id}.jpg"],
         "qa": "rounds", "question": "question", "answers": "answer", "build": "vqa",
-    }, adapt=_visual_dialog, about="VisualDialog v1.0 (visualdialog.org/data): visdial_1.0_train.json, {version, "
+    }, adapt=_visual_dialog, about="VisualDialog v1.0 (visualdialog.org/data; the publisher's reader, VisDialJsonReader in "
+       "batra-mlp-lab/visdial-challenge-starter-pytorch): visdial_1.0_train.json, {version, "
        "split, data: {dialogs: [{image_id, caption, dialog: [{question, answer, answer_options, gt_index}] x10}], "
        "questions: [...], answers: [...]}}, where each round's question and answer are indices into data.questions "
        "and data.answers (format `lookups`); the ten rounds are the conversation's turns, in order, each answered "
