@@ -102,6 +102,9 @@ def cmd_run(args) -> int:
         return supervise(args.argv, config.storage.root, config.storage.options)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Prefect's ephemeral server waits 20 s by default to come up; on busy cores (Ray and the stages
+    # starting beside it) that is too short, and the run would fail before its first stage.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from flows.build_pretrain_mix import build_pretrain_mix
 
     records = build_pretrain_mix(config=str(args.config), stages=args.stage or None, overrides=args.overrides)

@@ -70,6 +70,9 @@ def export_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--chars-per-token", type=float, default=None, help="the estimate's characters per token (4)")
     _add_storage_options(parser)
+    parser.add_argument("--out-storage-options", type=_json_object, default=None, metavar="JSON",
+                        help="fsspec options for OUT_DIR when it is a URI on another store than the shards "
+                        '(e.g. \'{"endpoint_url": ..., "key": ..., "secret": ...}\'); they reach every worker')
     args = parser.parse_args(argv)
     raw = yaml.safe_load(args.settings.read_text(encoding="utf-8")) if args.settings else {}
     if not isinstance(raw, dict):
@@ -83,7 +86,8 @@ def export_main(argv: list[str] | None = None) -> int:
         settings = InternVLExportSettings.model_validate(raw)
     except ValidationError as err:
         parser.error(f"export settings: {err}")
-    print(export_internvl(args.shard_dir, args.out_dir, settings, storage_options=args.storage_options))
+    print(export_internvl(args.shard_dir, args.out_dir, settings, storage_options=args.storage_options,
+                          out_options=args.out_storage_options))
     return 0
 
 

@@ -180,12 +180,17 @@ def export_internvl(
     out_dir: str | Path,
     settings: InternVLExportSettings | None = None,
     storage_options: dict[str, Any] | None = None,
+    out_options: dict[str, Any] | None = None,
 ) -> str:
-    """Write the InternVL meta file, JSONL annotations and images; returns the meta file's path."""
+    """Write the InternVL meta file, JSONL annotations and images; returns the meta file's path.
+
+    ``storage_options`` open the shards, ``out_options`` the output (default: the shards' own where
+    both are on the same store). They travel to the export's Ray workers with the work: on a cluster,
+    credentials and endpoints given here need not be in the workers' environment."""
     settings = settings or InternVLExportSettings()
     shards = open_directory(shard_dir, storage_options)
     out_dir = str(Path(out_dir).resolve()) if "://" not in str(out_dir) else str(out_dir)
-    out = Storage(out_dir, options_for(out_dir, shards))
+    out = Storage(out_dir, out_options if out_options is not None else options_for(out_dir, shards))
     manifest = read_manifest(shards)
     sources = manifest["sources"]
     unknown = sorted(set(settings.datasets) - set(sources))

@@ -155,7 +155,12 @@ def test_export_writes_to_object_storage(shapes, monkeypatch):
         fs = s3fs.S3FileSystem()
         fs.mkdir("export-bucket")
         shards, _ = shapes
-        assert export_main([str(shards), "s3://export-bucket/run/export"]) == 0
+        # The export's units may run on Ray workers started before this server: its endpoint and keys go
+        # with the work, as a user passes them to a cluster, not through the driver's environment.
+        out_options = {"endpoint_url": f"http://{host}:{port}", "key": "test", "secret": "test",
+                       "client_kwargs": {"region_name": "us-east-1"}}
+        assert export_main([str(shards), "s3://export-bucket/run/export",
+                            "--out-storage-options", json.dumps(out_options)]) == 0
         meta = json.loads(fs.cat("export-bucket/run/export/meta.json"))
         entry = meta["pairs"]
         lines = [json.loads(line) for line in fs.cat(f"export-bucket/run/export/{entry['annotation']}").splitlines()]
@@ -169,30 +174,51 @@ def test_export_writes_to_object_storage(shapes, monkeypatch):
         server.stop()
 
 
-def test_a_killed_export_resumes_to_the_same_files(shapes, tmp_path, monkeypatch):
-    from shards.export import ExportShards
+KILLED_EXPORT = """
+import json, sys
+from pathlib import Path
+from shards import export_internvl
+from shards.export import ExportShards, InternVLExportSettings
+shards, out, last = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+run_unit = ExportShards.run_unit
+
+def dies_on_the_last_shard(self, unit, ctx):
+    if unit.name == last:
+        raise KeyboardInterrupt  # as a kill would stop it, mid-export
+    return run_unit(self, unit, ctx)
+
+ExportShards.run_unit = dies_on_the_last_shard
+died = []
+for settings in (None, InternVLExportSettings(max_dynamic_patch=2)):  # other settings: no record reused
+    try:
+        export_internvl(shards, out, settings)
+    except KeyboardInterrupt:
+        died.append(True)
+meta_after_kill = (out / "meta.json").exists()
+calls = []
+ExportShards.run_unit = lambda self, unit, ctx: calls.append(unit.name) or run_unit(self, unit, ctx)
+export_internvl(shards, out)
+print(json.dumps({"died": died, "meta_after_kill": meta_after_kill, "calls": calls}))
+"""
+
+
+def test_a_killed_export_resumes_to_the_same_files(shapes, tmp_path):
+    """In a fresh interpreter without Ray, so that a unit can be made to die where it runs."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
     shards, manifest = shapes
     clean = tmp_path / "clean"
     export_internvl(shards, clean)
-    run_unit = ExportShards.run_unit
-
-    def dies_on_the_last_shard(self, unit, ctx):
-        if unit.name == manifest["shards"][-1]["name"]:
-            raise KeyboardInterrupt
-        return run_unit(self, unit, ctx)
-
-    monkeypatch.setattr(ExportShards, "run_unit", dies_on_the_last_shard)
-    with pytest.raises(KeyboardInterrupt):
-        export_internvl(shards, tmp_path / "resumed")
-    with pytest.raises(KeyboardInterrupt):  # other settings into the same folder: none of the records reused
-        export_internvl(shards, tmp_path / "resumed", InternVLExportSettings(max_dynamic_patch=2))
-    assert not (tmp_path / "resumed" / "meta.json").exists()
-    calls = []
-    monkeypatch.setattr(ExportShards, "run_unit",
-                        lambda self, unit, ctx: calls.append(unit.name) or run_unit(self, unit, ctx))
-    export_internvl(shards, tmp_path / "resumed")
-    assert calls == [manifest["shards"][-1]["name"]]  # only the unit that had not finished
+    last = manifest["shards"][-1]["name"]
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(shards), str(tmp_path / "resumed"), last],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["died"] == [True, True] and not result["meta_after_kill"]
+    assert result["calls"] == [last]  # only the unit that had not finished
     files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "resumed") for p in (tmp_path / "resumed").rglob("*") if p.is_file())
     for name in files:
