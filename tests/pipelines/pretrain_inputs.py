@@ -39,10 +39,8 @@ import contextlib
 import functools
 import json
 import random
-import re
 import sys
 import threading
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -96,20 +94,6 @@ PUBLISHED_SOURCES = {  # config source -> preset whose tiny published copy it re
     "coco_text": "coco_text", "chartqa": "chartqa", "ctw": "ctw", "docvqa": "docvqa", "textocr": "textocr",
     "plotqa": "plotqa", "infovqa": "infovqa",
 }
-_MARKUP = re.compile(r"<image>|<box>.*?</box>|<quad>.*?</quad>|</?ref>", re.DOTALL)
-
-
-def natural_language_pieces(text: str) -> list[str]:
-    """The translatable parts of a conversation turn, in order.
-
-    Split at ``<image>``, ``<box>…</box>``, ``<quad>…</quad>`` and the ``<ref>``/``</ref>`` tags (the
-    text inside a ref is a piece of its own); pieces are stripped, and empty ones, or ones made only
-    of punctuation, symbols and whitespace, are dropped.
-    """
-    pieces = (piece.strip() for piece in _MARKUP.split(text))
-    return [p for p in pieces if p and not all(unicodedata.category(ch)[0] in "PSZ" for ch in p)]
-
-
 @dataclass
 class PretrainInputs:
     """What ``make_pretrain_inputs`` wrote; ``base_url`` serves the URL lists' images while open."""
@@ -463,37 +447,47 @@ class _Writer:
         path.write_text(json.dumps(document), encoding="utf-8")
         self.inputs.sources["objects365"] = len(images)
 
+    def _grounded_turns(self, scene, kind: int, w: int, h: int, lang: str) -> list[str]:
+        """One All-Seeing conversation's turns in English or in its reference Chinese (same markup)."""
+        def t(en: str, zh: str) -> str:
+            return en if lang == "en" else zh
+
+        first, first_box = scene.objects[0]
+        ref = t(f"the {first}", COLOURS[first.split()[0]][1] + SHAPES[first.split()[1]])
+        box = f"<box>[{box_1000(first_box, w, h)}]</box>"
+        if kind == 0:
+            return [f"<image>\n{t('Locate the object described as:', '找出下面描述的物体：')} <ref>{ref}</ref>",
+                    f"<ref>{ref}</ref>{box}"]
+        if kind == 1:
+            count = len(scene.objects)
+            return [f"<image>\n{t('What object is inside', '以下框内是什么物体')} {box}?",
+                    t(phrase(first, "en").capitalize() + ".", phrase(first, "zh") + "。"),
+                    t("How many shapes are there in the image?", "图中有多少个图形？"),
+                    t(f"There are {count} shapes in the image.", f"图中有{count}个图形。")]
+        parts = []
+        for j, (obj, obj_box) in enumerate(scene.objects):
+            sep = "" if j == 0 else (f" {t('and', '和')} " if j == len(scene.objects) - 1 else t(", ", "，"))
+            parts.append(f"{sep}<ref>{t(phrase(obj, 'en'), phrase(obj, 'zh'))}</ref><box>[{box_1000(obj_box, w, h)}]</box>")
+        background = t(f"on {with_article(scene.background)} background.", f"，背景是{COLOURS[scene.background][1]}的。")
+        return [f"<image>\n{t('Describe the image and ground every object you mention.', '描述这张图片，并标出你提到的每个物体。')}",
+                f"{t('The image shows', '图中有')} {''.join(parts)} {background}"]
+
     def all_seeing(self) -> None:
+        from translate.segment import plan_turn
+
         rng, records = self.rng("all_seeing"), []
-        t = self.translate
         for i in range(self.n):
             scene = draw_scene(rng, 2, 3)
             w, h = scene.image.size
             name = f"sa_{223750 + i}.jpg"
             save(scene.image, self.root / "all-seeing/images" / name, quality=90)
-            (first, first_box), kind = scene.objects[0], i % 3
-            ref = t(f"the {first}", COLOURS[first.split()[0]][1] + SHAPES[first.split()[1]])
-            box = f"<box>[{box_1000(first_box, w, h)}]</box>"
-            if kind == 0:
-                turns = [(f"<image>\n{t('Locate the object described as:', '找出下面描述的物体：')} <ref>{ref}</ref>",
-                          f"<ref>{ref}</ref>{box}")]
-            elif kind == 1:
-                article = t(phrase(first, "en").capitalize() + ".", phrase(first, "zh") + "。")
-                count = len(scene.objects)
-                turns = [(f"<image>\n{t('What object is inside', '以下框内是什么物体')} {box}?", article),
-                         (t("How many shapes are there in the image?", "图中有多少个图形？"),
-                          t(f"There are {count} shapes in the image.", f"图中有{count}个图形。"))]
-            else:
-                parts = []
-                for j, (obj, obj_box) in enumerate(scene.objects):
-                    sep = "" if j == 0 else (f" {t('and', '和')} " if j == len(scene.objects) - 1 else ", ")
-                    parts.append(f"{sep}<ref>{t(phrase(obj, 'en'), phrase(obj, 'zh'))}</ref>"
-                                 f"<box>[{box_1000(obj_box, w, h)}]</box>")
-                bg = t(f"on {with_article(scene.background)} background.", f"，背景是{COLOURS[scene.background][1]}的。")
-                turns = [(f"<image>\n{t('Describe the image and ground every object you mention.', '描述这张图片，并标出你提到的每个物体。')}",
-                          f"{t('The image shows', '图中有')} {''.join(parts)} {bg}")]
-            conversations = [m for human, gpt in turns for m in
-                             ({"from": "human", "value": human}, {"from": "gpt", "value": gpt})]
+            english, chinese = (self._grounded_turns(scene, i % 3, w, h, lang) for lang in ("en", "zh"))
+            # The cache holds what a translation run asks: each turn's pieces, markup as placeholders.
+            for en_turn, zh_turn in zip(english, chinese, strict=True):
+                en_pieces, zh_pieces = plan_turn(en_turn, 1500)[1], plan_turn(zh_turn, 1500)[1]
+                assert len(en_pieces) == len(zh_pieces), (en_turn, zh_turn)
+                self.zh.update({en.text: zh.text for en, zh in zip(en_pieces, zh_pieces, strict=True)})
+            conversations = [{"from": "human" if j % 2 == 0 else "gpt", "value": turn} for j, turn in enumerate(english)]
             records.append({"id": f"as_{i}", "image": name, "conversations": conversations})
         path = self.root / ALL_SEEING_JSON  # AS-V2's as_pretrain_10m.json: one JSON array
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
-from pretrain_inputs import PUBLISHED_SOURCES, make_pretrain_inputs, natural_language_pieces
+from pretrain_inputs import PUBLISHED_SOURCES, make_pretrain_inputs
+
+from translate.segment import plan_turn
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((REPO / "configs" / "pretrain.yaml").read_text())
@@ -175,21 +177,14 @@ def test_objects365_is_coco_json_whose_file_names_resolve_as_unpacked(inputs):
         assert categories[ann["category_id"]] in inputs.translations["zh"]
 
 
-def test_natural_language_pieces_leave_the_markup_out():
-    text = ("<image>\nThe image shows <ref>a red circle</ref><box>[[1, 2, 30, 40]]</box>, "
-            "<ref>a blue square</ref><box>[[5, 6, 70, 80]]</box> and <quad>[[1, 1, 9, 1, 9, 9, 1, 9]]</quad>.")
-    assert natural_language_pieces(text) == ["The image shows", "a red circle", "a blue square", "and"]
-    assert natural_language_pieces("<ref>3 cups</ref> — ok? ") == ["3 cups", "— ok?"]
-    assert natural_language_pieces("<image>\n , . ") == []
-
-
 def test_translations_cover_every_text_a_translation_could_ask_for(inputs):
     zh = inputs.translations["zh"]
     assert all(re.search(r"[\u4e00-\u9fff]", value) for value in zh.values())
     source = CONFIG_SOURCES["all_seeing"]
     document = json.loads(Path(resolved(source["locations"][0], inputs)).read_text(encoding="utf-8"))
-    pieces = [piece for record in document
-              for turn in record["conversations"] for piece in natural_language_pieces(turn["value"])]
+    # What a translation run asks of a whole conversation: each turn's pieces, markup as placeholders.
+    pieces = [piece.text for record in document
+              for turn in record["conversations"] for piece in plan_turn(turn["value"], 1500)[1]]
     assert pieces and [p for p in pieces if p not in zh] == []
     coyo = pq.read_table(expand(resolved(CONFIG_SOURCES["coyo"]["locations"][0], inputs))[0])
     assert all(text in zh for text in coyo["text"].to_pylist())
