@@ -383,8 +383,10 @@ def test_demo_flow_runs_end_to_end_on_the_cluster(cluster, downloaded, demo_dire
     env.pop("PREFECT_API_URL", None)  # Prefect's ephemeral mode, not a server someone else runs
     result = run_cli("run", "--config", str(config), "--set", f"ray.address={cluster.address}", env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    for stage in ("download", "ocr", "translate", "tasks", "mix"):  # all but train (the config has none)
+    # Every stage this config enables: no translate (no source translates), no train (no `train` section).
+    for stage in ("download", "ocr", "tasks", "mix"):
         assert re.search(rf"^{stage}: done in", result.stdout, re.MULTILINE), result.stdout
+    assert not re.search(r"^(translate|train):", result.stdout, re.MULTILINE), result.stdout
 
     workers = cluster.worker_ids()
     ocr_stats = json.loads((root / "ocr" / "signs" / "stats.json").read_text())
