@@ -44,3 +44,27 @@ def demo_directory(tmp_path_factory) -> Path:
     from flows.demo import generate
 
     return generate(tmp_path_factory.mktemp("demo-sources"), seed=7, scale=0.1, bad_url_share=0.25)
+
+
+@pytest.fixture
+def loopback_s3(monkeypatch):
+    """moto's S3 server on 127.0.0.1, with the AWS variables pointing at it; yields its endpoint URL."""
+    import logging
+
+    moto_server = pytest.importorskip("moto.server")
+    from s3fs import S3FileSystem
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    S3FileSystem.clear_instance_cache()
+    try:
+        yield endpoint
+    finally:
+        S3FileSystem.clear_instance_cache()
+        server.stop()

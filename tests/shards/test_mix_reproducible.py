@@ -5,10 +5,7 @@ shards and manifest; changed content gives another input fingerprint."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
-
-import pytest
 
 from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn, write_task_table
 from pipelines.storage import Storage
@@ -66,27 +63,14 @@ def test_same_samples_in_another_order_and_root_give_identical_shards_and_manife
     assert changed["plan_hash"] != manifest["plan_hash"]
 
 
-def test_the_same_samples_on_s3_give_the_same_bytes(tmp_path, monkeypatch):
+def test_the_same_samples_on_s3_give_the_same_bytes(tmp_path, loopback_s3):
     """The storage root on a real S3 API (moto's server on loopback), the rows in yet another order."""
-    moto_server = pytest.importorskip("moto.server")
     from s3fs import S3FileSystem
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-            monkeypatch.setenv(name, value)
-        S3FileSystem.clear_instance_cache()
-        S3FileSystem().mkdir("mixes")
-        # Options, not only the environment: Ray workers started before the server open the root too.
-        options = {"key": "testing", "secret": "testing",
-                   "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"}}
-        _, on_s3 = _mix(_write(Storage("s3://mixes/run", options), 23))
-    finally:
-        S3FileSystem.clear_instance_cache()
-        server.stop()
+    S3FileSystem().mkdir("mixes")
+    # Options, not only the environment: Ray workers started before the server open the root too.
+    options = {"key": "testing", "secret": "testing",
+               "client_kwargs": {"endpoint_url": loopback_s3, "region_name": "us-east-1"}}
+    _, on_s3 = _mix(_write(Storage("s3://mixes/run", options), 23))
     _, local = _mix(_write(Storage(str(tmp_path / "local")), None))
     assert on_s3 == local
