@@ -267,6 +267,19 @@ def shard_directory(config: Config) -> str:
     return storage.uri(storage.path("shards"))
 
 
+def download_losses(config: Config) -> dict[str, dict[str, int]]:
+    """Per dataset of a URL-list source, its URL rows that failed to download, by reason (from the
+    download stage's per-source counters, one small file per source): the kept-share floor counts them
+    as lost inputs. Rows the user's filters removed are a choice, not a loss, and are left out."""
+    from download.stats import downloaded_stats
+    from tasks.build import output_datasets
+
+    failed = {stats.source: {f"download:{reason}": n for reason, n in stats.failed.items() if n}
+              for stats in downloaded_stats(config.storage.open())}
+    return {dataset: failed[source.name] for source in config.sources if failed.get(source.name)
+            for dataset in output_datasets(source)}
+
+
 def mix_settings(config: Config):
     """The mixer's settings: the config's `mixture` as written, plus what the rest of the config says
     (task shares, per-source weights and floors, the seed)."""
@@ -275,14 +288,17 @@ def mix_settings(config: Config):
 
     floors = {dataset: source.min_kept_share for source in config.sources
               if source.min_kept_share is not None for dataset in output_datasets(source)}
+    upstream = download_losses(config)
     if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, the total from repeat times
         given = config.mixture.repeat_time  # a source's value holds for its translations unless they have their own
         repeat_time = {dataset: given.get(dataset, given.get(source.name)) for source in config.sources
                        for dataset in output_datasets(source) if dataset in given or source.name in given}
         return MixSettings(**{**config.mixture.model_dump(), "total_samples": None, "repeat_time": repeat_time},
                            seed=config.seed, shares={task: 1.0 for task in config.tasks}, min_kept_shares=floors,
+                           upstream_losses=upstream,
                            decontaminated=config.decontaminate is not None)
     return MixSettings(**config.mixture.model_dump(), seed=config.seed, min_kept_shares=floors,
+                       upstream_losses=upstream,
                        decontaminated=config.decontaminate is not None,
                        shares={task: spec.share for task, spec in config.tasks.items() if spec.share > 0},
                        weights={source.name: source.weight for source in config.sources if source.weight != 1.0})

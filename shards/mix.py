@@ -91,6 +91,11 @@ class MixSettings(MixOptions):
     min_kept_shares: dict[str, float] = Field(
         default_factory=dict, description="dataset -> its own min_kept_share; 0 allows it, even empty, with a warning"
     )
+    upstream_losses: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="dataset -> reason -> input records lost before its task builder read them (URLs that failed "
+        "to download): counted as inputs and drops by the min_kept_share check",
+    )
     datasets: list[str] | None = Field(None, description="task-table datasets to draw from; None = all")
     decontaminated: bool = Field(
         True, description="leave out the samples the decontamination stage listed (<root>/decontam, pipelines.layout.removals); False: its lists are ignored (the config has no decontaminate section)")

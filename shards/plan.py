@@ -116,7 +116,9 @@ def plan_mixture(root: str | Storage, settings: MixSettings, block: int = 100_00
     execute(IndexPass(tables), ctx)
     index = [record for unit in read_markers(storage, [ctx.path(storage, "index", f"{n}.json") for n in names])
              for record in unit["tables"]]
-    check_kept_shares(index, settings.min_kept_share, settings.min_kept_shares)
+    upstream = {dataset: lost for dataset, lost in settings.upstream_losses.items()
+                if settings.datasets is None or dataset in settings.datasets}
+    check_kept_shares(index, settings.min_kept_share, settings.min_kept_shares, upstream)
     rows: Counter = Counter()  # (file, task, language) -> rows that survive dedup
     table_drops: dict[str, Counter] = defaultdict(Counter)
     decontam: dict[str, Counter] = defaultdict(Counter)  # what the decontamination stage removed, per dataset

@@ -55,3 +55,17 @@ def test_allowed_for_that_source_it_passes_with_a_warning(tmp_path, caplog):
         plan = plan_mixture(_root(tmp_path, 0), _settings(min_kept_shares={"coco": 0}))
     assert "'coco' kept 0 of its 30" in caplog.text and "allowed" in caplog.text
     assert plan.tasks["detection"]["samples"] == 20 and "coco" not in plan.sources
+
+
+@pytest.mark.parametrize("failed, fails", [(30, True), (10, False)])
+def test_urls_that_failed_to_download_count_as_lost_inputs(tmp_path, failed, fails):
+    """laion's tables kept all 20 records its builder read, but `failed` more of its URLs never downloaded."""
+    settings = _settings(upstream_losses={"laion": {"download:http_404": failed}})
+    if fails:
+        with pytest.raises(LowYieldError) as raised:
+            plan_mixture(_root(tmp_path, 29), settings)
+        assert "'laion' kept 20 of its 50 input records" in str(raised.value)
+        assert "download:http_404: 30" in str(raised.value)
+    else:
+        plan = plan_mixture(_root(tmp_path, 29), settings)
+        assert plan.tasks["captioning"]["samples"] == 20
