@@ -12,8 +12,12 @@ takes the root's lease before it starts and gives it back when it ends:
   killed run is taken over at once on the machine it ran on).
 
 The lease is created with an exclusive write (``open(..., "xb")``: ``O_EXCL`` on local disk, a
-conditional ``If-None-Match`` put on S3), so of two runs starting together one gets it. Taking
-over a stale lease removes it and creates a new one the same way, then reads it back.
+conditional ``If-None-Match`` put on S3), so of two runs starting together one gets it. Taking over a
+stale lease is arbitrated the same way: a taker first creates ``_run/takeover-<holder>`` (named by the
+stale lease's run id and heartbeat) exclusively, and only the run that created it removes the stale
+lease and creates its own; a run that finds that marker re-reads the lease. So two runs that find one
+stale lease together never both believe they hold the root. A marker left by a taker killed
+mid-takeover is itself stale after ``stale_after_s`` and removed.
 
 >>> with Lease(Storage("s3://bucket/run")) as lease:  # doctest: +SKIP
 ...     run_the_stages()
@@ -103,6 +107,35 @@ class Lease:
             return False
         return True
 
+    def _marker(self, holder: Holder) -> str:
+        return self.storage.path(f"_run/takeover-{holder.run_id}-{holder.heartbeat:.6f}")
+
+    def _claim(self, stale: Holder) -> bool:
+        """Win the right to replace ``stale`` (an exclusive create); False when another run has it."""
+        marker = self._marker(stale)
+        try:
+            with self.storage.fs.open(marker, "xb") as f:
+                f.write(self._data())
+        except FileExistsError:
+            try:  # a taker killed mid-takeover leaves its marker: old markers are stale themselves
+                with self.storage.fs.open(marker, "rb") as f:
+                    taker = Holder(**json.loads(f.read()))
+                if time.time() - taker.heartbeat > self.stale_after_s:
+                    self.storage.fs.rm_file(marker)
+            except (FileNotFoundError, ValueError, TypeError):
+                pass
+            return False
+        if self.read() != stale:  # a taker that came before finished meanwhile: its lease is not stale
+            self._unclaim(stale)
+            return False
+        return True
+
+    def _unclaim(self, stale: Holder) -> None:
+        try:
+            self.storage.fs.rm_file(self._marker(stale))
+        except FileNotFoundError:
+            pass
+
     def stale(self, holder: Holder, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         if now - holder.heartbeat > self.stale_after_s:
@@ -113,7 +146,7 @@ class Lease:
     def acquire(self) -> Lease:
         """Take the lease, or raise :class:`LeaseHeld` naming the run that has it."""
         root = self.storage.root_uri()
-        for _ in range(3):
+        for _ in range(20):
             if self._create():
                 break
             current = self.read()
@@ -124,10 +157,19 @@ class Lease:
                     f"storage root {root} is in use by {current.describe()}: one run per storage root at a time. "
                     f"Wait for it to end or stop it; a lease with no heartbeat for {self.stale_after_s:.0f} s "
                     f"(or whose process on this host is gone) is taken over. Lease: {self.storage.uri(self.path)}")
+            if not self._claim(current):
+                time.sleep(0.2)  # another run is taking this stale lease over: see what it leaves
+                continue
             self.notice = (f"took over the lease of storage root {root} from {current.describe()}: "
                            "that run is gone; its completed units are kept and this run resumes them")
             log.warning(self.notice)
-            self.storage.fs.rm_file(self.path)
+            try:
+                self.storage.fs.rm_file(self.path)
+                created = self._create()
+            finally:
+                self._unclaim(current)
+            if created:
+                break
         else:
             raise LeaseHeld(f"storage root {root}: could not take its lease {self.storage.uri(self.path)}")
         mine = self.read()

@@ -64,3 +64,49 @@ def test_the_lease_works_on_s3(loopback_s3):
 
     S3FileSystem().mkdir("leases")
     _check_refusal_and_takeover(Storage("s3://leases/run"))
+
+
+def _race_for_a_stale_lease(storage: Storage, contenders: int = 6) -> None:
+    """Runs that find one stale lease at the same moment: exactly one of them gets the root."""
+    import threading
+
+    gone = Lease(storage, run_id="gone", heartbeat_s=1, stale_after_s=2)
+    gone.holder.host = "another-host"
+    assert gone._create()
+    record = json.loads(storage.fs.cat(storage.path(LEASE)))
+    storage.write_bytes(storage.path(LEASE), json.dumps({**record, "heartbeat": record["heartbeat"] - 60}).encode())
+    start, won, refused = threading.Barrier(contenders), [], []
+
+    def contend(i: int) -> None:
+        lease = Lease(storage, run_id=f"run-{i}", heartbeat_s=1, stale_after_s=2)
+        start.wait()
+        try:
+            won.append(lease.acquire())
+        except LeaseHeld as err:
+            refused.append(str(err))
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert len(won) == 1 and len(refused) == contenders - 1, (won, refused)
+        assert json.loads(storage.fs.cat(storage.path(LEASE)))["run_id"] == won[0].holder.run_id
+        assert all(won[0].holder.run_id in message for message in refused)
+    finally:
+        for lease in won:
+            lease.release()
+    assert storage.glob(storage.path("_run", "takeover-*")) == []  # no marker left behind
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_runs_racing_for_a_stale_local_lease_one_wins(tmp_path, round_):
+    _race_for_a_stale_lease(Storage(str(tmp_path / "root")))
+
+
+def test_runs_racing_for_a_stale_s3_lease_one_wins(loopback_s3):
+    from s3fs import S3FileSystem
+
+    S3FileSystem().mkdir("race")
+    _race_for_a_stale_lease(Storage("s3://race/run"))
