@@ -1,6 +1,7 @@
 """``vlmix translate``: translate the English annotations of the sources marked for translation.
 
     vlmix translate --config configs/demo.yaml [--source NAME] [--endpoint URL] [--target CODE]
+    vlmix translate --config configs/demo.yaml --plan [--tokenizer MODEL_DIR]   # what a run would ask; no request
 
 Exit codes: 0 every part done, 1 some parts failed (rerun to finish them), 2 invalid input.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from flows.config import ConfigError, load_config
-from flows.translation import NothingToTranslate, report_lines, run_translation
+from flows.translation import NothingToTranslate, plan_lines, plan_translation, report_lines, run_translation
 from pipelines._imports import MissingDependency
 from translate.client import ServerUnavailable
 from translate.launch import ServerStartError
@@ -76,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--settings", metavar="FILE", help="YAML of the stage settings (TranslateSettings); default: the config's translation.stage"
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print, per target, the texts, distinct texts, those the cache lacks and their prompt and answer "
+        "tokens, then exit without sending a request",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="local folder of the model's tokenizer for --plan (default: translation.model when it is one; "
+        "else tokens are estimated)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 
@@ -92,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides=overrides)
         settings = _settings(args.settings) if args.settings else config.translation.stage
+        if args.plan:
+            return _plan(config, settings, args)
         reports = run_translation(
             config,
             settings,
@@ -111,6 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     failed = any(report.failed for by_target in reports.values() for report in by_target.values())
     return 1 if failed else 0
+
+
+def _plan(config, settings, args) -> int:
+    from pipelines.runtime import ensure_ray
+
+    ensure_ray(config.ray.address, config.ray.num_cpus)  # the counting runs in Ray tasks, as a run's parts do
+    plans, how = plan_translation(config, settings, sources=args.source or None, endpoints=args.endpoint or None,
+                                  inputs=args.input or None, targets=args.target or None,
+                                  text_columns=args.text_column or None, tokenizer=args.tokenizer)
+    for line in plan_lines(plans, how):
+        print(line)
+    return 0
 
 
 def _settings(path: str) -> TranslateSettings:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from flows.config import Config, Source
 from pipelines.storage import Storage
@@ -24,6 +25,9 @@ from translate.launch import launched_servers
 from translate.settings import TranslateSettings
 from translate.table import TRANSLATE_DIR
 from translate.translator import TargetReport, Translator, summarise
+
+if TYPE_CHECKING:
+    from translate.plan import TargetPlan
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +58,10 @@ def input_parts(storage: Storage, source: Source) -> list[str]:
     )
 
 
-def run_translation(
-    config: Config,
-    settings: TranslateSettings | None = None,
-    sources: list[str] | None = None,
-    endpoints: list[str] | None = None,
-    inputs: list[str] | None = None,
-    targets: list[str] | None = None,
-    text_columns: list[str] | None = None,
-) -> dict[str, dict[str, TargetReport]]:
-    """Translate the selected sources (default: every source with targets); source -> target -> report.
-
-    With no endpoint (argument or ``translation.endpoints``), vlmix runs ``translation.model`` on the
-    Ray cluster itself: vLLM's offline engine in an actor pool (``translation.stage.vllm.engine``
-    ``offline``, the default), or OpenAI servers started for the run and stopped afterwards
-    (``server``).
-    """
-    settings = settings or TranslateSettings()
-    storage = config.storage.open()
+def select_parts(config: Config, storage: Storage, sources: list[str] | None = None,
+                 inputs: list[str] | None = None, targets: list[str] | None = None,
+                 ) -> dict[str, tuple[list[str], list[str]]]:
+    """What a run translates: source -> (input parts, targets); raises :class:`NothingToTranslate`."""
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     plan: dict[str, tuple[list[str], list[str]]] = {}
     for source in chosen:
@@ -96,6 +86,28 @@ def run_translation(
     if unknown:
         raise NothingToTranslate(f"targets {unknown} are not in the config's `languages`")
 
+    return plan
+
+
+def run_translation(
+    config: Config,
+    settings: TranslateSettings | None = None,
+    sources: list[str] | None = None,
+    endpoints: list[str] | None = None,
+    inputs: list[str] | None = None,
+    targets: list[str] | None = None,
+    text_columns: list[str] | None = None,
+) -> dict[str, dict[str, TargetReport]]:
+    """Translate the selected sources (default: every source with targets); source -> target -> report.
+
+    With no endpoint (argument or ``translation.endpoints``), vlmix runs ``translation.model`` on the
+    Ray cluster itself: vLLM's offline engine in an actor pool (``translation.stage.vllm.engine``
+    ``offline``, the default), or OpenAI servers started for the run and stopped afterwards
+    (``server``).
+    """
+    settings = settings or TranslateSettings()
+    storage = config.storage.open()
+    plan = select_parts(config, storage, sources, inputs, targets)
     endpoints = list(endpoints or config.translation.endpoints)
     if not endpoints and not config.translation.model:
         raise NothingToTranslate("no endpoint configured, and no translation.model for vlmix to run")
@@ -111,6 +123,55 @@ def run_translation(
         if _ray_is_up():
             return _translate_on_workers(config, settings, storage, endpoints, plan, text_columns, api_key)
         return asyncio.run(_translate(config, settings, storage, endpoints, plan, text_columns, api_key=api_key))
+
+
+def plan_translation(
+    config: Config,
+    settings: TranslateSettings | None = None,
+    sources: list[str] | None = None,
+    endpoints: list[str] | None = None,
+    inputs: list[str] | None = None,
+    targets: list[str] | None = None,
+    text_columns: list[str] | None = None,
+    tokenizer: str | None = None,
+) -> tuple[dict[str, TargetPlan], str]:
+    """What :func:`run_translation` with the same arguments would ask, before any request
+    (:mod:`translate.plan`): target -> its plan, and how the tokens were counted. Ray tasks do the
+    counting where Ray is up (``vlmix translate --plan`` starts it as a run would)."""
+    from translate.plan import PlanContext, make_plan, scratch_folder, tokenizer_folder
+
+    settings = settings or TranslateSettings()
+    storage = config.storage.open()
+    plan = select_parts(config, storage, sources, inputs, targets)
+    model = config.translation.model
+    folder = tokenizer_folder(tokenizer or model)
+    if tokenizer and folder is None:
+        raise NothingToTranslate(f"--tokenizer {tokenizer}: not a local folder with tokenizer.json or tokenizer_config.json")
+    # The context vLLM is given where vlmix runs it; an endpoint's own is known only once asked.
+    context = None if (endpoints or config.translation.endpoints) else settings.vllm.max_model_len
+    parts = sum(len(p) for p, _ in plan.values())
+    ctx = PlanContext(storage.root_uri(), storage.options, settings=settings, languages=dict(config.languages),
+                      scratch=scratch_folder(storage, config.storage.root), buckets=max(1, min(64, parts)),
+                      piece_chars=settings.piece_chars(context), tokenizer=folder, model=model,
+                      text_columns=tuple(text_columns) if text_columns else None)
+    how = (f"tokens counted with the tokenizer in {folder}" if folder else
+           "tokens estimated (no local tokenizer: translation.model is not a model folder; give --tokenizer DIR)")
+    if not settings.cache:
+        how += "; the cache is off"
+    elif not model:
+        how += "; the cache not consulted (translation.model not set: the endpoint names the model)"
+    return make_plan(plan, ctx), how
+
+
+def plan_lines(plans: dict[str, TargetPlan], how: str) -> list[str]:
+    lines = [f"{'target':6s} {'texts':>9s} {'distinct':>9s} {'to ask':>9s} {'prompt tokens':>14s} "
+             f"{'answer tokens':>14s} {'answer at most':>15s}"]
+    for target, p in sorted(plans.items()):
+        lines.append(f"{target:6s} {p.texts:9d} {p.distinct:9d} {p.uncached:9d} {p.prompt_tokens:14d} "
+                     f"{p.answer_tokens:14d} {p.answer_budget:15d}")
+    lines.append(f"({how}; 'to ask' = distinct texts the cache does not hold; answer tokens expected as many as "
+                 "the English text's, at most the token budget)")
+    return lines
 
 
 def _ray_is_up() -> bool:

@@ -101,3 +101,17 @@ def _slug(model: str) -> str:
     """A folder name for a model id or path, unique even when two paths end alike."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/"))[-60:]
     return f"{readable}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+
+
+def open_cache(storage: Storage, settings, model: str) -> TranslationCache | None:
+    """The cache a run with ``settings`` (:class:`~translate.settings.TranslateSettings`) uses for
+    ``model``: under ``settings.cache_root``, else ``<root>/translate/_cache``; None when it is off."""
+    from translate.prompt import PROMPT_VERSION
+    from translate.table import TRANSLATE_DIR
+
+    if not settings.cache:
+        return None
+    root = settings.cache_root
+    cache_storage = Storage(root, storage.options) if root else storage
+    return TranslationCache(cache_storage, cache_storage.root if root else storage.path(TRANSLATE_DIR, "_cache"),
+                            model, PROMPT_VERSION)

@@ -23,14 +23,14 @@ from pipelines.errors import is_transient
 from pipelines.languages import Language
 from pipelines.progress import Progress
 from pipelines.storage import Storage
-from translate.cache import CachedAnswer, TranslationCache, text_hash
+from translate.cache import CachedAnswer, TranslationCache, open_cache, text_hash
 from translate.cleanup import clean
 from translate.client import ChatClient, Rejected, Reply
 from translate.conversation import CONVERSATION_FIELD, ConversationPlan, origin_of
 from translate.prompt import PROMPT_VERSION, build_messages
 from translate.settings import TranslateSettings
 from translate.stats import PartStats, TargetReport, stats_path, summarise
-from translate.table import OUTPUT_SCHEMA, TRANSLATE_DIR, TextRow, output_path, part_name, read_input
+from translate.table import OUTPUT_SCHEMA, TextRow, output_path, part_name, read_input
 from translate.validate import Validator
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,7 @@ class Translator:
         self.client = client
         self.languages = languages
         self.settings = settings
-        if cache is None and settings.cache:
-            root = settings.cache_root
-            cache_storage = Storage(root, storage.options) if root else storage
-            cache = TranslationCache(
-                cache_storage,
-                cache_storage.root if root else storage.path(TRANSLATE_DIR, "_cache"),
-                client.model,
-                PROMPT_VERSION,
-            )
-        self.cache = cache
+        self.cache = cache if cache is not None else open_cache(storage, settings, client.model)
         self._validators = {
             code: Validator(lang.scripts, settings.validation) for code, lang in languages.items()
         }
@@ -132,11 +123,7 @@ class Translator:
         limits = self.settings.conversations
         # The model's context, where known: what the endpoint reported, or the vLLM vlmix runs.
         context = getattr(self.client, "max_model_len", None) or self.settings.vllm.max_model_len
-        piece_chars = self.settings.piece_chars(context)
-        plans = {i: ConversationPlan.parse(row.text, piece_chars)
-                 for i, row in enumerate(rows) if row.field == CONVERSATION_FIELD}
-        wanted = [row.text.strip() for i, row in enumerate(rows) if i not in plans and row.text and row.text.strip()]
-        wanted += [text for plan in plans.values() if isinstance(plan, ConversationPlan) for text in plan.texts]
+        plans, wanted = texts_to_ask(rows, self.settings.piece_chars(context))
         stats.texts = len(wanted)
         answers, origins = await self._answers(sorted(set(wanted)), target, stats)
         validator = self._validators[target]
@@ -260,6 +247,16 @@ class Translator:
 
     def _summarise(self, source: str, target: str) -> PartStats:
         return summarise(self.storage, source, target)
+
+
+def texts_to_ask(rows: list[TextRow], piece_chars: int) -> tuple[dict[int, ConversationPlan | str], list[str]]:
+    """What a part asks the model: the conversation rows planned into pieces (row index -> plan, or
+    the reason it cannot be translated), and every text to ask, repeats included, in row order."""
+    plans = {i: ConversationPlan.parse(row.text, piece_chars)
+             for i, row in enumerate(rows) if row.field == CONVERSATION_FIELD}
+    wanted = [row.text.strip() for i, row in enumerate(rows) if i not in plans and row.text and row.text.strip()]
+    wanted += [text for plan in plans.values() if isinstance(plan, ConversationPlan) for text in plan.texts]
+    return plans, wanted
 
 
 def _done(value) -> asyncio.Future:
