@@ -137,6 +137,9 @@ class DemoConfig(ConfigModel):
     directory: str = Field(description="where generated demo images and URL lists go")
     bad_url_share: float = Field(0.06, ge=0, lt=1, description="fraction of URLs that are broken on purpose")
     scale: float = Field(1.0, gt=0, description="multiplies the number of generated samples")
+    port: int = Field(
+        28471, ge=0, le=65535, description="loopback port of the demo's image server, fixed so that the URLs, and "
+        "the shards' meta.url, repeat from run to run; 0, or a port in use: any free port (the URLs then differ)")
     finetune: bool = Field(
         False, description="also generate the fine-tuning demo's sources under directory/finetune "
         "(configs/demo-finetune.yaml; flows/demo/finetune.py)"

@@ -24,6 +24,7 @@ def serve_for_config(config: Config) -> Iterator[str | None]:
     from flows.demo.server import serving
 
     demo = config.demo
-    with serving(demo.directory, seed=config.seed, scale=demo.scale, bad_url_share=demo.bad_url_share) as server:
+    with serving(demo.directory, seed=config.seed, scale=demo.scale, bad_url_share=demo.bad_url_share,
+                 port=demo.port) as server:
         log.info("demo sources served at %s", server.base_url)
         yield server.base_url

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flows.demo.generate import BAD_KINDS
+
+log = logging.getLogger(__name__)
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -104,7 +107,14 @@ class DemoServer:
     """A threaded HTTP server on 127.0.0.1 for a generated demo directory; a context manager."""
 
     def __init__(self, directory: str | Path, port: int = 0, hang_s: float = 30.0, oversized_mib: int = 64):
-        self._server = _DemoHTTPServer(("127.0.0.1", port), Path(directory), hang_s, oversized_mib)
+        try:
+            self._server = _DemoHTTPServer(("127.0.0.1", port), Path(directory), hang_s, oversized_mib)
+        except OSError as err:  # the fixed port is taken (another demo, another program): any free one
+            if port == 0:
+                raise
+            log.warning("demo port %d is in use (%s): serving on a free port instead; the URLs, and so the "
+                        "shards' meta.url, differ from a run on port %d", port, err.strerror, port)
+            self._server = _DemoHTTPServer(("127.0.0.1", 0), Path(directory), hang_s, oversized_mib)
         self._thread = threading.Thread(target=self._server.serve_forever, name="vlmix-demo-http", daemon=True)
 
     @property

@@ -75,3 +75,20 @@ def test_server_serves_images_and_each_kind_of_broken_url(demo_directory):
         assert fetch(base.format("flaky"))[0] == 503 and fetch(base.format("flaky"))[0] == 200
         with pytest.raises(TimeoutError):
             fetch(base.format("hang"), timeout=0.5)
+
+
+def test_the_demo_serves_on_its_fixed_port_and_falls_back_when_taken(tmp_path, caplog):
+    """The URLs repeat from run to run (fixed port), and a taken port does not stop the demo."""
+    import logging
+    import socket
+
+    from flows.config import DemoConfig
+
+    with socket.socket() as probe:  # a port free right now stands in for the configured one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with DemoServer(tmp_path, port=port) as first:
+        assert first.base_url == f"http://127.0.0.1:{port}"
+        with caplog.at_level(logging.WARNING, logger="flows.demo.server"), DemoServer(tmp_path, port=port) as second:
+            assert second.base_url != first.base_url and f"demo port {port} is in use" in caplog.text
+    assert DemoConfig(directory=str(tmp_path)).port > 0
