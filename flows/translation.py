@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from flows.config import Config, Source
@@ -202,7 +203,8 @@ def _translate_on_engines(config, settings, storage, plan, text_columns):
                            {}, tuple(text_columns) if text_columns else None)
     stage = TranslationActors(plan, settings, config.translation.model, device, engines,
                               config.translation.temperature)
-    return _reports(storage, plan, execute(stage, ctx))
+    started = time.monotonic()
+    return _reports(storage, plan, execute(stage, ctx), time.monotonic() - started)
 
 
 def _translate_on_workers(config, settings, storage, endpoints, plan, text_columns, api_key=None):
@@ -222,11 +224,14 @@ def _translate_on_workers(config, settings, storage, endpoints, plan, text_colum
     ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages), tuple(endpoints),
                            client, tuple(text_columns) if text_columns else None)
     stage = TranslationParts(plan, settings.model_copy(update={"workers": workers}))
-    return _reports(storage, plan, execute(stage, ctx))
+    started = time.monotonic()
+    return _reports(storage, plan, execute(stage, ctx), time.monotonic() - started)
 
 
-def _reports(storage, plan, report) -> dict[str, dict[str, TargetReport]]:
+def _reports(storage, plan, report, seconds: float) -> dict[str, dict[str, TargetReport]]:
     """The executor's counters as a report per source and target (stats over every finished part)."""
+    from translate.stage import COST_TALLIES
+
     reports: dict[str, dict[str, TargetReport]] = {
         name: {target: TargetReport(name, target) for target in targets} for name, (_, targets) in plan.items()}
     for name, (parts, targets) in plan.items():
@@ -240,9 +245,13 @@ def _reports(storage, plan, report) -> dict[str, dict[str, TargetReport]]:
                                  if key.split(":", 1)[0] == target}
                 merged.transient = {key.split(":", 1)[1] for key in counters.transient
                                     if key.split(":", 1)[0] == target}
+                for tally in COST_TALLIES:
+                    setattr(merged.cost, tally.removeprefix("cost_"), counters.tallies.get(tally, {}).get(target, 0))
             # Parts the executor skipped were finished for every target before this run.
             merged.parts_skipped += len(parts) - merged.parts_written - merged.parts_skipped - len(merged.failed)
-            merged.stats = summarise(storage, name, target)  # over every finished part, whichever task wrote it
+            merged.cost.seconds = seconds
+            # Over every finished part, whichever task wrote it, with this run's cost.
+            merged.stats = summarise(storage, name, target, merged.cost)
     return reports
 
 
@@ -271,5 +280,11 @@ def report_lines(reports: dict[str, dict[str, TargetReport]]) -> list[str]:
                 f"deduplicated {s.deduplicated}"
                 + (f"; cleaned up: {', '.join(f'{k} {v}' for k, v in sorted(s.cleaned.items()))}" if s.cleaned else "")
             )
+            cost = report.cost.to_json()
+            if cost["requests"]:
+                per = cost["tokens_per_request"]
+                lines.append(f"    this run: {cost['prompt_tokens']} prompt + {cost['completion_tokens']} completion "
+                             f"tokens for {cost['requests']} requests ({per['prompt']} + {per['completion']} a request), "
+                             f"{cost['tokens_per_s']} tokens/s over {cost['seconds']:.1f} s")
             lines += [f"    failed part {part}: {error}" for part, error in sorted(report.failed.items())]
     return lines

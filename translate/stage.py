@@ -30,6 +30,8 @@ from translate.settings import TranslateSettings
 from translate.table import output_path, part_name
 from translate.translator import Translator
 
+COST_TALLIES = ("cost_rows", "cost_requests", "cost_prompt_tokens", "cost_completion_tokens")
+
 
 @dataclass(frozen=True)
 class TranslateContext(StageContext):
@@ -65,7 +67,7 @@ class _Parts(Stage):
 
     def _counters(self, unit: Unit, ctx: TranslateContext, client) -> Counters:
         path, targets = unit.spec
-        counters = Counters(tallies={"parts_written": Counter(), "parts_skipped": Counter()})
+        counters = Counters(tallies={name: Counter() for name in ("parts_written", "parts_skipped", *COST_TALLIES)})
         try:
             reports = asyncio.run(_translate_part(ctx, client, unit.group, path, list(targets)))
         except Exception as err:  # an unreadable part: reported as this part's failure, the others go on
@@ -75,6 +77,8 @@ class _Parts(Stage):
         for target, report in reports.items():
             counters.tallies["parts_written"][target] += report.parts_written
             counters.tallies["parts_skipped"][target] += report.parts_skipped
+            for name in COST_TALLIES:  # what this part's requests cost (RunCost), per target
+                counters.tallies[name][target] += getattr(report.cost, name.removeprefix("cost_"))
             counters.failed.update({f"{target}:{part}": error for part, error in report.failed.items()})
             counters.transient.update(f"{target}:{part}" for part in report.transient)
         return counters

@@ -24,6 +24,9 @@ class PartStats:
     requests: int = 0  # distinct texts sent to a server
     texts: int | None = None  # texts to translate, repeats included (a conversation counts its pieces)
     cleaned: dict[str, int] = field(default_factory=dict)  # kind -> answers it was removed from (translate/cleanup.py)
+    prompt_tokens: int = 0  # of this part's requests, as the server's `usage` counted them
+    completion_tokens: int = 0
+    run: dict | None = None  # over all parts only: what the latest run cost (RunCost.to_json), not summed
 
     @property
     def deduplicated(self) -> int:
@@ -34,7 +37,8 @@ class PartStats:
     def add(self, other: PartStats) -> None:
         if self.texts is not None or other.texts is not None:  # stats written before texts was counted
             self.texts = _texts(self) + _texts(other)
-        for name in ("rows", "translated", "distinct_texts", "from_cache", "from_run", "requests"):
+        for name in ("rows", "translated", "distinct_texts", "from_cache", "from_run", "requests",
+                     "prompt_tokens", "completion_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.flagged = dict(Counter(self.flagged) + Counter(other.flagged))
         self.cleaned = dict(Counter(self.cleaned) + Counter(other.cleaned))
@@ -50,11 +54,43 @@ class PartStats:
             "requests": self.requests,
             "texts": self.texts,
             "cleaned": dict(sorted(self.cleaned.items())),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens_per_request": _per(self.prompt_tokens, self.completion_tokens, self.requests),
+            **({"run": self.run} if self.run is not None else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict) -> PartStats:
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k != "tokens_per_request"})
+
+
+@dataclass
+class RunCost:
+    """What one run's requests for a (source, target) cost: the parts it wrote, the server's token
+    counts (``usage``), and the run's wall time (the translation step, engine start-up included
+    where vlmix starts the engines), so ``tokens_per_s`` is the rate the run achieved."""
+
+    seconds: float = 0.0
+    rows: int = 0  # of the parts written by this run
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_json(self) -> dict:
+        tokens = self.prompt_tokens + self.completion_tokens
+        return {"seconds": round(self.seconds, 3), "rows": self.rows, "requests": self.requests,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "tokens_per_s": round(tokens / self.seconds, 1) if self.seconds > 0 else None,
+                "tokens_per_request": _per(self.prompt_tokens, self.completion_tokens, self.requests),
+                "tokens_per_row": _per(self.prompt_tokens, self.completion_tokens, self.rows)}
+
+
+def _per(prompt: int, completion: int, count: int) -> dict | None:
+    """Prompt and completion tokens per ``count`` (requests, rows), or None when there were none."""
+    if not count:
+        return None
+    return {"prompt": round(prompt / count, 1), "completion": round(completion / count, 1)}
 
 
 @dataclass
@@ -68,12 +104,14 @@ class TargetReport:
     failed: dict[str, str] = field(default_factory=dict)  # part -> error
     transient: set[str] = field(default_factory=set)  # the failed parts whose error was transient
     stats: PartStats = field(default_factory=PartStats)
+    cost: RunCost = field(default_factory=RunCost)  # this run's requests (the parts it wrote)
 
 
-def summarise(storage: Storage, source: str, target: str) -> PartStats:
-    """Stats over every finished part of (source, target), written as ``stats.json`` beside them."""
+def summarise(storage: Storage, source: str, target: str, run: RunCost | None = None) -> PartStats:
+    """Stats over every finished part of (source, target), written as ``stats.json`` beside them,
+    with what the latest run cost (``run``) where given."""
     folder = storage.path(TRANSLATE_DIR, source, target)
-    total = PartStats()
+    total = PartStats(run=run.to_json() if run is not None else None)
     for path in storage.glob(posixpath.join(folder, "part-*.parquet")):
         stats_file = stats_path(path)
         if storage.exists(stats_file):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 
 import pyarrow as pa
@@ -68,6 +69,7 @@ class Translator:
         # (target, text hash) -> the answer, as a future while its request is in flight. Failed
         # requests are forgotten so that a later part asks again.
         self._memory: dict[tuple[str, str], asyncio.Future] = {}
+        self._usage: dict[tuple[str, str], tuple[int, int]] = {}  # (target, text hash) -> prompt, completion tokens
 
     async def translate_source(
         self,
@@ -82,6 +84,7 @@ class Translator:
             raise KeyError(f"targets {unknown} are not in the language registry {sorted(self.languages)}")
         reports = {t: TargetReport(source, t) for t in targets}
         slots = asyncio.Semaphore(self.settings.parts_in_flight)
+        started = time.monotonic()
         progress = Progress("translate", total=len(parts) * len(targets), unit="parts", label=source)
 
         async def one_part(path: str) -> None:
@@ -108,13 +111,19 @@ class Translator:
                     progress.advance(failed=1)
                 else:
                     reports[target].parts_written += 1
+                    cost = reports[target].cost
+                    cost.rows += outcome.rows
+                    cost.requests += outcome.requests
+                    cost.prompt_tokens += outcome.prompt_tokens
+                    cost.completion_tokens += outcome.completion_tokens
                     progress.advance(samples=outcome.rows, drops=sum(outcome.flagged.values()),
                                      requests=outcome.requests)
 
         await asyncio.gather(*(one_part(path) for path in parts))
         progress.done()
         for target, report in reports.items():
-            report.stats = await asyncio.to_thread(self._summarise, source, target)
+            report.cost.seconds = time.monotonic() - started
+            report.stats = await asyncio.to_thread(summarise, self.storage, source, target, report.cost)
         return reports
 
     async def _translate_part(self, source: str, part: str, rows: list[TextRow], target: str) -> PartStats:
@@ -216,7 +225,7 @@ class Translator:
                 origins[text] = "run"
                 continue
             new.append(text)
-            future = asyncio.ensure_future(self._ask(text, language))
+            future = asyncio.ensure_future(self._ask(text, language, (target, hashes[text])))
             self._memory[(target, hashes[text])] = future
             future.add_done_callback(lambda f, key=(target, hashes[text]): self._forget_failed(key, f))
             waiting[text] = future
@@ -232,11 +241,15 @@ class Translator:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        usage = [self._usage.pop((target, hashes[t]), (0, 0)) for t in new]  # the server's count of this part's requests
+        stats.prompt_tokens = sum(p for p, _ in usage)
+        stats.completion_tokens = sum(c for _, c in usage)
         return answers, origins
 
-    async def _ask(self, text: str, language: str) -> Answer:
+    async def _ask(self, text: str, language: str, key: tuple[str, str]) -> Answer:
         reply = await self.client.chat(build_messages(text, language), self.settings.max_tokens(text))
         if isinstance(reply, Reply):
+            self._usage[key] = (reply.prompt_tokens or 0, reply.completion_tokens or 0)
             return CachedAnswer(reply.content, reply.finish_reason)
         return reply
 
@@ -244,10 +257,6 @@ class Translator:
         if future.cancelled() or future.exception() is not None:
             if self._memory.get(key) is future:
                 del self._memory[key]
-
-    def _summarise(self, source: str, target: str) -> PartStats:
-        return summarise(self.storage, source, target)
-
 
 def texts_to_ask(rows: list[TextRow], piece_chars: int) -> tuple[dict[int, ConversationPlan | str], list[str]]:
     """What a part asks the model: the conversation rows planned into pieces (row index -> plan, or

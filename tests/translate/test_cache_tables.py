@@ -103,6 +103,8 @@ def test_command_line_surface_is_stable():
         "--input",
         "--text-column",
         "--settings",
+        "--plan",
+        "--tokenizer",
         "--verbose",
         "-v",
     }

@@ -17,7 +17,7 @@ from flows import translate_cli as cli
 from flows.config import load_config
 from flows.translation import plan_translation, run_translation
 from pipelines.storage import Storage
-from tests.translate.translator_double import TranslatorDouble
+from tests.translate.translator_double import TranslatorDouble, word_for_word
 from translate.cache import CachedAnswer, open_cache, text_hash
 from translate.prompt import build_messages
 from translate.settings import TranslateSettings
@@ -83,6 +83,16 @@ def test_the_plan_counts_what_the_run_asks_and_its_prompt_tokens(tmp_path, tiny_
     reports = run_translation(config, settings)  # the run asks what the plan said, no more
     assert {t: r.stats.requests for t, r in reports["web"].items()} == {"zh": 3, "ja": 4}
     assert sorted(double.asked) == sorted(asked) and sum(double.asked.values()) == 7
+    # The run's cost, from the server's `usage` (the double counts words in and characters out).
+    zh_texts = [t for t in asked if t != "A red bus."]
+    cost = reports["web"]["zh"].cost
+    assert (cost.requests, cost.prompt_tokens, cost.completion_tokens) == (
+        3, sum(len(t.split()) for t in zh_texts), sum(len(word_for_word(t)) for t in zh_texts))
+    written = json.loads((tmp_path / "root" / "translate" / "web" / "zh" / "stats.json").read_text())
+    assert written["run"]["requests"] == 3 and written["run"]["tokens_per_s"] > 0
+    assert written["run"]["tokens_per_request"] == {"prompt": round(cost.prompt_tokens / 3, 1),
+                                                    "completion": round(cost.completion_tokens / 3, 1)}
+    assert written["prompt_tokens"] == cost.prompt_tokens  # summed over the parts' own stats
     # Planned again after the run: everything is cached now.
     again, _ = plan_translation(config, settings)
     assert {t: (p.distinct, p.uncached, p.prompt_tokens) for t, p in again.items()} == {"zh": (4, 0, 0), "ja": (4, 0, 0)}
