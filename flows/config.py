@@ -35,8 +35,9 @@ from shards.write import ShardSettings
 from tasks.build import TaskSampleOptions
 from tasks.kinds import kind_names, kind_of
 from trainer.settings import Preset, Recipe, TrainSettings
+from translate.budget import check_budget
 from translate.keys import check_api_key_env
-from translate.settings import ClientSettings, TranslateSettings
+from translate.settings import PROMPT_OVERHEAD_TOKENS, ClientSettings, TranslateSettings
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -84,6 +85,7 @@ class Translation(ClientSettings):
     @model_validator(mode="after")
     def _keys_are_named(self) -> Translation:
         check_api_key_env(self.api_key_env, self.endpoints)
+        check_budget(self.max_tokens_per_minute, self.stage.max_max_tokens, PROMPT_OVERHEAD_TOKENS)
         return self
 
 

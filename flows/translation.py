@@ -215,17 +215,22 @@ def _translate_on_workers(config, settings, storage, endpoints, plan, text_colum
     process dies runs again (its finished targets are skipped); a part whose requests failed is
     reported failed, and the other parts are written and reported."""
     from pipelines.stage import execute
+    from translate.budget import shared_budget
     from translate.stage import TranslateContext, TranslationParts
 
     t = config.translation
     workers = max(1, min(settings.workers, t.concurrency))
     # Each worker reads api_key_env's variable itself: no key travels in the context.
     client = client_options(t, settings, concurrency=max(1, t.concurrency // workers), api_key=api_key)
-    ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages), tuple(endpoints),
-                           client, tuple(text_columns) if text_columns else None)
-    stage = TranslationParts(plan, settings.model_copy(update={"workers": workers}))
-    started = time.monotonic()
-    return _reports(storage, plan, execute(stage, ctx), time.monotonic() - started)
+    # The run's token and request budgets: one window in a Ray actor that every worker's client asks.
+    with shared_budget(t.max_tokens_per_minute, t.max_requests_per_minute) as budget:
+        client["rate_budget"] = budget
+        ctx = TranslateContext(storage.root_uri(), storage.options, settings, dict(config.languages),
+                               tuple(endpoints), client, tuple(text_columns) if text_columns else None)
+        stage = TranslationParts(plan, settings.model_copy(update={"workers": workers}))
+        started = time.monotonic()
+        report = execute(stage, ctx)
+    return _reports(storage, plan, report, time.monotonic() - started)
 
 
 def _reports(storage, plan, report, seconds: float) -> dict[str, dict[str, TargetReport]]:

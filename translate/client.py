@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipelines._imports import require
+from translate.budget import MINUTE_S, RateBudget
 from translate.keys import endpoint_keys, retry_after_s, unauthorized
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class ChatClient:
         max_backoff_s: float = 20.0,
         api_key_env: str | dict[str, str] | None = None,
         api_key: str | None = None,
+        max_tokens_per_minute: int | None = None,
+        max_requests_per_minute: int | None = None,
+        rate_budget: str | None = None,
+        rate_window_s: float = MINUTE_S,
     ):
         if not endpoints:
             raise ValueError("ChatClient needs at least one endpoint URL")
@@ -96,6 +101,10 @@ class ChatClient:
         self.retry_backoff_s = retry_backoff_s
         self.max_backoff_s = max_backoff_s
         self.stats = ClientStats()
+        # The run's budget, shared by its workers (a Ray actor named rate_budget), else this client's own.
+        limited = rate_budget or max_tokens_per_minute or max_requests_per_minute
+        self.budget = RateBudget(max_tokens_per_minute, max_requests_per_minute, rate_window_s,
+                                 actor=rate_budget) if limited else None
         self.max_model_len: int | None = None  # the model's context, if the endpoint reports it (vLLM does)
         self._slots: asyncio.Condition | None = None
         self._session = None
@@ -151,6 +160,7 @@ class ChatClient:
                 self.stats.retries += 1
                 await asyncio.sleep(wait_s)
             wait_s = self._backoff(attempt)
+            ticket = await self.budget.reserve(messages, max_tokens) if self.budget is not None else None
             endpoint = await self._acquire()
             self.stats.requests += 1
             endpoint.requests += 1
@@ -160,8 +170,10 @@ class ChatClient:
                     headers=self._headers(endpoint),
                 ) as response:
                     if response.status == 200:
-                        body = await response.json()
-                        return _reply(body)
+                        reply = _reply(await response.json())
+                        if ticket is not None and reply.prompt_tokens is not None:
+                            self.budget.settle(ticket, reply.prompt_tokens + (reply.completion_tokens or 0))
+                        return reply
                     if response.status in (401, 403):
                         raise unauthorized(endpoint.url, response.status, self._keys[endpoint.url])
                     detail = (await response.text())[:500]
@@ -245,4 +257,5 @@ def client_options(client, stage, *, concurrency: int | None = None, api_key: st
             "retry_backoff_s": stage.retry_backoff_s, "max_backoff_s": stage.max_backoff_s, "api_key": api_key}
 
 
-_CLIENT_FIELDS = {"model", "concurrency", "timeout_s", "max_retries", "temperature", "api_key_env"}
+_CLIENT_FIELDS = {"model", "concurrency", "timeout_s", "max_retries", "temperature", "api_key_env",
+                  "max_tokens_per_minute", "max_requests_per_minute"}

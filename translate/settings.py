@@ -44,6 +44,14 @@ class ClientSettings(ConfigModel):
         None, description="the environment variable holding the endpoints' API key (sent as a bearer token), "
         "or endpoint URL -> variable where they differ; read where requests are sent, never stored",
     )
+    max_tokens_per_minute: int | None = Field(
+        None, gt=0, description="a hosted API's token budget: no minute of the run sends requests holding more "
+        "(prompt counted high, plus each answer's max_tokens, settled to the server's usage), across all its "
+        "workers and endpoints; None = no limit",
+    )
+    max_requests_per_minute: int | None = Field(
+        None, gt=0, description="a hosted API's request budget, kept like max_tokens_per_minute; None = no limit",
+    )
 
 
 class ValidationSettings(ConfigModel):

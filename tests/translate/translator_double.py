@@ -8,7 +8,9 @@ follows "Text for translation: " in the user message. :func:`word_for_word` is t
 English word becomes 词 (every character outside a word, placeholders, digits, punctuation and line
 breaks, is kept), so an honest answer is easy to predict by hand. Given ``api_key``, it answers 401
 to a request without ``Authorization: Bearer <api_key>``, as vLLM's ``--api-key`` does; given
-``rate_limited``, its first that many chat requests get 429 with ``Retry-After: <retry_after>``.
+``rate_limited``, its first that many chat requests get 429 with ``Retry-After: <retry_after>``;
+given ``usage``, it reports the tokens that function counts (a hosted API's charge) and records them
+with each request's arrival time in ``charged``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class TranslatorDouble:
 
     def __init__(self, answer: Callable[[str], str] = word_for_word, model: str = "double-model",
                  api_key: str | None = None, rate_limited: int = 0, retry_after: str = "1",
-                 max_model_len: int | None = None):
+                 max_model_len: int | None = None, usage: Callable[[dict, str], tuple[int, int]] | None = None):
         self.answer = answer
         self.model = model
         self.max_model_len = max_model_len  # reported by /v1/models, as vLLM does
@@ -46,6 +48,11 @@ class TranslatorDouble:
         self.retry_after = retry_after
         self.authorizations: list[str | None] = []  # the Authorization header of every request
         self.times: list[float] = []  # when each chat request arrived (time.monotonic)
+        # The `usage` it reports, (prompt, completion) tokens from the request body and the answer:
+        # by default the text's words and the answer's characters.
+        self.usage = usage or (lambda body, content: (len(body["messages"][1]["content"].removeprefix(USER_PREFIX)
+                                                              .split()), len(content)))
+        self.charged: list[tuple[float, int]] = []  # (arrival time, tokens reported) of each answered request
         self.asked: Counter[str] = Counter()  # request text -> times asked
         self.system_prompts: list[str] = []
         double = self
@@ -73,9 +80,11 @@ class TranslatorDouble:
                 double.asked[text] += 1
                 double.system_prompts.append(system["content"])
                 content = double.answer(text)
+                prompt_tokens, completion_tokens = double.usage(body, content)
+                double.charged.append((double.times[-1], prompt_tokens + completion_tokens))
                 self._send({
                     "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": len(text.split()), "completion_tokens": len(content)},
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
                 })
 
             def _authorised(self) -> bool:
