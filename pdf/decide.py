@@ -24,8 +24,9 @@ Filters (the page is dropped, counted): ``blank_page`` (no text and next to no i
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
+
+import numpy as np
 
 from pipelines.languages import profile, script_pattern
 
@@ -49,48 +50,55 @@ class Decision:
     lines: list[TextLine] | None = None
 
 
-def _private(code: int) -> bool:
-    return 0xE000 <= code <= 0xF8FF or 0xF0000 <= code <= 0x10FFFF
+# Every white-space code point (all lie below U+3001): not text, whatever the layer says.
+_SPACES = np.array([c for c in range(0x3001) if chr(c).isspace()])
+_IN_SCRIPT: dict[str, dict[int, bool]] = {}  # script -> code point -> a letter of that script (memo)
 
 
-def _aspects(page: PageData, visible: list[int], script: str) -> list[float]:
+def _letters_of(script: str, codes: np.ndarray) -> np.ndarray:
+    """Which of ``codes`` are letters of ``script`` (through the language registry's script patterns)."""
+    memo = _IN_SCRIPT.setdefault(script, {})
     pattern = script_pattern(script)
-    out = []
-    for i in visible:
-        x0, y0, x1, y1 = page.boxes[i]
-        if pattern.match(chr(page.codes[i])) and chr(page.codes[i]).isalpha() and y1 > y0:
-            out.append((x1 - x0) / (y1 - y0))
-    return out
+    listed = codes.tolist()
+    for code in set(listed).difference(memo):
+        memo[code] = bool(pattern.match(chr(code))) and chr(code).isalpha()
+    return np.array([memo[code] for code in listed], dtype=bool)
+
+
+def _aspect(boxes: np.ndarray, codes: np.ndarray, script: str) -> float | None:
+    """The median width/height of the glyphs decoded as letters of ``script``; None for too few."""
+    letters = _letters_of(script, codes) & (boxes[:, 3] > boxes[:, 1])
+    if letters.sum() < MIN_SCRIPT_CHARS:
+        return None
+    x0, y0, x1, y1 = boxes[letters].T
+    return float(np.median((x1 - x0) / (y1 - y0)))
 
 
 def ocr_reason(page: PageData, settings: PdfSettings) -> str | None:
     """Why the page's text layer cannot be its transcription (see the module docstring), or None."""
-    visible = [i for i, code in enumerate(page.codes) if not page.generated[i] and code > 32
-               and not chr(code).isspace()]
-    if not visible:
+    codes = np.asarray(page.codes, dtype=np.int64)
+    visible = (codes > 32) & ~np.asarray(page.generated, dtype=bool) & ~np.isin(codes, _SPACES)
+    if not visible.any():
         return "no_text_layer"
-    n = len(visible)
+    codes = codes[visible]
+    boxes = np.asarray(page.boxes, dtype=float)[visible]
     bad = settings.max_bad_char_share
-    if sum(page.map_error[i] or page.codes[i] == 0 for i in visible) / n > bad:
+    if (np.asarray(page.map_error, dtype=bool)[visible] | (codes == 0)).mean() > bad:
         return "unmapped_font"
-    if sum(_private(page.codes[i]) for i in visible) / n > bad:
+    if (((codes >= 0xE000) & (codes <= 0xF8FF)) | ((codes >= 0xF0000) & (codes <= 0x10FFFF))).mean() > bad:
         return "private_use"
-    if sum(page.codes[i] == 0xFFFD or page.codes[i] < 32 for i in visible) / n > bad:
+    if ((codes == 0xFFFD) | (codes < 32)).mean() > bad:
         return "replacement_chars"
-    if sum(page.invisible[i] for i in visible) / n > settings.max_hidden_share:
+    if np.asarray(page.invisible, dtype=bool)[visible].mean() > settings.max_hidden_share:
         return "invisible_text"
-    off = 0
-    for i in visible:
-        x0, y0, x1, y1 = page.boxes[i]
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        off += not (0 <= cx <= page.width and 0 <= cy <= page.height)
-    if off / n > settings.max_hidden_share:
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    if (~((cx >= 0) & (cx <= page.width) & (cy >= 0) & (cy <= page.height))).mean() > settings.max_hidden_share:
         return "off_page_text"
-    han = _aspects(page, visible, "Han")
-    if len(han) >= MIN_SCRIPT_CHARS and statistics.median(han) < HAN_MIN_ASPECT:
+    han = _aspect(boxes, codes, "Han")
+    if han is not None and han < HAN_MIN_ASPECT:
         return "latin_decoded_as_cjk"
-    latin = _aspects(page, visible, "Latin")
-    if len(latin) >= MIN_SCRIPT_CHARS and statistics.median(latin) > LATIN_MAX_ASPECT:
+    latin = _aspect(boxes, codes, "Latin")
+    if latin is not None and latin > LATIN_MAX_ASPECT:
         return "cjk_decoded_as_latin"
     if page.ink_share > settings.blank_ink_share and page.ink_outside_text > settings.max_ink_outside_text:
         return "text_missing_for_ink"

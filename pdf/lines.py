@@ -35,51 +35,53 @@ class TextLine:
         return max(1.0, self.box[3] - self.box[1])
 
 
+# Separators, never text: white space (all of it lies below U+3001), control characters.
+_SPACES = frozenset(c for c in range(0x3001) if unicodedata.category(chr(c)) in ("Zs", "Cc")) | {9, 10, 13, 32, 0xA0, 0x3000}
+
+
 def _is_space(code: int) -> bool:
-    return code in (9, 10, 13, 32, 0xA0, 0x3000) or unicodedata.category(chr(code)) in ("Zs", "Cc")
+    return code in _SPACES
 
 
 def page_lines(codes, boxes, generated, hidden=None) -> list[TextLine]:
     """The visible characters grouped into lines (unordered). ``hidden[i]``: leave character i out."""
     lines: list[TextLine] = []
     chars: list[str] = []
-    box: list[float] | None = None
+    bx0 = by0 = bx1 = by1 = 0.0  # the current line's box, when ``chars``
     space = False
-
-    def flush() -> None:
-        nonlocal chars, box
-        text = "".join(chars).strip()
-        if text and box is not None:
-            lines.append(TextLine(" ".join(text.split()), (box[0], box[1], box[2], box[3])))
-        chars, box = [], None
-
     for i, code in enumerate(codes):
         if hidden is not None and hidden[i]:
             continue
         x0, y0, x1, y1 = boxes[i]
-        if _is_space(code) or generated[i] or x1 <= x0 or y1 <= y0:
-            if code in (10, 13) and generated[i]:
-                space = True  # pdfium's line break: a space unless the geometry says new line
-            elif chars:
+        if code in _SPACES or generated[i] or x1 <= x0 or y1 <= y0:
+            # A space, or pdfium's line break (a space unless the geometry says new line).
+            if chars or (code in (10, 13) and generated[i]):
                 space = True
             continue
-        if box is not None:
-            height = max(1.0, box[3] - box[1], y1 - y0)
-            centre = (y0 + y1) / 2
-            same_band = box[1] <= centre <= box[3] or y0 <= (box[1] + box[3]) / 2 <= y1
-            gap = x0 - box[2]
-            if not same_band or gap > SPLIT_GAP_HEIGHTS * height or x0 < box[2] - 0.5 * height:
-                flush()
-        if box is None:
-            box = [x0, y0, x1, y1]
+        if chars:
+            height = max(1.0, by1 - by0, y1 - y0)
+            same_band = by0 <= (y0 + y1) / 2 <= by1 or y0 <= (by0 + by1) / 2 <= y1
+            if not same_band or x0 - bx1 > SPLIT_GAP_HEIGHTS * height or x0 < bx1 - 0.5 * height:
+                _flush(lines, chars, bx0, by0, bx1, by1)
+                chars = []
+        if not chars:
+            bx0, by0, bx1, by1 = x0, y0, x1, y1
         else:
             if space:
                 chars.append(" ")
-            box = [min(box[0], x0), min(box[1], y0), max(box[2], x1), max(box[3], y1)]
+            bx0, by0 = (x0 if x0 < bx0 else bx0), (y0 if y0 < by0 else by0)
+            bx1, by1 = (x1 if x1 > bx1 else bx1), (y1 if y1 > by1 else by1)
         chars.append(chr(code))
         space = False
-    flush()
+    if chars:
+        _flush(lines, chars, bx0, by0, bx1, by1)
     return lines
+
+
+def _flush(lines: list[TextLine], chars: list[str], x0: float, y0: float, x1: float, y1: float) -> None:
+    text = "".join(chars).strip()
+    if text:
+        lines.append(TextLine(" ".join(text.split()), (x0, y0, x1, y1)))
 
 
 def _clusters(intervals: list[tuple[float, float]], min_gap: float) -> list[list[int]]:

@@ -2,15 +2,22 @@
 
 pdfium parses and draws whatever a file says: a page of recursive forms can draw for hours, an
 image can ask for gigabytes. So the worker never calls it: a child process (a fresh interpreter,
-so no Ray or fsspec state is inherited, talking over two pipes) holds the open document, its
-address space capped with ``RLIMIT_AS``, and answers one request at a time. The worker waits for
-each page at most ``page_timeout_s``; past that it kills the child (``render_timeout``), and a
-child that runs out of memory or dies (``render_memory``) is replaced the same way. The rest of
-that PDF is given up (``render_abandoned``), the next PDF gets a fresh child, and the worker goes on.
+so no Ray or fsspec state is inherited, talking over two pipes) with its address space capped by
+``RLIMIT_AS`` renders. One child serves a worker across pages, documents and units.
+
+One round trip a document: the worker sends the PDF's bytes once; the child opens it, answers its
+page count, then renders and reads the first ``max_pages`` pages one after the other, sending each
+(a :class:`PageData`, the image already encoded) as soon as it is done, without waiting to be asked.
+Sending a page waits until the worker takes it, so the child renders the next page while the worker
+decides the last, and runs no further ahead. The worker waits for each page at most ``page_timeout_s``
+after the one before arrived; past that it kills the child (``render_timeout``), and a child that
+runs out of memory or dies is killed too (``render_memory``). The rest of that PDF is given up
+(``render_abandoned``), the next PDF starts a fresh child, and the worker goes on.
 
 >>> with Renderer(settings) as renderer:  # doctest: +SKIP
 ...     pages, reason = renderer.open(pdf_bytes)          # (page count, None) or (0, "encrypted")
-...     page, reason = renderer.page(0)                   # (PageData, None) or (None, "render_timeout")
+...     for _ in range(min(pages, settings.max_pages)):
+...         page, reason = renderer.next_page()           # (PageData, None) or (None, "render_timeout")
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -63,34 +71,40 @@ def _child(read_fd: int, write_fd: int, memory_mb: int) -> None:  # pragma: no c
     from .page import read_page
 
     codes = {getattr(raw, name): name for name in dir(raw) if name.startswith("FPDF_ERR_")}
-    document = None
     while True:
         try:
             request = conn.recv()
         except EOFError:
             return
-        op = request[0]
+        if request[0] != "document":
+            return
+        _, data, max_pages, *options = request
         try:
-            if op == "open":
-                if document is not None:
-                    document.close()
-                    document = None
-                try:
-                    document = pypdfium2.PdfDocument(request[1])
-                except pypdfium2.PdfiumError as err:
-                    name = codes.get(getattr(err, "err_code", None), "FPDF_ERR_UNKNOWN")
-                    conn.send(("error", OPEN_ERRORS.get(name, "corrupt"), f"{name}: {err}"))
-                    continue
-                conn.send(("ok", len(document)))
-            elif op == "page":
-                conn.send(("ok", read_page(document, *request[1:])))
-            else:
-                return
+            document = pypdfium2.PdfDocument(data)
+        except pypdfium2.PdfiumError as err:
+            name = codes.get(getattr(err, "err_code", None), "FPDF_ERR_UNKNOWN")
+            conn.send(("error", OPEN_ERRORS.get(name, "corrupt"), f"{name}: {err}"))
+            continue
         except MemoryError as err:
             conn.send(("error", "render_memory", repr(err)))
-        except Exception as err:  # pdfium's own errors on a broken page: the page is unreadable
-            message = repr(err)
-            conn.send(("error", "render_memory" if "alloc" in message.lower() else "render_error", message))
+            continue
+        del data, request
+        try:
+            conn.send(("ok", len(document)))
+            for index in range(min(len(document), max_pages)):
+                try:
+                    conn.send(("ok", read_page(document, index, *options)))
+                except MemoryError as err:
+                    conn.send(("error", "render_memory", repr(err)))
+                    break  # the worker gives the rest of the document up
+                except Exception as err:  # pdfium's own errors on a broken page: the page is unreadable
+                    message = repr(err)
+                    if "alloc" in message.lower():
+                        conn.send(("error", "render_memory", message))
+                        break
+                    conn.send(("error", "render_error", message))
+        finally:
+            document.close()
 
 
 class Renderer:
@@ -101,6 +115,9 @@ class Renderer:
         self._process: subprocess.Popen | None = None
         self._conn: _Pipes | None = None
         self.last_error = ""
+        self._pending = 0  # pages of the open PDF the child will still send
+        self._last = 0.0  # when its last answer arrived (monotonic)
+        self._waited = 0.0
 
     def __enter__(self) -> Renderer:
         return self
@@ -128,8 +145,11 @@ class Renderer:
         self._conn = _Pipes(worker_reads, worker_writes)
 
     def close(self) -> None:
-        """Stop the child (politely, then by force)."""
+        """Stop the child (politely, then by force; at once while it still renders pages nobody takes)."""
         if self._process is None:
+            return
+        if self._pending:
+            self._kill()
             return
         try:
             self._conn.send(("quit",))
@@ -144,36 +164,64 @@ class Renderer:
         self._process = self._conn = None
 
     def _kill(self) -> None:
+        self._pending = 0
         self._process.kill()
         self._process.wait()
         self._conn.close()
         self._process = self._conn = None
 
-    def _ask(self, request: tuple, timeout: float) -> tuple[Any, str | None]:
-        if self._process is None:
-            self._start()
+    def _receive(self, deadline: float) -> tuple[Any, str | None]:
+        """The child's next answer, waiting until ``deadline`` (monotonic) at most; a child that died or
+        did not answer in time is killed."""
         try:
-            self._conn.send(request)
-            answer = self._conn.recv() if self._conn.poll(timeout) else None
+            answer = self._conn.recv() if self._conn.poll(max(0.0, deadline - time.monotonic())) else None
         except (EOFError, OSError):  # the child died: out of memory, or pdfium crashed
             self.last_error = f"the rendering process died (exit code {self._process.poll()})"
             self._kill()
             return None, "render_memory"
         if answer is None:
-            self.last_error = f"no answer in {timeout:g} s"
+            self.last_error = f"no answer in {self._waited:g} s"
             self._kill()
             return None, "render_timeout"
         if answer[0] == "error":
             self.last_error = answer[2]
+            if answer[1] == "render_memory":  # a child that hit its limit is not trusted with the next PDF
+                self._kill()
             return None, answer[1]
         return answer[1], None
 
-    def open(self, data: bytes) -> tuple[int, str | None]:
-        """Open a PDF in the child: (page count, None), or (0, reason): ``encrypted``, ``corrupt``..."""
-        pages, reason = self._ask(("open", data), OPEN_TIMEOUT_S)
+    def open(self, data: bytes, max_pages: int | None = None) -> tuple[int, str | None]:
+        """Send a PDF to the child: (page count, None), or (0, reason): ``encrypted``, ``corrupt``...
+        The child then renders its first ``max_pages`` pages (``settings.max_pages`` by default), which
+        :meth:`next_page` returns in order. Pages of the previous PDF not taken yet are given up."""
+        s = self.settings
+        if self._pending and self._process is not None:
+            self._kill()  # it is still rendering the last PDF's pages: nobody will read them
+        if self._process is None:
+            self._start()
+        self._pending = 0
+        try:
+            self._conn.send(("document", data, s.max_pages if max_pages is None else max_pages,
+                             s.dpi, s.max_side, s.image_format, s.jpeg_quality))
+        except OSError:
+            self.last_error = f"the rendering process died (exit code {self._process.poll()})"
+            self._kill()
+            return 0, "render_memory"
+        self._waited = OPEN_TIMEOUT_S
+        pages, reason = self._receive(time.monotonic() + OPEN_TIMEOUT_S)
+        if reason is None:
+            self._pending = min(pages, s.max_pages if max_pages is None else max_pages)
+        self._last = time.monotonic()
         return (pages or 0), reason
 
-    def page(self, index: int) -> tuple[PageData | None, str | None]:
-        """Page ``index`` of the open PDF, rendered and read: (PageData, None) or (None, reason)."""
-        s = self.settings
-        return self._ask(("page", index, s.dpi, s.max_side, s.image_format, s.jpeg_quality), s.page_timeout_s)
+    def next_page(self) -> tuple[PageData | None, str | None]:
+        """The next page of the open PDF, rendered and read: (PageData, None) or (None, reason). After
+        ``render_timeout`` or ``render_memory`` the child is gone and the PDF's other pages with it."""
+        if not self._pending or self._process is None:
+            raise RuntimeError("next_page: no page left of the PDF sent with open()")
+        # The child started this page when the last one left the pipe: no sooner than that arrived.
+        self._waited = self.settings.page_timeout_s
+        page, reason = self._receive(self._last + self.settings.page_timeout_s)
+        self._last = time.monotonic()
+        self._pending = self._pending - 1 if self._process is not None else 0
+        return page, reason

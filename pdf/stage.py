@@ -208,7 +208,7 @@ def _pages(unit: Unit, ctx: PdfContext, documents, drops: Counter) -> Iterator[t
     settings = ctx.settings
     renderer = _renderer(settings)
     for file_index, uri, data in documents:
-        count, reason = renderer.open(data)
+        count, reason = renderer.open(data, settings.max_pages)
         if reason is not None:
             drops[reason] += 1
             continue
@@ -216,10 +216,10 @@ def _pages(unit: Unit, ctx: PdfContext, documents, drops: Counter) -> Iterator[t
         if count > kept:
             drops["too_many_pages"] += count - kept
         for number in range(kept):
-            page, reason = renderer.page(number)
+            page, reason = renderer.next_page()
             if reason is not None:
                 drops[reason] += 1
-                if reason in ("render_timeout", "render_memory"):  # the rest of this PDF would do the same
+                if reason in ("render_timeout", "render_memory"):  # the child is gone, and the rest with it
                     if kept - number - 1:
                         drops["render_abandoned"] += kept - number - 1
                     break

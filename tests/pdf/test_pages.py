@@ -30,9 +30,9 @@ def renderer():
 
 
 def first_page(renderer, data: bytes):
-    count, reason = renderer.open(data)
+    count, reason = renderer.open(data, max_pages=1)
     assert reason is None, renderer.last_error
-    page, reason = renderer.page(0)
+    page, reason = renderer.next_page()
     assert reason is None, renderer.last_error
     return page
 
@@ -110,7 +110,7 @@ def test_a_hanging_render_is_cut_off_and_the_next_pdf_renders():
     with Renderer(SETTINGS.model_copy(update={"page_timeout_s": 1.0})) as renderer:
         assert renderer.open(generate.render_bomb()) == (1, None)
         started = time.monotonic()
-        assert renderer.page(0) == (None, "render_timeout")
+        assert renderer.next_page() == (None, "render_timeout")
         assert time.monotonic() - started < 3
         english, _ = generate.text_pages([generate.ENGLISH])
         assert decide(first_page(renderer, english), "auto", SETTINGS).lines[0].text == generate.ENGLISH[0]
@@ -121,6 +121,6 @@ def test_a_render_over_its_memory_limit_is_counted_and_the_next_pdf_renders():
     with Renderer(huge) as renderer:
         english, _ = generate.text_pages([generate.ENGLISH])
         assert renderer.open(english) == (1, None)
-        assert renderer.page(0) == (None, "render_memory")
+        assert renderer.next_page() == (None, "render_memory")
         renderer.settings = SETTINGS.model_copy(update={"memory_mb": 256})
         assert decide(first_page(renderer, english), "auto", SETTINGS).lines[0].text == generate.ENGLISH[0]
