@@ -103,9 +103,10 @@ def _slug(model: str) -> str:
     return f"{readable}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
 
 
-def open_cache(storage: Storage, settings, model: str) -> TranslationCache | None:
+def open_cache(storage: Storage, settings, model: str, prompt_version: str | None = None) -> TranslationCache | None:
     """The cache a run with ``settings`` (:class:`~translate.settings.TranslateSettings`) uses for
-    ``model``: under ``settings.cache_root``, else ``<root>/translate/_cache``; None when it is off."""
+    ``model`` (and the Figure-5 prompt, or ``prompt_version``'s): under ``settings.cache_root``, else
+    ``<root>/translate/_cache``; None when it is off."""
     from translate.prompt import PROMPT_VERSION
     from translate.table import TRANSLATE_DIR
 
@@ -114,4 +115,4 @@ def open_cache(storage: Storage, settings, model: str) -> TranslationCache | Non
     root = settings.cache_root
     cache_storage = Storage(root, storage.options) if root else storage
     return TranslationCache(cache_storage, cache_storage.root if root else storage.path(TRANSLATE_DIR, "_cache"),
-                            model, PROMPT_VERSION)
+                            model, prompt_version or PROMPT_VERSION)

@@ -37,3 +37,19 @@ def build_messages(text: str, language: str) -> list[dict]:
         {"role": "system", "content": system},
         {"role": "user", "content": USER_TEMPLATE.replace("{text}", text)},
     ]
+
+
+# Not the report's: vlmix's request for a back-translation, which scores a translation (translate/quality.py).
+BACK_SYSTEM_TEMPLATE = (
+    "You are a translator proficient in {language} and English. Translate the following {language} text "
+    "into English, faithfully, keeping every object, number and name. Answer with the translation only."
+)
+BACK_PROMPT_VERSION = "back-" + hashlib.sha256(f"{BACK_SYSTEM_TEMPLATE}\x00{USER_TEMPLATE}".encode()).hexdigest()[:12]
+
+
+def build_back_messages(text: str, language: str) -> list[dict]:
+    """The messages that ask for ``text``, written in ``language``, in English."""
+    return [
+        {"role": "system", "content": BACK_SYSTEM_TEMPLATE.replace("{language}", language)},
+        {"role": "user", "content": USER_TEMPLATE.replace("{text}", text)},
+    ]

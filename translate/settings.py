@@ -72,6 +72,27 @@ class ValidationSettings(ConfigModel):
     )
 
 
+class QualitySettings(ConfigModel):
+    """A quality score per translated text (translate/quality.py): its back-translation into English
+    through the same model, scored against the English source with chrF (0-100)."""
+
+    back_translation: bool = Field(
+        False, description="ask the model to translate each distinct answer back into English and store "
+        "the chrF of that against the source in the output's `quality` column (one more request per "
+        "distinct answer; conversations are not scored)",
+    )
+    min_quality: float | None = Field(
+        None, ge=0, le=100, description="chrF below which a translation is flagged `low_quality` (text null); "
+        "None = scores are stored, nothing is filtered",
+    )
+
+    @model_validator(mode="after")
+    def _filter_needs_a_score(self) -> QualitySettings:
+        if self.min_quality is not None and not self.back_translation:
+            raise ValueError("min_quality needs back_translation: true (the score it filters on)")
+        return self
+
+
 class ConversationSettings(ConfigModel):
     """How whole conversations (rows of field ``conversations``) are cut into requests and judged."""
 
@@ -167,6 +188,7 @@ class TranslateSettings(ConfigModel):
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     conversations: ConversationSettings = Field(default_factory=ConversationSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     vllm: VllmServers = Field(default_factory=VllmServers)
 
     @field_validator("max_max_tokens")

@@ -24,7 +24,10 @@ class PartStats:
     requests: int = 0  # distinct texts sent to a server
     texts: int | None = None  # texts to translate, repeats included (a conversation counts its pieces)
     cleaned: dict[str, int] = field(default_factory=dict)  # kind -> answers it was removed from (translate/cleanup.py)
-    prompt_tokens: int = 0  # of this part's requests, as the server's `usage` counted them
+    back_requests: int = 0  # back-translations asked for quality scores (translate/quality.py)
+    scored: int = 0  # rows with a quality score
+    quality_sum: float = 0.0  # of their scores (chrF), for the mean
+    prompt_tokens: int = 0  # of this part's requests (back-translations too), as the server's `usage` counted them
     completion_tokens: int = 0
     run: dict | None = None  # over all parts only: what the latest run cost (RunCost.to_json), not summed
 
@@ -38,7 +41,7 @@ class PartStats:
         if self.texts is not None or other.texts is not None:  # stats written before texts was counted
             self.texts = _texts(self) + _texts(other)
         for name in ("rows", "translated", "distinct_texts", "from_cache", "from_run", "requests",
-                     "prompt_tokens", "completion_tokens"):
+                     "back_requests", "scored", "quality_sum", "prompt_tokens", "completion_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.flagged = dict(Counter(self.flagged) + Counter(other.flagged))
         self.cleaned = dict(Counter(self.cleaned) + Counter(other.cleaned))
@@ -54,6 +57,10 @@ class PartStats:
             "requests": self.requests,
             "texts": self.texts,
             "cleaned": dict(sorted(self.cleaned.items())),
+            "back_requests": self.back_requests,
+            "scored": self.scored,
+            "quality_sum": round(self.quality_sum, 3),
+            "quality_mean": round(self.quality_sum / self.scored, 2) if self.scored else None,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "tokens_per_request": _per(self.prompt_tokens, self.completion_tokens, self.requests),
@@ -62,7 +69,7 @@ class PartStats:
 
     @classmethod
     def from_json(cls, data: dict) -> PartStats:
-        return cls(**{k: v for k, v in data.items() if k != "tokens_per_request"})
+        return cls(**{k: v for k, v in data.items() if k not in ("tokens_per_request", "quality_mean")})
 
 
 @dataclass

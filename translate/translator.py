@@ -28,7 +28,8 @@ from translate.cache import CachedAnswer, TranslationCache, open_cache, text_has
 from translate.cleanup import clean
 from translate.client import ChatClient, Rejected, Reply
 from translate.conversation import CONVERSATION_FIELD, ConversationPlan, origin_of
-from translate.prompt import PROMPT_VERSION, build_messages
+from translate.prompt import BACK_PROMPT_VERSION, PROMPT_VERSION, build_messages
+from translate.quality import score as quality_score
 from translate.settings import TranslateSettings
 from translate.stats import PartStats, TargetReport, stats_path, summarise
 from translate.table import OUTPUT_SCHEMA, TextRow, output_path, part_name, read_input
@@ -69,6 +70,7 @@ class Translator:
         # (target, text hash) -> the answer, as a future while its request is in flight. Failed
         # requests are forgotten so that a later part asks again.
         self._memory: dict[tuple[str, str], asyncio.Future] = {}
+        self._back_cache = None  # the back-translations' cache (translate/quality.py), opened on first use
         self._usage: dict[tuple[str, str], tuple[int, int]] = {}  # (target, text hash) -> prompt, completion tokens
 
     async def translate_source(
@@ -113,7 +115,7 @@ class Translator:
                     reports[target].parts_written += 1
                     cost = reports[target].cost
                     cost.rows += outcome.rows
-                    cost.requests += outcome.requests
+                    cost.requests += outcome.requests + outcome.back_requests
                     cost.prompt_tokens += outcome.prompt_tokens
                     cost.completion_tokens += outcome.completion_tokens
                     progress.advance(samples=outcome.rows, drops=sum(outcome.flagged.values()),
@@ -176,8 +178,12 @@ class Translator:
                 ("origin", origin),
                 ("model", self.client.model),
                 ("prompt_version", PROMPT_VERSION),
+                ("quality", None),
+                ("back_translation", None),
             ):
                 columns[name].append(value)
+        if self.settings.quality.back_translation:
+            await self._score(columns, rows, plans, target, stats, flagged)
         stats.flagged = dict(flagged)
         stats.cleaned = dict(cleaned)
         stats.translated = stats.rows - sum(stats.flagged.values())
@@ -195,6 +201,32 @@ class Translator:
             stats.flagged or "none",
         )
         return stats
+
+    async def _score(self, columns: dict[str, list], rows: list[TextRow], plans: dict, target: str,
+                     stats: PartStats, flagged: Counter) -> None:
+        """Each accepted translation (not a conversation) scored by its back-translation
+        (:mod:`translate.quality`); below ``min_quality``, flagged ``low_quality``."""
+        chosen = [i for i, text in enumerate(columns["text"]) if text is not None and i not in plans]
+        pairs = [(rows[i].text.strip(), columns["text"][i]) for i in chosen]
+        if not pairs:
+            return
+        if self._back_cache is None and self.cache is not None:
+            self._back_cache = open_cache(self.storage, self.settings, self.client.model, BACK_PROMPT_VERSION)
+        results, back = await quality_score(self.client, self._back_cache, pairs, self.settings.max_tokens,
+                                            target, self.languages[target].name)
+        stats.back_requests = back.requests
+        stats.prompt_tokens += back.prompt_tokens
+        stats.completion_tokens += back.completion_tokens
+        floor = self.settings.quality.min_quality
+        for i, (english, score) in zip(chosen, results, strict=True):
+            columns["back_translation"][i], columns["quality"][i] = english, score
+            if score is None:
+                continue
+            stats.scored += 1
+            stats.quality_sum += score
+            if floor is not None and score < floor:
+                columns["text"][i], columns["error"][i] = None, "low_quality"
+                flagged["low_quality"] += 1
 
     async def _answers(self, texts: list[str], target: str, stats: PartStats) -> tuple[dict, dict]:
         """Each distinct text's answer and where it came from (run, cache, request)."""
