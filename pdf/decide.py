@@ -76,20 +76,20 @@ def _aspect(boxes: np.ndarray, codes: np.ndarray, script: str) -> float | None:
 
 def ocr_reason(page: PageData, settings: PdfSettings) -> str | None:
     """Why the page's text layer cannot be its transcription (see the module docstring), or None."""
-    codes = np.asarray(page.codes, dtype=np.int64)
-    visible = (codes > 32) & ~np.asarray(page.generated, dtype=bool) & ~np.isin(codes, _SPACES)
+    codes = page.codes
+    visible = (codes > 32) & ~page.generated & ~np.isin(codes, _SPACES)
     if not visible.any():
         return "no_text_layer"
     codes = codes[visible]
-    boxes = np.asarray(page.boxes, dtype=float)[visible]
+    boxes = page.boxes[visible]
     bad = settings.max_bad_char_share
-    if (np.asarray(page.map_error, dtype=bool)[visible] | (codes == 0)).mean() > bad:
+    if (page.map_error[visible] | (codes == 0)).mean() > bad:
         return "unmapped_font"
     if (((codes >= 0xE000) & (codes <= 0xF8FF)) | ((codes >= 0xF0000) & (codes <= 0x10FFFF))).mean() > bad:
         return "private_use"
     if ((codes == 0xFFFD) | (codes < 32)).mean() > bad:
         return "replacement_chars"
-    if np.asarray(page.invisible, dtype=bool)[visible].mean() > settings.max_hidden_share:
+    if page.invisible[visible].mean() > settings.max_hidden_share:
         return "invisible_text"
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     if (~((cx >= 0) & (cx <= page.width) & (cy >= 0) & (cy <= page.height))).mean() > settings.max_hidden_share:
@@ -127,7 +127,8 @@ def decide(page: PageData, source_language: str, settings: PdfSettings) -> Decis
         return Decision("drop", "blank_page")
     if reason is not None:
         return Decision("ocr", reason)
-    lines = reading_order(page_lines(page.codes, page.boxes, page.generated, page.invisible))
+    lines = reading_order(page_lines(page.codes.tolist(), page.boxes.tolist(), page.generated.tolist(),
+                                     page.invisible.tolist()))
     if not lines:
         return Decision("ocr", "no_text_layer")
     language = page_language("\n".join(ln.text for ln in lines), source_language, settings)

@@ -34,11 +34,12 @@ class PageData:
     image_format: str
     width: int
     height: int
-    codes: list[int] = field(default_factory=list)  # Unicode code points, pdfium's text order
-    boxes: list[list[float]] = field(default_factory=list)  # x0, y0, x1, y1 in pixels of the image
-    generated: list[bool] = field(default_factory=list)  # inserted by pdfium (spaces, line breaks)
-    map_error: list[bool] = field(default_factory=list)  # the font has no valid Unicode mapping for it
-    invisible: list[bool] = field(default_factory=list)  # drawn with an invisible render mode
+    # Per character, in pdfium's text order; arrays (they cross the pipe as their bytes).
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # Unicode code points
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # x0, y0, x1, y1 in pixels of the image
+    generated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # inserted by pdfium (spaces, breaks)
+    map_error: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # the font maps it to no Unicode
+    invisible: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # drawn with an invisible render mode
     ink_share: float = 0.0  # fraction of the page that is dark ink
     ink_outside_text: float = 0.0  # fraction of that ink outside every character box
 
@@ -94,16 +95,18 @@ def _text_layer(raw, page, textpage, transform: np.ndarray, data: PageData) -> N
     if count <= 0:
         return
     generated, map_error, loose_box = raw.FPDFText_IsGenerated, raw.FPDFText_HasUnicodeMapError, raw.FPDFText_GetLooseCharBox
-    codes = data.codes = _codes(raw, textpage, count)
+    codes = _codes(raw, textpage, count)
+    data.codes = np.array(codes, dtype=np.int64)
     # pdfium inserts only spaces and line breaks: other characters need not be asked.
-    data.generated = [code in (10, 13, 32) and generated(textpage, i) == 1 for i, code in enumerate(codes)]
-    data.map_error = [map_error(textpage, i) == 1 for i in range(count)]
+    data.generated = np.array([code in (10, 13, 32) and generated(textpage, i) == 1 for i, code in enumerate(codes)],
+                              dtype=bool)
+    data.map_error = np.array([map_error(textpage, i) == 1 for i in range(count)], dtype=bool)
     if _invisible_text_anywhere(raw, page):  # most pages have none: no question per character
         text_object, render_mode = raw.FPDFText_GetTextObject, raw.FPDFTextObj_GetTextRenderMode
-        data.invisible = [bool(obj) and render_mode(obj) in INVISIBLE_MODES
-                          for obj in (text_object(textpage, i) for i in range(count))]
+        data.invisible = np.array([bool(obj) and render_mode(obj) in INVISIBLE_MODES
+                                   for obj in (text_object(textpage, i) for i in range(count))], dtype=bool)
     else:
-        data.invisible = [False] * count
+        data.invisible = np.zeros(count, dtype=bool)
     # Each character's loose box written in place into one array (zeros where pdfium has none).
     rects = (raw.FS_RECTF * count)()
     for i in range(count):
@@ -111,7 +114,7 @@ def _text_layer(raw, page, textpage, transform: np.ndarray, data: PageData) -> N
     ltrb = np.frombuffer(rects, dtype=np.float32).reshape(count, 4).astype(float)  # left, top, right, bottom
     corners = ltrb[:, [[0, 3], [2, 3], [0, 1], [2, 1]]]  # (count, 4 corners, x/y)
     points = corners @ transform[:, :2].T + transform[:, 2]
-    data.boxes = np.concatenate([points.min(axis=1), points.max(axis=1)], axis=1).round(2).tolist()
+    data.boxes = np.concatenate([points.min(axis=1), points.max(axis=1)], axis=1).round(2)
 
 
 def _ink(green: np.ndarray, data: PageData) -> None:
@@ -122,9 +125,8 @@ def _ink(green: np.ndarray, data: PageData) -> None:
     data.ink_share = total / dark.size if dark.size else 0.0
     if not total:
         return
-    boxes = np.asarray(data.boxes, dtype=float).reshape(-1, 4)
-    keep = ((np.asarray(data.codes, dtype=np.int64) > 32) & ~np.asarray(data.invisible, dtype=bool)
-            & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    boxes = data.boxes
+    keep = (data.codes > 32) & ~data.invisible & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     covered = np.zeros_like(dark)
     if keep.any():
         x0, y0, x1, y1 = boxes[keep].T
