@@ -191,7 +191,12 @@ def run(deployment: str, parameters: dict, port: int, keep_server: bool = False)
         say(f"\nFAILED: {err}")
         _show_log(home / "server.log")
     except KeyboardInterrupt:
-        say("\ninterrupted: stopping the run; completed units are kept, rerun the same command to resume")
+        from flows.supervise import current_stage
+
+        stage, where = current_stage(progress_file)
+        name = signal.Signals(_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT).name
+        during = f"during stage {stage}" + (f" ({where})" if where else "") if stage else "before its first stage"
+        say(f"\nstopped by {name} {during}: completed units are kept; rerun the same command to resume")
         if flow_run is not None and server is not None and server.running():
             cancel_flow_run(server.url, flow_run["id"], "interrupted in the launcher")
         code = 128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT)
