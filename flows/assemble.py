@@ -65,8 +65,11 @@ def ocr_stage(config: Config) -> dict[str, Any]:
         if kind.built_by_task_stage(source) or raw_source is None:
             continue
         if source.ocr is not None:
+            scripts = None
+            if source.language == "auto":  # PDF pages: each in the language its text is written in, by script
+                scripts = {"en": ["Latin"], **{code: list(lang.scripts) for code, lang in config.languages.items()}}
             stats = run_ocr_stage(config.storage.root, raw_source, source.ocr.language, config.ocr,
-                                  storage_options=config.storage.options)
+                                  storage_options=config.storage.options, scripts=scripts)
             task_settings = OcrTaskSettings(**config.ocr_tasks.model_dump(), task=source.task, seed=config.seed,
                                             prompts=config.ocr_prompts())
             write_ocr_task_tables(config.storage.root, raw_source, source.name, task_settings,

@@ -7,7 +7,8 @@ rerun or an audit can tell that every sample was seen exactly once. Columns (:da
 ``key``            img2dataset sample key (unique within the source)
 ``source``         the source name (``wukong``, ``laion_coco``...)
 ``shard``          raw shard id (``00000``)
-``language``       language of the text read (from the source: zh for Wukong, en for LAION-COCO)
+``language``       language of the text read (from the source: zh for Wukong, en for LAION-COCO; for
+                   a source of ``language: auto``, by the script of the text read: ``ocr.shard.text_language``)
 ``image_uri``      the raw tar holding the image, relative to the storage root
 ``image_offset``   byte offset of the image inside that tar
 ``image_size``     byte length of the image

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
+from pipelines.languages import language_of, profile
 from pipelines.storage import Storage
 
 from . import corpus
@@ -61,8 +62,20 @@ def decode_rgb(data: bytes) -> np.ndarray | None:
         return None
 
 
-def ocr_batch(samples: list[dict], engine, settings: OcrSettings, source: str, language: str) -> list[dict]:
-    """Corpus rows of ``samples``: the decodable images read by ``engine`` in one call, then filtered."""
+def text_language(text: str, language: str, scripts: dict[str, list[str]] | None) -> str:
+    """The language of an image's text: with ``scripts`` (language code -> its Unicode scripts, for a
+    source of ``language: auto``), the one whose scripts write most of it (the language registry's
+    :func:`~pipelines.languages.language_of`); ``language`` without them, or when the text has no letter
+    of any of those scripts (a page of digits, nothing read)."""
+    if not scripts or not any(profile(tuple(s)).units(text)[0] for s in scripts.values()):
+        return language
+    return language_of(text, scripts)
+
+
+def ocr_batch(samples: list[dict], engine, settings: OcrSettings, source: str, language: str,
+              scripts: dict[str, list[str]] | None = None) -> list[dict]:
+    """Corpus rows of ``samples``: the decodable images read by ``engine`` in one call, then filtered;
+    each row in ``language``, or with ``scripts`` in the language of its text (:func:`text_language`)."""
     images, readable = [], []
     for i, sample in enumerate(samples):
         img = decode_rgb(sample["image"])
@@ -95,13 +108,15 @@ def ocr_batch(samples: list[dict], engine, settings: OcrSettings, source: str, l
         if result is not None:
             outcome = apply_filters(result, settings.filters)
             lines = reading_order(outcome.lines)
+            text = "\n".join(ln.text for ln in lines)
             row |= {
                 "width": result.width,
                 "height": result.height,
                 "lines": [
                     {"text": ln.text, "quad": [list(p) for p in ln.quad], "score": ln.score} for ln in lines
                 ],
-                "text": "\n".join(ln.text for ln in lines),
+                "text": text,
+                "language": text_language(text, language, scripts),
                 "text_area": outcome.text_area,
                 "low_score_lines": outcome.low_score_lines,
                 "drop_reason": outcome.drop_reason,
@@ -111,16 +126,18 @@ def ocr_batch(samples: list[dict], engine, settings: OcrSettings, source: str, l
 
 
 def ocr_shard(
-    storage: Storage, source: str, shard: str, language: str, settings: OcrSettings, engine
+    storage: Storage, source: str, shard: str, language: str, settings: OcrSettings, engine,
+    scripts: dict[str, list[str]] | None = None,
 ) -> pa.Table:
-    """The corpus table of one raw shard, OCRed ``settings.batch_size`` images at a time."""
+    """The corpus table of one raw shard, OCRed ``settings.batch_size`` images at a time (``scripts``:
+    see :func:`ocr_batch`)."""
     rows: list[dict] = []
     batch: list[dict] = []
     for sample in raw_samples(storage, source, shard):
         batch.append(sample)
         if len(batch) == settings.batch_size:
-            rows += ocr_batch(batch, engine, settings, source, language)
+            rows += ocr_batch(batch, engine, settings, source, language, scripts)
             batch = []
     if batch:
-        rows += ocr_batch(batch, engine, settings, source, language)
+        rows += ocr_batch(batch, engine, settings, source, language, scripts)
     return pa.Table.from_pylist(rows, schema=corpus.SCHEMA)

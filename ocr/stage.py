@@ -39,10 +39,12 @@ class OcrStage(ActorStage):
     name = "ocr"
     unit_kind = "shards"
 
-    def __init__(self, source: str, language: str, settings: OcrSettings) -> None:
+    def __init__(self, source: str, language: str, settings: OcrSettings,
+                 scripts: dict[str, list[str]] | None = None) -> None:
         self.source = source
         self.language = language
         self.settings = settings
+        self.scripts = scripts  # a source of `language: auto`: each image in the language of its text
         self.label = source
 
     def units(self, ctx: OcrContext):
@@ -74,7 +76,7 @@ class OcrStage(ActorStage):
         from .shard import ocr_shard
 
         storage = ctx.storage()
-        table = ocr_shard(storage, self.source, unit.name, self.language, self.settings, engine)
+        table = ocr_shard(storage, self.source, unit.name, self.language, self.settings, engine, self.scripts)
         corpus.write_shard(storage, self.source, unit.name, table)
         drops = Counter(r for r in table.column("drop_reason").to_pylist() if r is not None)
         log.info("OCR %s: shard %s done (%d images)", self.source, unit.name, table.num_rows)
@@ -96,11 +98,15 @@ def run_ocr_stage(
     language: str,
     settings: OcrSettings | None = None,
     storage_options: dict | None = None,
+    scripts: dict[str, list[str]] | None = None,
 ) -> dict:
     """OCR every complete, unfinished raw shard of ``source``; returns the stage stats.
 
     ``root`` is a local path or an fsspec URI (``s3://bucket/mix``); ``language`` is the
-    language of the text in the images (``zh`` for Wukong, ``en`` for LAION-COCO). The units run
+    language of the text in the images (``zh`` for Wukong, ``en`` for LAION-COCO). ``scripts``
+    (language code -> its Unicode scripts), for a source of ``language: auto`` such as PDF pages:
+    each image is labelled with the language whose scripts write most of the text read, and
+    ``language`` only when the text has no letter of any of them (:func:`ocr.shard.text_language`). The units run
     on the Ray the caller started or joined (``pipelines.runtime.ensure_ray``), in this process if none.
 
     >>> stats = run_ocr_stage("/data/mix", "wukong", "zh", OcrSettings(concurrency=4))  # doctest: +SKIP
@@ -112,7 +118,7 @@ def run_ocr_stage(
     shards, pending = pending_shards(storage, source)
     log.info("OCR %s: %d complete raw shards, %d to do", source, len(shards), len(pending))
     started = time.time()
-    report = execute(OcrStage(source, language, settings), OcrContext(root, dict(storage_options or {})))
+    report = execute(OcrStage(source, language, settings, scripts), OcrContext(root, dict(storage_options or {})))
     nodes = report.counters.tallies.get("nodes", Counter())
     return corpus.write_stage_stats(
         storage,
@@ -120,6 +126,7 @@ def run_ocr_stage(
         {
             "source": source,
             "language": language,
+            "language_by_script": sorted(scripts) if scripts else None,
             "raw_shards": report.units,
             "shards_this_run": report.units - report.skipped,
             "seconds_this_run": round(time.time() - started, 3),
