@@ -285,6 +285,9 @@ def report_lines(reports: dict[str, dict[str, TargetReport]]) -> list[str]:
                 f"deduplicated {s.deduplicated}"
                 + (f"; cleaned up: {', '.join(f'{k} {v}' for k, v in sorted(s.cleaned.items()))}" if s.cleaned else "")
             )
+            if s.scored:
+                lines.append(f"    quality (back-translation chrF): mean {s.quality_sum / s.scored:.1f} over "
+                             f"{s.scored} scored rows; {s.flagged.get('low_quality', 0)} below min_quality")
             cost = report.cost.to_json()
             if cost["requests"]:
                 per = cost["tokens_per_request"]

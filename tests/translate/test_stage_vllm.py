@@ -332,6 +332,12 @@ def test_requests_go_out_from_ray_tasks_one_part_each(tmp_path, vllm_url, local_
     # Each task asks its own part's distinct texts once: at least the run's distinct texts, at most
     # one request per distinct text of each part.
     assert len({t for p in parts for t in p}) <= report.stats.requests <= sum(len(set(p)) for p in parts)
+    # What the run cost, as vLLM's `usage` counted it: the workers' parts add up on the driver.
+    cost = report.cost
+    assert cost.requests == report.stats.requests and cost.prompt_tokens == report.stats.prompt_tokens
+    assert cost.prompt_tokens > 100 * cost.requests  # the Figure-5 system message alone is longer
+    assert 0 < cost.completion_tokens <= SETTINGS.max_max_tokens * cost.requests
+    assert report.stats.run["tokens_per_s"] > 0 and report.stats.run["rows"] == len(rows)
 
 
 def test_a_failing_part_is_reported_and_the_others_are_written(tmp_path, vllm_url, local_ray):
