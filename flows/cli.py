@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands owned by other packages: (name, module, function, extra, help).
 DELEGATED: list[tuple[str, str, str, str, str]] = [
     ("ocr", "ocr.cli", "main", "ocr", "OCR one source's raw shards into an OCR corpus (PP-OCR on Ray)"),
+    ("pdf", "pdf.cli", "main", "pdf", "what the PDF stage made of each pdf source's pages: text layer, OCR and why, drops"),
     ("translate", "flows.translate_cli", "main", "translate", "translate sources' English texts (Figure-5 prompt, vLLM)"),
     ("train", "trainer.cli", "main", "train", "train InternVL from the shards (stage 1 or 2 recipe)"),
     ("verify", "shards.cli", "verify_main", "mix", "check every shard against its schema and the manifest"),

@@ -83,6 +83,13 @@ def _ocr_table(summary: dict[str, Any]) -> Table:
     return "ocr-stats", rows, "images with text kept per OCR source"
 
 
+def _pdf_table(summary: dict[str, Any]) -> Table:
+    from pdf.stats import table_rows
+
+    return ("pdf-stats", table_rows(summary),
+            "pages per pdf source: from the text layer, to OCR and why, dropped and why, languages, render time")
+
+
 def _translation_table(summary: dict[str, Any]) -> Table:
     rows = [{"source": source, "target": target, "rows": v["rows"], "translated": v["translated"],
              "flagged": sum(v["flagged"].values()), "requests": v["requests"], "from_cache": v["from_cache"]}
@@ -125,7 +132,7 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("pdf", assemble.pdf_stage,
           "Render the PDF sources' pages (sandboxed pdfium); text-layer OCR samples, the rest to the OCR stage.",
           enabled=lambda config: bool(assemble.pdf_sources(config)), enabled_when="a source is of kind pdf",
-          retries=1, retry_delay_seconds=10, drops=_of_summary(assemble.pdf_drops)),
+          retries=1, retry_delay_seconds=10, artifact=_pdf_table, drops=_of_summary(assemble.pdf_drops)),
     Stage("ocr", assemble.ocr_stage,
           "PP-OCR over the OCR sources' images (Ray actors), then their OCR task samples.",
           depends_on=("download", "pdf"), enabled=_needs_ocr,

@@ -56,6 +56,8 @@ def print_products(config) -> None:
         print(f"training run: {config.train.out} (tensorboard --logdir {config.train.out}/tensorboard)")
     for line in translation_lines(read_summary(storage, "translate") or {}):
         print(line)
+    for line in pdf_lines(read_summary(storage, "pdf") or {}):
+        print(line)
     print(flush=True)
 
 
@@ -69,3 +71,11 @@ def translation_lines(summary: dict[str, dict[str, dict]]) -> list[str]:
                          f"{v['requests']} requests to the model, {v['from_cache']} from the cache; "
                          f"flagged: {flagged}")
     return lines
+
+
+def pdf_lines(summary: dict[str, dict]) -> list[str]:
+    """Per pdf source: pages from the text layer, to OCR and why, dropped and why (``vlmix pdf`` says more)."""
+    from pdf.stats import lines
+
+    return [f"pdf:          {line}" if not line.startswith(" ") else f"              {line}"
+            for name, stats in summary.items() for line in lines(name, stats)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,7 @@ class PageData:
     invisible: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # drawn with an invisible render mode
     ink_share: float = 0.0  # fraction of the page that is dark ink
     ink_outside_text: float = 0.0  # fraction of that ink outside every character box
+    seconds: float = 0.0  # wall-clock time the rendering process spent on the page
 
 
 def _device_transform(raw, page, width: int, height: int) -> np.ndarray:
@@ -174,6 +176,7 @@ def read_page(document, index: int, dpi: float, max_side: int, image_format: str
     """Render page ``index`` of an open ``pypdfium2.PdfDocument`` and read its text layer."""
     import pypdfium2.raw as raw
 
+    started = time.perf_counter()
     page = document[index]
     try:
         width_pt, height_pt = page.get_size()
@@ -197,6 +200,7 @@ def read_page(document, index: int, dpi: float, max_side: int, image_format: str
             textpage.close()
         _ink(bitmap.to_numpy()[::INK_STEP, ::INK_STEP, 1], data)
         bitmap.close()
+        data.seconds = time.perf_counter() - started
         return data
     finally:
         page.close()

@@ -13,13 +13,15 @@ What one unit ``NNNNN`` of source ``S`` writes, in this order (the last is its c
 - ``raw/S-ocr/NNNNN.tar`` (+ ``_stats.json``), when the source has ``ocr`` and the unit has pages that
   need OCR: those pages, in the same layout, which the OCR stage reads like any downloaded images
   (its task tables land in ``tasks/S/`` too, so both halves are one dataset of the mixture);
+- ``pdf/S/NNNNN.json``: the unit's counters (:mod:`pdf.stats`, what ``vlmix pdf`` adds up);
 - ``tasks/S/NNNNN-text.parquet``: the text-layer pages' OCR samples (:mod:`pdf.samples`).
 
 Counters: ``samples`` (text-layer samples), ``drops`` (files: ``too_large``, ``encrypted``,
 ``corrupt``; pages: ``too_many_pages``, ``render_timeout``, ``render_memory``, ``render_error``,
 ``render_abandoned``, ``blank_page``, ``no_language``, ``needs_ocr`` when the source has no ``ocr``),
 and tallies ``pdf_pages`` (``text_layer``, ``ocr``, ``files``; for URL lists ``urls``, ``fetched``,
-``recovered_by_retry``, failures in ``drops`` as ``fetch_<reason>``) and ``ocr_reasons``.
+``recovered_by_retry``, failures in ``drops`` as ``fetch_<reason>``), ``ocr_reasons``,
+``pdf_languages`` (text-layer pages per language) and ``pdf_time`` (``rendered`` pages, ``render_s``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .decide import decide
 from .page import PageData
 from .samples import conversation
 from .settings import PdfSettings
+from .stats import read_stats, summary, write_unit_stats
 from .urls import Fetcher, count_rows, fetch_all, is_url_list, read_urls
 
 OCR_SUFFIX = "-ocr"  # raw/<source>-ocr: the pages the OCR stage reads
@@ -150,11 +153,15 @@ class PdfStage(Stage):
         storage, settings, name = ctx.storage(), ctx.settings, self.source.name
         text, ocr = _Shard(), _Shard()
         text_uri = relative_uri(storage, storage.path(RAW_DIR, name, f"{unit.name}.tar"))
-        counters = Counters(tallies={"pdf_pages": Counter(), "ocr_reasons": Counter()})
+        counters = Counters(tallies={"pdf_pages": Counter(), "ocr_reasons": Counter(), "pdf_languages": Counter(),
+                                     "pdf_time": Counter()})
         drops, pages, reasons = counters.drops, counters.tallies["pdf_pages"], counters.tallies["ocr_reasons"]
+        timing = counters.tallies["pdf_time"]
         samples: list[TaskSample] = []
         documents = _documents(unit, ctx, self.source, self.fetch, drops, pages)
         for key, meta, page in _pages(unit, ctx, documents, drops):
+            timing["rendered"] += 1
+            timing["render_s"] += page.seconds
             decision = decide(page, self.source.language, settings)
             if decision.use == "drop":
                 drops[decision.reason] += 1
@@ -167,6 +174,7 @@ class PdfStage(Stage):
                 ocr.add(key, page, {**meta, "decision": "ocr", "reason": decision.reason})
             else:
                 pages["text_layer"] += 1
+                counters.tallies["pdf_languages"][decision.language] += 1
                 offset, size = text.add(key, page, {**meta, "decision": "text", "language": decision.language})
                 turns, _ = conversation(decision.lines, page.width, page.height, decision.language, name, key,
                                         settings)
@@ -177,9 +185,10 @@ class PdfStage(Stage):
         text.write(storage, name, unit.name)
         if ocr.count:  # a unit with no page to OCR gives the OCR stage no empty shard
             ocr.write(storage, ocr_raw_source(name), unit.name)
+        counters.samples = len(samples)
+        write_unit_stats(storage, name, unit.name, counters)  # before the table: the unit's completion marker
         write_task_table(storage, name, unit.name + TEXT_SUFFIX, samples, drops,
                          inputs=len(samples) + sum(drops.values()))
-        counters.samples = len(samples)
         return counters
 
 
@@ -260,24 +269,27 @@ def _read(uri: str, options: dict, settings: PdfSettings, drops: Counter) -> byt
 
 
 def pdf_summary(counters: Counters) -> dict:
-    """A source's counters as the flow reports them."""
-    tallies = counters.tallies
-    return {"samples": counters.samples, "pages": dict(sorted(tallies.get("pdf_pages", {}).items())),
-            "ocr_reasons": dict(sorted(tallies.get("ocr_reasons", {}).items())),
-            "drops": dict(sorted(counters.drops.items()))}
+    """A source's counters as the flow reports them (:func:`pdf.stats.summary`)."""
+    return summary(counters)
 
 
 def run_pdf_stage(sources: list[Source], settings: PdfSettings, root: str, options: dict | None = None,
                   fetch: Fetcher | None = None) -> dict:
-    """Every PDF source through the stage (on Ray when it is up); per source, :func:`pdf_summary`.
+    """Every PDF source through the stage (on Ray when it is up); per source, the totals over all its
+    finished units, this run's and earlier ones' (:func:`pdf.stats.read_stats`), and ``units_this_run``.
     ``fetch``: the downloader for URL lists (:mod:`pdf.urls`)."""
     from pipelines.stage import execute
 
     ctx = PdfContext(root, dict(options or {}), settings)
+    storage = ctx.storage()
     summary = {}
     for source in sources:
         report = execute(PdfStage(source, fetch=fetch), ctx)
-        summary[source.name] = pdf_summary(report.groups.get(source.name, report.counters))
+        try:
+            totals = read_stats(storage, source.name)
+        except FileNotFoundError:  # no unit at all (URL lists without a row)
+            totals = {"units": 0, **pdf_summary(report.groups.get(source.name, report.counters))}
+        summary[source.name] = {**totals, "units_this_run": report.units - report.skipped}
     return summary
 
 

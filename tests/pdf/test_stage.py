@@ -13,6 +13,8 @@ from PIL import Image
 pytest.importorskip("pypdfium2")
 pytest.importorskip("reportlab")
 
+from flows.cli import main  # noqa: E402
+from flows.registry import REGISTRY  # noqa: E402
 from pdf import generate  # noqa: E402
 from pdf.settings import PdfSettings  # noqa: E402
 from pdf.stage import PdfContext, PdfStage  # noqa: E402
@@ -26,7 +28,7 @@ PROMPTS = {"transcribe": {"en": ["Read the page."], "zh": ["读出页面文字�
            "grounded": {"en": ["Where is the text?"], "zh": ["文字在哪里？"]}}
 
 
-def test_a_folder_of_pdfs_becomes_samples_and_ocr_pages_with_every_reason_counted(tmp_path):
+def test_a_folder_of_pdfs_becomes_samples_and_ocr_pages_with_every_reason_counted(tmp_path, capsys):
     folder = tmp_path / "pdfs"
     folder.mkdir()
     english, _ = generate.text_pages([generate.ENGLISH, generate.ENGLISH[:2], generate.ENGLISH[2:]])  # 3 pages
@@ -84,6 +86,24 @@ def test_a_folder_of_pdfs_becomes_samples_and_ocr_pages_with_every_reason_counte
 
     again = execute(PdfStage(source), PdfContext(str(root), {}, settings))  # a rerun redoes nothing
     assert again.skipped == 2 and again.counters.samples == 0
+
+    # `vlmix pdf` adds up the units' counters from the root, the rerun's empty report notwithstanding.
+    assert main(["pdf", "--root", str(root), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["cc_pdf"]
+    assert stats["units"] == 2 and stats["samples"] == 4
+    assert stats["pages"] == {"files": 10, "ocr": 2, "text_layer": 4}
+    assert stats["ocr_reasons"] == {"latin_decoded_as_cjk": 1, "no_text_layer": 1}
+    assert stats["drops"] == dict(counters.drops)
+    assert stats["languages"] == {"en": 2, "zh": 2}  # the English PDF's two pages kept, two Chinese ones
+    assert 0 < stats["render_ms_per_page"] < 1000 * settings.page_timeout_s  # the bomb, cut off, is not among them
+    assert main(["pdf", "--root", str(root)]) == 0
+    said = capsys.readouterr().out
+    assert "cc_pdf: 10 PDF files; 4 pages from their text layer, 2 to OCR" in said
+    assert "dropped: blank_page 1, corrupt 1, encrypted 1, no_language 1, render_timeout 1, too_many_pages 1" in said
+    (row,) = next(stage for stage in REGISTRY if stage.name == "pdf").artifact({"cc_pdf": stats})[1]
+    assert (row["text_layer"], row["ocr"], row["dropped"]) == (4, 2, 6)
+    assert row["ocr_reasons"] == "latin_decoded_as_cjk 1, no_text_layer 1" and row["languages"] == "en 2, zh 2"
+    assert main(["pdf", "--root", str(tmp_path / "elsewhere")]) == 1  # nothing there: said, not an empty table
     with tarfile.open(root / "raw" / "cc_pdf" / "00000.tar") as tar:
         meta = json.load(tar.extractfile("00000_0000_00000.json"))
     assert meta["page"] == 1 and meta["url"].endswith("a_english.pdf#page=1")
