@@ -100,6 +100,20 @@ def test_wrong_text_layers_go_to_ocr_with_their_reason(renderer):
     assert (other.use, other.reason) == ("drop", "no_language")
 
 
+def test_a_pdf_streams_its_first_pages_in_order_and_one_left_unread_does_not_leak_into_the_next(renderer):
+    three, _ = generate.text_pages([generate.ENGLISH, generate.ENGLISH[:2], generate.ENGLISH[2:]])
+    assert renderer.open(three, max_pages=2) == (3, None)
+    pages = [renderer.next_page() for _ in range(2)]
+    assert [(page.index, reason) for page, reason in pages] == [(0, None), (1, None)]
+    assert [decide(page, "auto", SETTINGS).lines[-1].text for page, _ in pages] == [generate.ENGLISH[-1], generate.ENGLISH[1]]
+    with pytest.raises(RuntimeError, match="no page left"):
+        renderer.next_page()  # max_pages: the third page was never rendered
+    assert renderer.open(three) == (3, None)
+    renderer.next_page()  # the other two pages are not taken
+    chinese, _ = generate.text_pages([generate.CHINESE], font="cjk")
+    assert decide(first_page(renderer, chinese), "auto", SETTINGS).lines[0].text == generate.CHINESE[0]
+
+
 def test_unreadable_files_are_named():
     with Renderer(SETTINGS) as renderer:
         assert renderer.open(generate.encrypted()) == (0, "encrypted")
