@@ -5,10 +5,11 @@ clean-up and validation) is sent back through the same model with :func:`~transl
 ("translate this <language> text into English, faithfully"), and the English that comes back is
 scored against the English source with chrF (sacrebleu's ``CHRF()``, character 6-grams and
 beta 2, 0-100). A translation that lost an object, changed a number or answered another text comes
-back as different English and scores lower. ``min_quality`` turns the score into a filter
-(``low_quality``). The back-translations are cached like translations (the cache's target is
+back as different English and scores lower. A conversation is scored by its pieces (each as it was
+asked and answered, placeholders and all), their scores weighted by the pieces' characters.
+``min_quality`` turns the score into a filter (``low_quality``). The back-translations are cached like translations (the cache's target is
 ``<target>-en``, its prompt version :data:`~translate.prompt.BACK_PROMPT_VERSION`), so a rerun
-asks nothing twice. Conversations are not scored (their ``quality`` is null).
+asks nothing twice.
 
 What the score measures is bounded by the model: a model that back-translates its own mistake into
 the source's words (it "knows" what was meant) hides it. The mechanism is tested with hand-written
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 
 from pipelines._imports import require
 from translate.cache import CachedAnswer, TranslationCache, text_hash
+from translate.cleanup import clean
 from translate.client import Rejected, Reply
+from translate.conversation import ConversationPlan
 from translate.prompt import build_back_messages
 
 
@@ -82,3 +85,20 @@ async def score(client, cache: TranslationCache | None, pairs: list[tuple[str, s
         english = back.english[output]
         scored.append((english, None if english is None else round(chrf(english, source), 3)))
     return scored, back
+
+
+def weighted_score(sources: list[str], scores: list[float | None]) -> float | None:
+    """One score for a text asked in pieces: the pieces' scores weighted by their sources' characters
+    (None if any piece has none: the server refused its back-translation)."""
+    if not scores or any(s is None for s in scores):
+        return None
+    weights = [max(1, len(source)) for source in sources]
+    return round(sum(w * s for w, s in zip(weights, scores, strict=True)) / sum(weights), 3)
+
+
+def scored_pieces(source: str, plan, translation: str, answers: dict) -> list[tuple[str, str]]:
+    """The (source, translation) pairs a row is scored by: itself, or a conversation's pieces
+    (``plan``, a :class:`~translate.conversation.ConversationPlan`) as they were asked and answered."""
+    if not isinstance(plan, ConversationPlan):
+        return [(source.strip(), translation)]
+    return [(text, clean(text, answers[text].output)[0]) for text in plan.texts]

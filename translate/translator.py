@@ -14,6 +14,7 @@ them is written, and the error is reported; the finished parts stand.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from translate.client import ChatClient, Rejected, Reply
 from translate.conversation import CONVERSATION_FIELD, ConversationPlan, origin_of
 from translate.prompt import BACK_PROMPT_VERSION, PROMPT_VERSION, build_messages
 from translate.quality import score as quality_score
+from translate.quality import scored_pieces, weighted_score
 from translate.settings import TranslateSettings
 from translate.stats import PartStats, TargetReport, stats_path, summarise
 from translate.table import OUTPUT_SCHEMA, TextRow, output_path, part_name, read_input
@@ -183,7 +185,7 @@ class Translator:
             ):
                 columns[name].append(value)
         if self.settings.quality.back_translation:
-            await self._score(columns, rows, plans, target, stats, flagged)
+            await self._score(columns, rows, plans, answers, target, stats, flagged)
         stats.flagged = dict(flagged)
         stats.cleaned = dict(cleaned)
         stats.translated = stats.rows - sum(stats.flagged.values())
@@ -202,12 +204,14 @@ class Translator:
         )
         return stats
 
-    async def _score(self, columns: dict[str, list], rows: list[TextRow], plans: dict, target: str,
+    async def _score(self, columns: dict[str, list], rows: list[TextRow], plans: dict, answers: dict, target: str,
                      stats: PartStats, flagged: Counter) -> None:
-        """Each accepted translation (not a conversation) scored by its back-translation
-        (:mod:`translate.quality`); below ``min_quality``, flagged ``low_quality``."""
-        chosen = [i for i, text in enumerate(columns["text"]) if text is not None and i not in plans]
-        pairs = [(rows[i].text.strip(), columns["text"][i]) for i in chosen]
+        """Each accepted translation scored by its back-translation (:mod:`translate.quality`): a text
+        by its own, a conversation by its pieces' (their chrF, weighted by the pieces' characters).
+        Below ``min_quality``, flagged ``low_quality``."""
+        chosen = [i for i, text in enumerate(columns["text"]) if text is not None]
+        pieces = {i: scored_pieces(rows[i].text, plans.get(i), columns["text"][i], answers) for i in chosen}
+        pairs = [pair for i in chosen for pair in pieces[i]]
         if not pairs:
             return
         if self._back_cache is None and self.cache is not None:
@@ -218,8 +222,13 @@ class Translator:
         stats.prompt_tokens += back.prompt_tokens
         stats.completion_tokens += back.completion_tokens
         floor = self.settings.quality.min_quality
-        for i, (english, score) in zip(chosen, results, strict=True):
-            columns["back_translation"][i], columns["quality"][i] = english, score
+        at = 0
+        for i in chosen:
+            mine, at = results[at:at + len(pieces[i])], at + len(pieces[i])
+            score = weighted_score([source for source, _ in pieces[i]], [s for _, s in mine])
+            english = [e for e, _ in mine]
+            columns["back_translation"][i] = english[0] if i not in plans else json.dumps(english, ensure_ascii=False)
+            columns["quality"][i] = score
             if score is None:
                 continue
             stats.scored += 1

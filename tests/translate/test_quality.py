@@ -10,6 +10,7 @@ of correct from wrong *given faithful back-translations*: not how well any model
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +47,8 @@ REFERENCE = {
 # Answered in Japanese: validation's script check flags it before any score is asked.
 OTHER_LANGUAGE = {"A cat sleeping on a sofa.": ("ソファの上で寝ている猫です。", "It is a cat sleeping on the sofa.")}
 MIN_QUALITY = 60.0
+QUESTION, ANSWER = "What color is the car on the left?", "A red bus parked next to a tree."
+CONVERSATION = [{"from": "human", "value": f"<image>\n{QUESTION}"}, {"from": "gpt", "value": ANSWER}]
 
 
 def server(wrong: bool) -> TranslatorDouble:
@@ -61,9 +64,10 @@ def server(wrong: bool) -> TranslatorDouble:
 def translate(root, double, settings):
     storage = Storage(str(root))
     texts = [*REFERENCE, *OTHER_LANGUAGE, "A red bus parked next to a tree."]  # a repeat: asked once
+    fields = ["caption"] * len(texts) + ["conversations"]
+    texts.append(json.dumps(CONVERSATION))  # its two pieces are texts above: scored by theirs
     path = storage.path("translate", double.model, "_input", "00000.parquet")
-    storage.write_parquet(path, pa.table({"key": [str(i) for i in range(len(texts))], "field": ["caption"] * len(texts),
-                                          "text": texts}))
+    storage.write_parquet(path, pa.table({"key": [str(i) for i in range(len(texts))], "field": fields, "text": texts}))
 
     async def go():
         async with ChatClient([double.url], model=double.model) as client:
@@ -92,8 +96,8 @@ def test_back_translation_scores_separate_right_from_wrong_translations(tmp_path
     for double in doubles.values():
         backs = [p for p in double.system_prompts if "into English" in p]
         assert len(backs) == len(REFERENCE) and sum(double.asked.values()) == 2 * len(REFERENCE) + 1
-    good = {r["source_text"]: r["quality"] for r in right_rows}
-    bad = {r["source_text"]: r["quality"] for r in wrong_rows}
+    good = {r["source_text"]: r["quality"] for r in right_rows if r["field"] == "caption"}
+    bad = {r["source_text"]: r["quality"] for r in wrong_rows if r["field"] == "caption"}
     assert right_rows[0]["back_translation"] == "A red bus is parked next to a tree."
     assert good["traffic light"] == 100.0 and bad["fire hydrant"] < 40
 
@@ -112,10 +116,20 @@ def test_back_translation_scores_separate_right_from_wrong_translations(tmp_path
         low = [r for r in rows if r["quality"] is not None and r["quality"] < MIN_QUALITY]
         assert all(r["text"] is None and r["error"] == "low_quality" for r in low)
         assert report.stats.flagged.get("low_quality", 0) == len(low)
-        assert report.stats.scored == len(REFERENCE) + 1  # the repeat is scored too, the Japanese is not
-    assert right.stats.flagged.get("low_quality", 0) <= 1 and wrong.stats.flagged["low_quality"] >= 6
+        assert report.stats.scored == len(REFERENCE) + 2  # the repeat and the conversation too, not the Japanese
+    assert right.stats.flagged.get("low_quality", 0) == 0 and wrong.stats.flagged["low_quality"] >= 7
     japanese = next(r for r in right_rows if r["source_text"] in OTHER_LANGUAGE)
     assert japanese["error"] == "wrong_script" and japanese["quality"] is None
+
+    # The conversation: its pieces' scores (the same texts as captions above), weighted by their characters.
+    for rows, scores in ((right_rows, good), (wrong_rows, bad)):
+        chat = next(r for r in rows if r["field"] == "conversations")
+        expected = (len(QUESTION) * scores[QUESTION] + len(ANSWER) * scores[ANSWER]) / (len(QUESTION) + len(ANSWER))
+        assert chat["quality"] == pytest.approx(expected, abs=0.01)
+        assert len(json.loads(chat["back_translation"])) == 2
+    right_chat, wrong_chat = (next(r for r in rows if r["field"] == "conversations") for rows in (right_rows, wrong_rows))
+    assert right_chat["error"] is None and json.loads(right_chat["text"])[1]["value"] == REFERENCE[ANSWER][0][0]
+    assert wrong_chat["error"] == "low_quality" and wrong_chat["text"] is None  # the bus became a car
 
 
 def test_a_rerun_takes_back_translations_from_the_cache(tmp_path, doubles):
@@ -125,7 +139,7 @@ def test_a_rerun_takes_back_translations_from_the_cache(tmp_path, doubles):
     settings = settings.model_copy(update={"cache_root": str(tmp_path / "a" / "translate" / "_cache")})
     report, rows = translate(tmp_path / "b", doubles[False], settings)
     assert sum(doubles[False].asked.values()) == first  # nothing asked again
-    assert report.stats.back_requests == 0 and report.stats.scored == len(REFERENCE) + 1
+    assert report.stats.back_requests == 0 and report.stats.scored == len(REFERENCE) + 2
     assert all(r["quality"] is not None for r in rows if r["text"] is not None)
 
 
