@@ -8,6 +8,7 @@ bucket, and ``text/<file>.parquet``, its rows whose text shares an n-gram with a
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 import numpy as np
@@ -16,7 +17,8 @@ import pyarrow.parquet as pq
 
 from decontam.context import BANDS, FOUND, NGRAMS, DecontamContext, write_grouped, write_marker
 from decontam.evalsets import read_items
-from decontam.phash import band_keys, phash
+from decontam.keys import keys as index_keys
+from decontam.phash import phash
 from decontam.text import hashes
 from pipelines.layout.raw import resolve_uri
 from pipelines.stage import Counters, Stage, Unit
@@ -24,20 +26,39 @@ from pipelines.storage import Storage
 
 
 def band_rows(ctx: DecontamContext, hashed: list[int], file: list[int], row: list[int], ids: list[str],
-              task: list[str], language: list[str], richness: list[int], order: list[int],
-              single: list[bool]) -> pa.Table:
-    """Each image's row repeated once per band, with its band key and bucket."""
-    bands = ctx.settings.bands
+              task: list[str], language: list[str], richness: list[int], order: list[int], image: list[int],
+              count: list[int]) -> pa.Table:
+    """Each image's row repeated once per band of the index, with its key and bucket; ``image`` is its
+    place among its sample's ``count`` images."""
+    masks = _masks(ctx.settings, ctx.images)
+    bands = len(masks)
     values = np.array(hashed, dtype=np.uint64)
-    keys = band_keys(values, bands).reshape(-1)
+    keys = index_keys(values, masks).reshape(-1)
     take = np.repeat(np.arange(len(values)), bands)
     columns = {"bucket": (keys % np.uint64(ctx.buckets)).astype(np.int32), "key": keys, "hash": values[take]}
     for name, value, kind in (("file", file, np.int32), ("row", row, np.int32), ("richness", richness, np.int64),
-                              ("order", order, np.int32), ("single", single, bool)):
+                              ("order", order, np.int32), ("image", image, np.int16), ("count", count, np.int16)):
         columns[name] = np.asarray(value, dtype=kind)[take]
-    for name, value in (("id", ids), ("task", task), ("language", language)):
-        columns[name] = pa.array(value, pa.string()).take(pa.array(take))
+    columns["id"] = pa.array(ids, pa.string()).take(pa.array(take))
+    scopes = {pair: _scope(*pair) for pair in set(zip(task, language, strict=True))}
+    columns["scope"] = np.array([scopes[pair] for pair in zip(task, language, strict=True)], dtype=np.int64)[take]
     return pa.table(columns, schema=BANDS)
+
+
+def _scope(task: str, language: str) -> int:
+    """A sample's task and language as one number: equal for equal pairs, in every worker and run."""
+    return int.from_bytes(hashlib.blake2b(f"{task}\0{language}".encode(), digest_size=8).digest(), "big", signed=True)
+
+
+_MASKS: dict[tuple, np.ndarray] = {}
+
+
+def _masks(settings, images: int) -> np.ndarray:
+    key = (settings.model_dump_json(), images)
+    if key not in _MASKS:
+        _MASKS.clear()
+        _MASKS[key] = settings.masks(images)
+    return _MASKS[key]
 
 
 class EvalIndex(Stage):
@@ -59,11 +80,11 @@ class EvalIndex(Stage):
         spec = ctx.settings.evaluation_sets[number]
         storage = ctx.storage()
         drops: Counter = Counter()
-        hashed, rows, items, grams = [], [], [], []
+        hashed, rows, items, grams, places, counts = [], [], [], [], [], []
         items_read = 0
         for position, item in enumerate(read_items(spec)):
             items_read += 1
-            for data in item.images:
+            for place, data in enumerate(item.images):
                 value = phash(data)
                 if value is None:
                     drops["eval_image_undecodable"] += 1
@@ -71,11 +92,13 @@ class EvalIndex(Stage):
                 hashed.append(value)
                 rows.append(position)
                 items.append(item.item)
+                places.append(place)
+                counts.append(len(item.images))
             values, texts = hashes(item.texts, ctx.settings.ngram)
             grams += [(h, item.item, g) for h, g in zip(values.tolist(), texts, strict=True)]
         n = len(hashed)
         table = band_rows(ctx, hashed, [-1 - number] * n, rows, items, [""] * n, [""] * n, [0] * n, [-1] * n,
-                          [True] * n)
+                          places, counts)
         storage.write_parquet(ctx.path(storage, "eval", f"{unit.name}.bands.parquet"), table)
         ngrams = pa.table({"hash": pa.array([g[0] for g in grams], pa.uint64()),
                            "eval_set": pa.array([spec.name] * len(grams), pa.string()),
@@ -131,15 +154,16 @@ class HashTables(Stage):
         images = _hash_images(storage, table["images"].to_pylist(), drops) if _images_wanted(ctx) else {}
         cols = {name: table[name].to_pylist() for name in ("id", "task", "language")}
         conversations = table["conversations"].to_pylist()
-        out = {k: [] for k in ("hashed", "file", "row", "ids", "task", "language", "richness", "order", "single")}
+        out = {k: [] for k in ("hashed", "file", "row", "ids", "task", "language", "richness", "order", "image",
+                               "count")}
         for row, values in images.items():
             richness = sum(len(turn["value"]) for turn in conversations[row] if turn["from"] == "gpt")
-            for value in values:
+            for place, value in enumerate(values):
                 for key, v in (("hashed", value), ("file", file), ("row", row), ("ids", cols["id"][row]),
                                ("task", cols["task"][row]), ("language", cols["language"][row]),
-                               ("richness", richness), ("order", order), ("single", len(values) == 1)):
+                               ("richness", richness), ("order", order), ("image", place), ("count", len(values))):
                     out[key].append(v)
-        write_grouped(storage, ctx.path(storage, "bands", f"{unit.name}.parquet"), band_rows(ctx, **out), "bucket")
+        write_grouped(storage, ctx.path(storage, "bands", f"{unit.name}.parquet"), band_rows(ctx, **out), "bucket", "key")
         found = _text_matches(storage, ctx, file, cols["id"], conversations) if ctx.eval_sets else FOUND.empty_table()
         storage.write_parquet(ctx.path(storage, "text", f"{unit.name}.parquet"), found)
         write_marker(storage, ctx.path(storage, "hashed", f"{unit.name}.json"),

@@ -16,6 +16,7 @@ unit) gathers the contamination rows of every table into ``<root>/decontam/conta
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from decontam.context import FOUND, DecontamContext, write_marker
+from decontam.context import FOUND, MULTI, DecontamContext, write_marker
 from decontam.phash import distances
 from pipelines.layout.removals import AUDIT, REMOVALS_DIR, SCHEMA, removals_path, write_removals
 from pipelines.layout.task_table import CONTENT_KEY, content_fingerprint
@@ -56,34 +57,66 @@ class MatchBuckets(Stage):
         (bucket,) = unit.spec
         storage = ctx.storage()
         rows = pads.dataset(band_paths(storage, ctx), format="parquet", filesystem=storage.fs).to_table(
-            filter=pc.field("bucket") == bucket).sort_by("key")
-        found = _matches(rows, ctx)
+            filter=None if ctx.buckets == 1 else pc.field("bucket") == bucket)
+        crowded: Counter = Counter()
+        multi: list[dict] = []
+        found = _matches(rows, ctx, crowded, multi)
         table = pa.Table.from_pylist(found, schema=FOUND)
         storage.write_parquet(ctx.path(storage, "pairs", f"{unit.name}.parquet"), table)
-        write_marker(storage, ctx.path(storage, "pairs", f"{unit.name}.json"), {"found": len(found)})
-        return Counters(samples=len(rows))
+        storage.write_parquet(ctx.path(storage, "pairs", f"{unit.name}.multi.parquet"),
+                              pa.Table.from_pylist(multi, schema=MULTI))
+        write_marker(storage, ctx.path(storage, "pairs", f"{unit.name}.json"), {"found": len(found), **crowded})
+        return Counters(samples=len(rows), tallies={"index": crowded})
 
 
-def _matches(rows: pa.Table, ctx: DecontamContext) -> list[dict]:
+def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list[dict]) -> list[dict]:
+    """The findings of the pairs of images sharing a key in ``rows`` (one bucket's band rows); pairs of
+    images of two samples with several images each go to ``multi``, to be judged sample by sample."""
     near = ctx.settings.near_duplicates
     same_scope = near.scope == "image_task_language"
     limit = max(near.max_distance if near.enabled else -1, ctx.settings.image_distance)
     keys = rows["key"].to_numpy()
     if len(keys) < 2:
         return []
+    # Each file's rows come sorted by key: a stable sort merges the runs.
+    by_key = np.argsort(keys, kind="stable")
+    keys = keys[by_key]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     ends = np.r_[starts[1:], len(keys)]
-    crowded = ends - starts > 1
-    if not crowded.any():
+    several = ends - starts > 1
+    if not several.any():
         return []
-    col = {name: rows[name].to_numpy(zero_copy_only=False) for name in
-           ("hash", "file", "row", "id", "task", "language", "richness", "order", "single")}
+    hashes = rows["hash"].to_numpy()[by_key]
+    sizes = ends - starts
+    window = ctx.settings.near_duplicates.window
+    crowd = sizes > window
+    if crowd.any():
+        counted["crowded_keys"] += int(crowd.sum())
+        counted["crowded_images"] += int(sizes[crowd].sum())
+    pairs = _pairs(starts[several & ~crowd], sizes[several & ~crowd])
+    close = [], [], []
+    crowds = _windows(starts[crowd], sizes[crowd], hashes, window, lambda at: _ranks(rows, by_key[at]))
+    for first, second in itertools.chain(pairs, crowds):
+        apart = distances(hashes[first], hashes[second])
+        near_enough = apart <= limit
+        for kept, values in zip(close, (first, second, apart), strict=True):
+            kept.append(values[near_enough])
+    if not close[0]:
+        return []
+    # The rows of the close pairs only, with every column: each pair of images once (several bands of a
+    # bucket may hold the same pair).
+    first, second = by_key[np.concatenate(close[0])], by_key[np.concatenate(close[1])]
+    apart = np.concatenate(close[2])
+    needed = np.unique(np.r_[first, second])
+    sub = rows.take(pa.array(needed))
+    first, second = np.searchsorted(needed, first), np.searchsorted(needed, second)
+    col = {name: sub[name].to_numpy(zero_copy_only=False) for name in sub.column_names}
+    image = (col["file"].astype(np.int64) << 47) | (col["row"].astype(np.int64) << 16) | col["image"].astype(np.int64)
+    a, b = image[first], image[second]
+    _, once = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0, return_index=True)
     found = []
-    for first, second in _pairs(starts[crowded], (ends - starts)[crowded]):
-        apart = distances(col["hash"][first], col["hash"][second])
-        close = apart <= limit
-        for i, j, d in zip(first[close].tolist(), second[close].tolist(), apart[close].tolist(), strict=True):
-            found += _finding(col, i, j, d, ctx, same_scope)
+    for i, j, d in zip(first[once].tolist(), second[once].tolist(), apart[once].tolist(), strict=True):
+        found += _finding(col, i, j, d, ctx, same_scope, multi)
     return found
 
 
@@ -102,11 +135,39 @@ def _pairs(starts: np.ndarray, sizes: np.ndarray):
             yield (base + first).reshape(-1), (base + second).reshape(-1)
 
 
+def _windows(starts: np.ndarray, sizes: np.ndarray, hashes: np.ndarray, window: int, ranks):
+    """Pairs within a crowded key (more images than ``window``), about ``window`` x size instead of size^2 / 2:
+    each image with the ``window`` images after it in hash order (equal and nearly equal hashes sort
+    close), and each image of a run of equal hashes with the run's first by rank (``ranks(positions)``:
+    one sortable key per image), so of equal hashes only the first by rank is ever kept."""
+    for start, size in zip(starts.tolist(), sizes.tolist(), strict=True):
+        at = np.arange(start, start + size)
+        order = at[np.lexsort((ranks(at), hashes[at]))]
+        for step in range(1, window + 1):
+            yield order[:-step], order[step:]
+        sorted_hashes = hashes[order]
+        run_start = np.flatnonzero(np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]])
+        leader = run_start[np.searchsorted(run_start, np.arange(size), side="right") - 1]
+        far = np.arange(size) - leader > window
+        yield order[leader[far]], order[far]
+
+
+def _ranks(rows: pa.Table, at: np.ndarray) -> np.ndarray:
+    """The keep rule's order of the rows ``at`` (richer first, then the source listed first, then the smaller
+    id), as one integer per row."""
+    part = rows.take(pa.array(at)).select(["richness", "order", "id"]).to_pylist()
+    ranked = sorted(range(len(part)), key=lambda k: (-part[k]["richness"], part[k]["order"], part[k]["id"]))
+    out = np.empty(len(part), dtype=np.int64)
+    out[ranked] = np.arange(len(part))
+    return out
+
+
 def _rank(col, i: int) -> tuple:
     return (-int(col["richness"][i]), int(col["order"][i]), str(col["id"][i]))
 
 
-def _finding(col, i: int, j: int, distance: int, ctx: DecontamContext, same_scope: bool) -> list[dict]:
+def _finding(col, i: int, j: int, distance: int, ctx: DecontamContext, same_scope: bool,
+             multi: list[dict]) -> list[dict]:
     """What a pair within the distance removes: nothing, the training row near an evaluation image, or the
     lower-ranked of two training rows."""
     file_i, file_j = int(col["file"][i]), int(col["file"][j])
@@ -119,14 +180,24 @@ def _finding(col, i: int, j: int, distance: int, ctx: DecontamContext, same_scop
         return [_row(col, train, "contamination", "", ctx.eval_sets[-1 - int(col["file"][held])],
                      str(col["id"][held]), distance)]
     near = ctx.settings.near_duplicates
-    if not near.enabled or distance > near.max_distance or not (col["single"][i] and col["single"][j]):
+    if not near.enabled or distance > near.max_distance or col["count"][i] != col["count"][j]:
         return []
     if (file_i, int(col["row"][i])) == (file_j, int(col["row"][j])):
         return []
-    if same_scope and (col["task"][i] != col["task"][j] or col["language"][i] != col["language"][j]):
+    if same_scope and col["scope"][i] != col["scope"][j]:
+        return []
+    if col["count"][i] > 1:  # two samples of several images each: judged by the removals pass, per sample
+        multi += [_image_pair(col, i, j, distance), _image_pair(col, j, i, distance)]
         return []
     winner, loser = (i, j) if _rank(col, i) < _rank(col, j) else (j, i)
     return [_row(col, loser, "near_duplicate", str(col["id"][winner]), "", "", distance)]
+
+
+def _image_pair(col, i: int, j: int, distance: int) -> dict:
+    own = {name: col[name][i].item() for name in ("file", "row", "image", "count", "richness", "order")}
+    other = {f"other_{name}": col[name][j].item() for name in ("file", "row", "image", "richness", "order")}
+    own["id"], other["other_id"] = str(col["id"][i]), str(col["id"][j])
+    return {**own, **other, "distance": distance}
 
 
 def _row(col, i: int, reason: str, kept: str, eval_set: str, eval_item: str, distance: int) -> dict:
@@ -158,7 +229,7 @@ class WriteRemovals(Stage):
         pairs = pads.dataset([ctx.path(storage, "pairs", f"{b:05d}.parquet") for b in range(ctx.buckets)],
                              format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == file)
         text = pq.read_table(ctx.path(storage, "text", f"{unit.name}.parquet"), filesystem=storage.fs)
-        parts = [pairs, text.cast(FOUND)]
+        parts = [pairs, text.cast(FOUND), _several_images(storage, ctx, file)]
         if base and ctx.eval_sets:
             parts.append(_translated_leaks(storage, ctx, path, base, self.tables[file][0]))
         best: dict[str, dict] = {}
@@ -171,6 +242,34 @@ class WriteRemovals(Stage):
         reasons = Counter(found["reason"] for _, found in best.values())
         write_marker(storage, ctx.path(storage, "removed", f"{unit.name}.json"), {"removed": dict(reasons)})
         return Counters(samples=len(rows), drops=reasons)
+
+
+def _several_images(storage, ctx: DecontamContext, file: int) -> pa.Table:
+    """Near-duplicates among samples of several images: two samples with as many images each are
+    near-duplicates when every image of each is within the distance of one of the other's (in any
+    order); the lower-ranked goes. ``distance``: the farthest of an image from its closest counterpart."""
+    paths = [ctx.path(storage, "pairs", f"{b:05d}.multi.parquet") for b in range(ctx.buckets)]
+    pairs = pads.dataset(paths, format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == file)
+    closest: dict[tuple, dict[str, dict[int, int]]] = {}
+    rows: dict[tuple, dict] = {}
+    for pair in pairs.to_pylist():
+        key = (pair["row"], pair["other_file"], pair["other_row"])
+        seen = closest.setdefault(key, {"own": {}, "other": {}})
+        for side, place in (("own", pair["image"]), ("other", pair["other_image"])):
+            seen[side][place] = min(seen[side].get(place, pair["distance"]), pair["distance"])
+        rows[key] = pair
+    found = []
+    for key, seen in closest.items():
+        pair = rows[key]
+        if len(seen["own"]) < pair["count"] or len(seen["other"]) < pair["count"]:
+            continue
+        own = (-pair["richness"], pair["order"], pair["id"])
+        if own < (-pair["other_richness"], pair["other_order"], pair["other_id"]):
+            continue
+        found.append({"file": file, "row": pair["row"], "id": pair["id"], "reason": "near_duplicate",
+                      "kept": pair["other_id"], "eval_set": "", "eval_item": "", "ngram": "",
+                      "distance": max(*seen["own"].values(), *seen["other"].values())})
+    return pa.Table.from_pylist(found, schema=FOUND)
 
 
 def translated_from(dataset: str, datasets: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Perceptual hashes of images and the band index that finds near-duplicates without comparing all pairs.
+"""Perceptual hashes of images: a 64-bit pHash per image, and the distance between two.
 
 A hash is imagehash's pHash (the sign of the 8x8 lowest frequencies of the image's DCT at 32x32,
 grey) of the image less its plain margins (:func:`trim`: an added border moves a pHash by 12-16
@@ -6,10 +6,7 @@ bits, trimmed by 2-6), a 64-bit integer; two images are near-duplicates when the
 ``max_distance`` bits. JPEGs are decoded at reduced size (Pillow's draft mode: the hash only
 looks at 32x32 pixels), so hashing costs a fraction of a full decode.
 
-The index (multi-index hashing): the 64 bits are cut into ``bands`` bands; two hashes within
-distance ``d`` agree exactly on at least one band when ``bands > d`` (pigeonhole), so only images
-sharing a band value are compared. Each (band, value) is hashed into one of ``buckets`` buckets, and
-a bucket is one unit of work: no process holds every hash.
+Which hashes are compared at all: :mod:`decontam.keys`.
 """
 
 from __future__ import annotations
@@ -69,33 +66,7 @@ def _busy(pixels: np.ndarray, axis: int, tolerance: int) -> np.ndarray:
     return (np.abs(pixels - median) > tolerance).mean(axis=axis) > 0.05
 
 
-def band_slices(bands: int) -> list[tuple[int, int]]:
-    """(shift, width) of each band: the 64 bits cut as evenly as they go."""
-    widths = [BITS // bands + (1 if i < BITS % bands else 0) for i in range(bands)]
-    shifts = np.cumsum([0, *widths[:-1]]).tolist()
-    return list(zip(shifts, widths, strict=True))
-
-
-def band_keys(hashes: np.ndarray, bands: int) -> np.ndarray:
-    """For each hash (uint64) its ``bands`` band keys (rows: hashes, columns: bands), each a 64-bit mix of
-    the band's number and value, so equal keys mean the same band holds the same bits."""
-    hashes = hashes.astype(np.uint64)
-    keys = np.empty((len(hashes), bands), dtype=np.uint64)
-    for band, (shift, width) in enumerate(band_slices(bands)):
-        value = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-        keys[:, band] = _mix(value ^ np.uint64(band << 58))
-    return keys
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads a band's few bits over 64, so ``key % buckets`` balances buckets."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distances between uint64 hashes, elementwise (broadcasting)."""
-    return np.bitwise_count(np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64))).astype(np.int32)
+    return np.bitwise_count(np.bitwise_xor(a.astype(np.uint64, copy=False), b.astype(np.uint64, copy=False)))
 

@@ -17,6 +17,8 @@ import json
 import math
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from decontam.context import DecontamContext, read_markers
 from decontam.evalsets import versions
 from decontam.index import EvalIndex, HashTables
@@ -50,10 +52,11 @@ def run_decontam(root: str | Path | Storage, settings: DecontamSettings, order: 
         raise FileNotFoundError(f"no task tables under {storage.path(TASKS_DIR)}; build task samples first")
     names = tuple(spec.name for spec in settings.evaluation_sets)
     ctx = DecontamContext(storage.root_uri(), storage.options, f"_decontam/{_work_hash(storage, settings, tables)[:16]}",
-                          settings, max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), names)
+                          settings, max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), names,
+                          _rows(storage, tables))
     evaluation = execute(EvalIndex(), ctx)
     hashed = execute(HashTables(tables), ctx)
-    execute(MatchBuckets(), ctx)
+    matched = execute(MatchBuckets(), ctx)
     if names:
         execute(GatherText(tables), ctx)
     removals = execute(WriteRemovals(tables), ctx)
@@ -63,7 +66,14 @@ def run_decontam(root: str | Path | Storage, settings: DecontamSettings, order: 
     return {"removed": removed, "by_reason": dict(sorted(removals.counters.drops.items())),
             "evaluation_sets": {name: record for name, record in zip(names, eval_counts, strict=True)},
             "unreadable": {"evaluation": dict(evaluation.counters.drops), "training": dict(hashed.counters.drops)},
-            "audit": storage.path(REMOVALS_DIR, AUDIT)}
+            "audit": storage.path(REMOVALS_DIR, AUDIT),
+            "index": {"bands": len(settings.masks(ctx.images)), "images": ctx.images,
+                      **{k: int(v) for k, v in matched.counters.tallies.get("index", {}).items()}}}
+
+
+def _rows(storage: Storage, tables) -> int:
+    """The task tables' rows, from their footers: about how many images the index must hold."""
+    return sum(pq.read_metadata(path, filesystem=storage.fs).num_rows for _, path, _ in tables)
 
 
 def _work_hash(storage: Storage, settings: DecontamSettings, tables) -> str:

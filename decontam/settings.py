@@ -22,7 +22,6 @@ from pydantic import Field, model_validator
 from pipelines._model import ConfigModel
 
 HASH_BITS = 64  # imagehash.phash with hash_size 8
-DEFAULT_MAX_BANDS = 8  # bench/decontam: 8-bit bands, N^2 / 256 comparisons per band
 
 
 class NearDuplicates(ConfigModel):
@@ -33,11 +32,23 @@ class NearDuplicates(ConfigModel):
         10, ge=0, le=31, description="Hamming distance between 64-bit pHashes at or below which two images are "
         "near-duplicates (measured: resizes and JPEG re-encodes <= 2, 5% crops <= 10 for 95%, distinct "
         "images >= 14)")
+    index: Literal["auto", "exact", "sampled"] = Field(
+        "auto", description="which images are compared (decontam/keys.py): exact (distance + 1 disjoint bands, "
+        "pigeonhole: no pair missed, comparisons grow as N^2), sampled (bands of log2(N) - 6 random bits, "
+        "comparisons grow as N, pairs near the distance found with probability `recall`), auto: exact up to "
+        "30,000 images, sampled beyond")
     bands: int | None = Field(
-        None, ge=1, le=HASH_BITS, description="the hash is split into this many bands and two images are compared "
-        "only when one band is equal. None: max_distance + 1, at most 8 (bands > distance find every pair within "
-        "it, pigeonhole; 8 bands find every pair within 7 bits and, measured, 99.9% of pairs 8-10 bits apart, at "
-        "a tenth of the cost of 11 at 110,000 images). Fewer, longer bands compare fewer pairs and miss more")
+        None, ge=1, le=HASH_BITS, description="exact index: cut the hash into this many bands instead of "
+        "distance + 1 (fewer, longer bands compare fewer pairs and miss pairs farther than bands - 1 bits)")
+    key_bits: int | None = Field(None, ge=8, le=32, description="sampled index: bits per band (None: log2(N) - 6, "
+                                 "45 to 90 unrelated images per key)")
+    partitions: int | None = Field(None, ge=1, le=64, description="sampled index: random orderings of the bits "
+                                   "(None: the fewest that find `recall` of the pairs at the distance, at most 32)")
+    recall: float = Field(0.8, gt=0, lt=1, description="sampled index: the share of pairs exactly at the "
+                          "distance to find (closer pairs: more; measured recall in decontam/README.md)")
+    window: int = Field(2048, ge=16, description="a key shared by more images than this (a crowd of similar "
+                        "pictures: plain pages, one logo) compares each image with the `window` next to it in "
+                        "hash order instead of with all, and the crowd is counted (`crowded_keys`)")
     scope: Literal["image_task_language", "image"] = Field(
         "image_task_language", description="near-duplicates must also share task and language (so a caption and an "
         "OCR sample of one picture, or a translated variant, both stay), or only be near in image")
@@ -84,8 +95,15 @@ class DecontamSettings(ConfigModel):
         return self
 
     @property
-    def bands(self) -> int:
-        """Bands of the hash index: see ``near_duplicates.bands``; the larger of the two distances counts."""
-        widest = max(self.near_duplicates.max_distance if self.near_duplicates.enabled else 0,
-                     self.image_distance if self.evaluation_sets else 0)
-        return self.near_duplicates.bands or min(widest + 1, DEFAULT_MAX_BANDS)
+    def distance(self) -> int:
+        """The larger of the two distances the index must find."""
+        return max(self.near_duplicates.max_distance if self.near_duplicates.enabled else 0,
+                   self.image_distance if self.evaluation_sets else 0)
+
+    def masks(self, images: int):
+        """The index's bands (decontam/keys.py) for a run of about ``images`` images."""
+        from decontam.keys import index_masks
+
+        near = self.near_duplicates
+        return index_masks(near.index, self.distance, images, near.bands, near.key_bits, near.partitions,
+                           near.recall)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -35,3 +36,15 @@ TRANSFORMS = {
     "darker10": lambda im: ImageEnhance.Brightness(im).enhance(0.9),
     "border": lambda im: ImageOps.expand(im, 10, fill="white"),
 }
+
+
+@functools.cache
+def hashed_copies(pictures: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """pHashes of ``pictures`` generated pictures, and of their copies (rows: TRANSFORMS in order)."""
+    from decontam.phash import phash
+
+    originals = [picture(seed) for seed in range(pictures)]
+    hashes = np.array([phash(encode(im)) for im in originals], dtype=np.uint64)
+    copies = np.array([[phash(encode(transform(im))) for im in originals] for transform in TRANSFORMS.values()],
+                      dtype=np.uint64)
+    return hashes, copies

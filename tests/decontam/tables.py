@@ -12,18 +12,23 @@ from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_tur
 from pipelines.storage import Storage
 
 
-def sample(root: Path, dataset: str, key: str, data: bytes | None, question: str, answer: str,
+def sample(root: Path, dataset: str, key: str, data: bytes | list[bytes] | None, question: str, answer: str,
            task: str = "captioning", language: str = "en") -> TaskSample:
+    """A sample of one image (``data``), several (a list: one placeholder each), or none."""
+    datas = [] if data is None else data if isinstance(data, list) else [data]
     images = []
-    if data is not None:
-        path = root / "images" / dataset / f"{key}.jpg"
+    for number, one in enumerate(datas):
+        path = root / "images" / dataset / f"{key}-{number}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        with Image.open(io.BytesIO(data)) as decoded:
+        path.write_bytes(one)
+        with Image.open(io.BytesIO(one)) as decoded:
             width, height = decoded.size
-        images = [Picture(ImageRef(f"images/{dataset}/{key}.jpg", 0, len(data)), "jpg",
-                          hashlib.sha256(data).hexdigest(), width, height)]
-    first = human_turn(question) if images else {"from": "human", "value": question}
+        images.append(Picture(ImageRef(f"images/{dataset}/{key}-{number}.jpg", 0, len(one)), "jpg",
+                              hashlib.sha256(one).hexdigest(), width, height))
+    if len(images) == 1:
+        first = human_turn(question)
+    else:
+        first = {"from": "human", "value": "".join(f"Image-{n + 1}: <image>\n" for n in range(len(images))) + question}
     return TaskSample(dataset, key, task, language, images, [first, {"from": "gpt", "value": answer}])
 
 

@@ -20,7 +20,7 @@ def test_the_section_enables_the_stage_before_the_mix(tmp_path):
         "near_duplicates: {max_distance: 6}}"])
     names = [s.name for s in enabled_stages(config)]
     assert names.index("tasks") < names.index("decontam") < names.index("mix")
-    assert config.decontaminate.near_duplicates.max_distance == 6 and config.decontaminate.bands == 8
+    assert config.decontaminate.near_duplicates.max_distance == 6 and config.decontaminate.distance == 10
     # The mix leaves out the stage's lists only when the config runs the stage.
     assert mix_settings(config).decontaminated and not mix_settings(plain).decontaminated
 
