@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from pipelines._model import ConfigModel
+from pipelines._model import EXECUTION_ONLY, ConfigModel
 
 URL_BUDGET_FACTOR = 3  # one URL's wall-clock budget in units of timeout_s, unless max_seconds_per_url
 
@@ -30,9 +30,12 @@ class Download(ConfigModel):
         89_478_485, ge=1, description="width*height above which an image is a decompression bomb"
     )
     samples_per_shard: int = Field(10_000, ge=1, description="URLs per img2dataset shard")
-    threads_per_worker: int = Field(64, ge=1, description="download threads inside one shard task")
-    cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved by one shard task")
-    max_workers: int | None = Field(None, ge=1, description="shard tasks in flight; None = all CPUs")
+    threads_per_worker: int = Field(64, ge=1, description="download threads inside one shard task",
+                                    json_schema_extra=EXECUTION_ONLY)
+    cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved by one shard task",
+                                   json_schema_extra=EXECUTION_ONLY)
+    max_workers: int | None = Field(None, ge=1, description="shard tasks in flight; None = all CPUs",
+                                    json_schema_extra=EXECUTION_ONLY)
     retry_rounds: int = Field(1, ge=0, description="passes over retryable failures (timeouts, 5xx, resets)")
     max_connections_per_host: int = Field(
         16, ge=1,

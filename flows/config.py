@@ -27,7 +27,7 @@ from download.settings import Download
 from ocr.settings import OcrSettings
 from ocr.tasks import OcrTaskStyle
 from pdf.settings import PdfOptions
-from pipelines._model import ConfigModel
+from pipelines._model import ConfigModel, without_execution_fields
 from pipelines.languages import Language
 from pipelines.source import Columns, OcrSource, Source, UrlFilters
 from shards.mix import REPORT_TASK_SHARES, MixOptions  # the report's Table 1a shares, owned by the mixer
@@ -283,14 +283,17 @@ class Config(ConfigModel):
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the config, its location fields left out (the storage root and
-        options, the Ray address, the shard and demo folders, the train paths, where sources' files are):
-        the manifest's config hash, the same for a run moved to another root."""
+        options, the Ray section, the shard and demo folders, the train paths, where sources' files are)
+        and its execution-only fields (``pipelines._model.EXECUTION_ONLY``: actors, threads, workers,
+        requests in flight): the manifest's config hash, the same for a run moved to another root or
+        spread over more nodes."""
         data = self.model_dump(mode="json", exclude={"storage": True, "ray": True, "paths": True,
                                                      "shards": {"directory"}, "demo": {"directory"},
                                                      "train": {"out", "shards"}})
         for source in data["sources"]:
             for name in ("locations", "image_root", "obtain"):
                 source.pop(name, None)
+        without_execution_fields(self, data)  # workers, actors, threads: not what the run makes
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines._model import ConfigModel
+from pipelines._model import EXECUTION_ONLY, ConfigModel
 
 from .engines.models import DEFAULT_MODEL, MODELS
 
@@ -76,11 +76,15 @@ class OcrSettings(ConfigModel):
         0,
         ge=0,
         description="ONNX Runtime intra-op threads per engine; 0 lets the runtime choose (all cores).",
+        json_schema_extra=EXECUTION_ONLY,
     )
     batch_size: int = Field(8, ge=1, description="Images an OCR actor hands its engine per call.")
-    concurrency: int = Field(1, ge=1, description="Number of OCR actors in the Ray pool.")
-    cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each OCR actor.")
-    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each OCR actor (clusters).")
+    concurrency: int = Field(1, ge=1, description="Number of OCR actors in the Ray pool.",
+                             json_schema_extra=EXECUTION_ONLY)
+    cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each OCR actor.",
+                                  json_schema_extra=EXECUTION_ONLY)
+    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each OCR actor (clusters).",
+                                  json_schema_extra=EXECUTION_ONLY)
     filters: OcrFilterSettings = Field(default_factory=OcrFilterSettings)
 
     @model_validator(mode="after")

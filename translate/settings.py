@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines._model import ConfigModel
+from pipelines._model import EXECUTION_ONLY, ConfigModel
 
 # Openings of a model's refusal instead of a translation (case-insensitive regular expressions, searched
 # at the start of the output). Chinese and Japanese ones too: the model answers in the target language.
@@ -36,7 +36,7 @@ class ClientSettings(ConfigModel):
     """How the chat client talks to the endpoints: what a mixture config sets under ``translation``."""
 
     model: str | None = Field(None, description="model name or local path served by vLLM; None: the endpoint's first")
-    concurrency: int = Field(16, ge=1, description="requests in flight per endpoint")
+    concurrency: int = Field(16, ge=1, description="requests in flight per endpoint", json_schema_extra=EXECUTION_ONLY)
     timeout_s: float = Field(60.0, gt=0, description="seconds per request")
     max_retries: int = Field(5, ge=0)
     temperature: float = Field(0.0, ge=0)

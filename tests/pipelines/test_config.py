@@ -165,6 +165,18 @@ def test_fingerprint_leaves_out_where_the_run_is_stored(tmp_path):
     assert a.fingerprint() == b.fingerprint()
 
 
+
+def test_fingerprint_leaves_out_how_many_workers_run_it(tmp_path):
+    """More OCR actors, download threads or requests in flight make the same mixture: the same hash;
+    a setting that changes what is made (images per OCR call) does not."""
+    a = load_config(write(tmp_path, MINIMAL))
+    spread = load_config(write(tmp_path, MINIMAL), overrides=[
+        "ocr.concurrency=8", "ocr.cpus_per_actor=2", "download.threads_per_worker=4", "download.max_workers=32",
+        "translation.concurrency=64", "ray.num_cpus=1"])
+    assert a.fingerprint() == spread.fingerprint()
+    assert a.fingerprint() != load_config(write(tmp_path, MINIMAL), overrides=["ocr.batch_size=3"]).fingerprint()
+
+
 def test_ocr_tasks_in_a_config_set_the_style_only_and_the_run_takes_task_seed_and_prompts_from_the_mixture(tmp_path):
     """What the YAML says is what runs: ``ocr_tasks`` cannot set what the flow derives (no silent override)."""
     base = {"storage": {"root": str(tmp_path)}, "tasks": {"captioning": {"share": 1.0}},

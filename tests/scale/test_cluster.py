@@ -404,3 +404,22 @@ def test_demo_flow_runs_end_to_end_on_the_cluster(cluster, downloaded, demo_dire
         for sample in webdataset.WebDataset(shard_urls(str(root / "shards")), shardshuffle=False)
     )
     assert read == {task: entry["samples"] for task, entry in manifest["tasks"].items()}
+
+    # One node instead of two: the same downloads and OCR results under another root; the OCR stage's
+    # task tables, the task stage and the mix again on a local Ray of one CPU: every task table and
+    # every shard (manifest included) is the same bytes.
+    alone = tmp_path / "one-node"
+    shutil.copytree(root, alone, ignore=shutil.ignore_patterns("tasks", "shards", "_mix", "_run", "ocr.json",
+                                                                 "tasks.json", "mix.json"))
+    config_alone = tmp_path / "one-node.yaml"
+    config_alone.write_text(CONFIG.format(root=alone, address="null", demo=demo_directory, ocr_actors=1))
+    local_env = {key: value for key, value in env.items() if key != "RAY_ADDRESS"}
+    result = run_cli("run", "--config", str(config_alone), "--stage", "ocr", "--stage", "tasks", "--stage", "mix",
+                     "--set", "ray.num_cpus=1", env=local_env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert files_under(alone / "tasks") == files_under(root / "tasks")
+    assert files_under(alone / "shards") == files_under(root / "shards")
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
