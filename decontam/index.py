@@ -148,10 +148,12 @@ class HashTables(Stage):
     def run_unit(self, unit, ctx):
         file, dataset, path, order = unit.spec
         storage = ctx.storage()
-        table = pq.read_table(path, columns=["id", "task", "language", "images", "conversations"],
-                              filesystem=storage.fs)
+        parquet = pq.ParquetFile(path, filesystem=storage.fs)
+        columns = ["id", "task", "language", "images", "conversations"]
+        table = parquet.read(columns=columns + [c for c in ("image_phash",) if c in parquet.schema_arrow.names])
         drops: Counter = Counter()
-        images = _hash_images(storage, table["images"].to_pylist(), drops) if _images_wanted(ctx) else {}
+        hashed = table["image_phash"].to_pylist() if "image_phash" in table.column_names else [None] * len(table)
+        images = _hash_images(storage, table["images"].to_pylist(), hashed, drops) if _images_wanted(ctx) else {}
         cols = {name: table[name].to_pylist() for name in ("id", "task", "language")}
         conversations = table["conversations"].to_pylist()
         out = {k: [] for k in ("hashed", "file", "row", "ids", "task", "language", "richness", "order", "image",
@@ -175,14 +177,20 @@ def _images_wanted(ctx: DecontamContext) -> bool:
     return ctx.settings.near_duplicates.enabled or bool(ctx.settings.evaluation_sets)
 
 
-def _hash_images(storage: Storage, images: list[list[dict]], drops: Counter) -> dict[int, list[int]]:
-    """Row -> the pHash of each of its images; each file opened once, each distinct image hashed once;
-    a row with an image that does not decode is left out, counted."""
+def _hash_images(storage: Storage, images: list[list[dict]], hashed: list[list[int] | None],
+                 drops: Counter) -> dict[int, list[int]]:
+    """Row -> the pHash of each of its images: the task stage's (``hashed``, int64) where it hashed them as
+    it read them, else decoded here, each file opened once, each distinct image hashed once; a row with
+    an image that does not decode is left out, counted."""
     by_sha: dict[str, int | None] = {}
     handles: dict[str, object] = {}
     out: dict[int, list[int]] = {}
     try:
         for row, refs in enumerate(images):
+            if hashed[row] is not None and len(hashed[row]) == len(refs or []):
+                if hashed[row]:
+                    out[row] = [value & 0xFFFFFFFFFFFFFFFF for value in hashed[row]]
+                continue
             values = []
             for ref in refs or []:
                 if ref["sha256"] not in by_sha or not ref["sha256"]:

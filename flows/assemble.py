@@ -229,7 +229,8 @@ def task_settings(config: Config):
     from tasks import TaskSettings
 
     return TaskSettings(**config.task_samples.model_dump(), seed=config.seed, prompts=config.task_prompts(),
-                        scripts={code: list(language.scripts) for code, language in config.languages.items()})
+                        scripts={code: list(language.scripts) for code, language in config.languages.items()},
+                        perceptual_hash=config.decontaminate is not None)
 
 
 def task_context(config: Config):

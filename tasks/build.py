@@ -54,6 +54,8 @@ class TaskSettings(TaskSampleOptions):
         default_factory=dict, description="language code -> Unicode scripts, for sources with language: auto"
     )
     translation_columns: TranslationColumns = Field(default_factory=TranslationColumns)
+    perceptual_hash: bool = Field(False, description="hash each image as it is read (pipelines.phash), for the "
+                                  "decontamination stage: set by the flow when the config decontaminates")
 
 
 @dataclass
@@ -105,7 +107,7 @@ def build_unit(source, unit: Unit, ctx) -> tuple[int, dict]:
         load_unit_translations(storage, source.name, unit.name, settings.translation_columns)
         if source.translate_to else {}
     )
-    images = UnitImages(storage, source.name, unit.name)
+    images = UnitImages(storage, source.name, unit.name, hash_images=settings.perceptual_hash)
     drops: Counter[str] = Counter()
     per_dataset: dict[str, list[TaskSample]] = {dataset: [] for dataset in outputs}
     inputs = 0

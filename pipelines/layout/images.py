@@ -22,6 +22,7 @@ from collections import Counter
 from PIL import Image
 
 from pipelines.layout.task_table import TASKS_DIR, ImageRef, Picture
+from pipelines.phash import phash
 from pipelines.storage import Storage
 
 KEPT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -56,8 +57,9 @@ class UnitImages:
 
     reads_images = True  # callers hand :meth:`picture` the image's bytes
 
-    def __init__(self, storage: Storage, source: str, unit: str):
+    def __init__(self, storage: Storage, source: str, unit: str, hash_images: bool = False):
         self.storage = storage
+        self.hash_images = hash_images  # each picture's perceptual hash, from the bytes in hand
         self.path = storage.path(TASKS_DIR, IMAGES_DIR, source, f"{unit}.bin")
         self.uri = self.path[len(storage.root) + 1 :] if self.path.startswith(storage.root + "/") else self.path
         self._buffer = io.BytesIO()
@@ -69,8 +71,9 @@ class UnitImages:
             drops["image_undecodable"] += 1
             return None
         kind, width, height = found
+        hashed = phash(data) if self.hash_images else None
         if kind in KEPT:
-            return Picture(ref, KEPT[kind], hashlib.sha256(data).hexdigest(), width, height)
+            return Picture(ref, KEPT[kind], hashlib.sha256(data).hexdigest(), width, height, hashed)
         try:
             converted = to_png(data)
         except (OSError, ValueError):  # a header Pillow reads but a body it cannot
@@ -79,7 +82,7 @@ class UnitImages:
         offset = self._buffer.tell()
         self._buffer.write(converted)
         return Picture(ImageRef(self.uri, offset, len(converted)), "png",
-                       hashlib.sha256(converted).hexdigest(), width, height)
+                       hashlib.sha256(converted).hexdigest(), width, height, hashed)
 
     def commit(self) -> None:
         """Write the converted images, if any, before the tables that reference them."""
