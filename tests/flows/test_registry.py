@@ -31,7 +31,7 @@ SUMMARIES = {
                                                                      "samples": 8}}},
     "train": {"out": "/nowhere/train", "steps": 4, "first_loss": 9.0, "last_loss": 7.0},
 }
-ARTIFACTS = {"download": "download-stats", "ocr": "ocr-stats", "translate": "translation-stats",
+ARTIFACTS = {"download": "download-stats", "pdf": "pdf-stats", "ocr": "ocr-stats", "translate": "translation-stats",
              "mix": "mixture-shares", "train": "training"}
 
 
