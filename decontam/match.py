@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from decontam.context import FOUND, MULTI, DecontamContext, write_marker
+from decontam.context import BANDS, FOUND, MULTI, DecontamContext, write_marker
 from decontam.phash import distances
 from pipelines.layout.removals import AUDIT, REMOVALS_DIR, SCHEMA, removals_path, write_removals
 from pipelines.layout.task_table import CONTENT_KEY, content_fingerprint
@@ -37,6 +37,23 @@ _PRIORITY = {"contamination": 0, "near_duplicate": 1}
 def band_paths(storage, ctx: DecontamContext) -> list[str]:
     return ([ctx.path(storage, "bands", f"{file:06d}.parquet") for file in range(ctx.files)]
             + [ctx.path(storage, "eval", f"{name}.bands.parquet") for name in ctx.eval_sets])
+
+
+def read_bucket(storage, paths: list[str], bucket: int) -> pa.Table:
+    """The rows of ``bucket`` from every band file: the one row group each file holds for it (found by
+    its statistics), nothing else read."""
+    parts = []
+    for path in paths:
+        parquet = pq.ParquetFile(path, filesystem=storage.fs)
+        column = parquet.schema_arrow.get_field_index("bucket")
+        for group in range(parquet.num_row_groups):
+            meta = parquet.metadata.row_group(group)
+            stats = meta.column(column).statistics
+            if meta.num_rows and (stats is None or not stats.has_min_max or stats.min <= bucket <= stats.max):
+                part = parquet.read_row_group(group)
+                parts.append(part if stats is not None and stats.min == stats.max else
+                             part.filter(pc.field("bucket") == bucket))
+    return pa.concat_tables(parts) if parts else BANDS.empty_table()
 
 
 class MatchBuckets(Stage):
@@ -56,8 +73,7 @@ class MatchBuckets(Stage):
     def run_unit(self, unit, ctx):
         (bucket,) = unit.spec
         storage = ctx.storage()
-        rows = pads.dataset(band_paths(storage, ctx), format="parquet", filesystem=storage.fs).to_table(
-            filter=None if ctx.buckets == 1 else pc.field("bucket") == bucket)
+        rows = read_bucket(storage, band_paths(storage, ctx), bucket)
         crowded: Counter = Counter()
         multi: list[dict] = []
         found = _matches(rows, ctx, crowded, multi)
