@@ -284,15 +284,16 @@ def download_losses(config: Config) -> dict[str, dict[str, int]]:
             for dataset in output_datasets(source)}
 
 
-def mix_settings(config: Config):
+def mix_settings(config: Config, upstream_losses: dict[str, dict[str, int]] | None = None):
     """The mixer's settings: the config's `mixture` as written, plus what the rest of the config says
-    (task shares, per-source weights and floors, the seed)."""
+    (task shares, per-source weights and floors, the seed), and ``upstream_losses`` (what the run's
+    earlier stages lost per dataset, :func:`download_losses`); reads no storage."""
     from shards.mix import MixSettings
     from tasks.build import output_datasets
 
     floors = {dataset: source.min_kept_share for source in config.sources
               if source.min_kept_share is not None for dataset in output_datasets(source)}
-    upstream = download_losses(config)
+    upstream = upstream_losses or {}
     if config.mixture.repeat_time is not None:  # InternVL's weighting: every task, the total from repeat times
         given = config.mixture.repeat_time  # a source's value holds for its translations unless they have their own
         repeat_time = {dataset: given.get(dataset, given.get(source.name)) for source in config.sources
@@ -332,7 +333,7 @@ def mix_stage(config: Config) -> dict[str, Any]:
     directory = shard_directory(config)
     out = Storage(directory, options_for(directory, storage))  # the root's S3 settings, if on S3 too
     shard_settings = ShardSettings(**config.shards.model_dump(exclude={"directory"}))
-    manifest = mix_and_write(storage, out, mix_settings(config), shard_settings,
+    manifest = mix_and_write(storage, out, mix_settings(config, download_losses(config)), shard_settings,
                              config_hash=config.fingerprint(), stage_drops=stage_drops(storage))
     checked = verify(out)
     if checked.problems:

@@ -7,7 +7,7 @@ from collections import Counter
 
 from download.context import STATS_FILE
 from download.stats import DownloadStats
-from flows.assemble import mix_settings
+from flows.assemble import download_losses, mix_settings
 from flows.config import load_config
 from pipelines.layout.raw import RAW_DIR
 from pipelines.storage import Storage
@@ -25,7 +25,7 @@ sources:
   - {{name: others, kind: url_list, task: captioning, language: en, locations: ["{tmp_path}/v.parquet"]}}
 """)
     config = load_config(config_file)
-    assert mix_settings(config).upstream_losses == {}  # nothing downloaded yet
+    assert download_losses(config) == {}  # nothing downloaded yet
     storage = Storage(str(tmp_path / "root"))
     stats = DownloadStats("pictures", urls=10, filtered=Counter(too_small=2), downloaded=5,
                           failed=Counter(http_404=2, timeout=1))
@@ -34,4 +34,5 @@ sources:
     clean = DownloadStats("others", urls=4, downloaded=4)
     storage.write_json(storage.path(RAW_DIR, "others", STATS_FILE), clean.to_json())
     losses = {"download:http_404": 2, "download:timeout": 1}
-    assert mix_settings(config).upstream_losses == {"pictures": losses, "pictures-zh": losses}
+    assert download_losses(config) == {"pictures": losses, "pictures-zh": losses}
+    assert mix_settings(config, download_losses(config)).upstream_losses == download_losses(config)
