@@ -54,10 +54,8 @@ def test_the_stated_recall_is_what_the_sampled_bands_find():
     masks = sampled_masks(14, 3)
     for distance in (6, 10):
         base = rng.integers(0, 2**63, 3000, dtype=np.uint64)
-        copy = base.copy()
-        for i in range(len(base)):
-            for bit in rng.choice(63, distance, replace=False):
-                copy[i] ^= np.uint64(1 << int(bit))
+        bits = np.argsort(rng.random((len(base), 63)), axis=1)[:, :distance].astype(np.uint64)
+        copy = base ^ np.bitwise_or.reduce(np.uint64(1) << bits, axis=1)
         assert (distances(base, copy) == distance).all()
         shared = (keys(base, masks) == keys(copy, masks)).any(axis=1).mean()
         assert abs(shared - pair_recall(distance, 14, 3)) < 0.03, (distance, shared)
