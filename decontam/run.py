@@ -29,7 +29,8 @@ from pipelines.layout.task_table import TASKS_DIR, list_task_tables
 from pipelines.stage import execute
 from pipelines.storage import Storage
 
-TABLES_PER_BUCKET = 8  # match buckets: one per this many task tables
+TABLES_PER_BUCKET = 8  # match buckets: one per this many task tables,
+ROWS_PER_BUCKET = 4_000_000  # and at most about this many band rows in one (~10 s, a few hundred MB)
 
 
 def source_order(dataset: str, order: list[str]) -> int:
@@ -51,9 +52,11 @@ def run_decontam(root: str | Path | Storage, settings: DecontamSettings, order: 
     if not tables:
         raise FileNotFoundError(f"no task tables under {storage.path(TASKS_DIR)}; build task samples first")
     names = tuple(spec.name for spec in settings.evaluation_sets)
+    images = _rows(storage, tables)
+    rows = images * len(settings.masks(images))  # band rows: each image once per band
+    buckets = max(1, math.ceil(len(tables) / TABLES_PER_BUCKET), math.ceil(rows / ROWS_PER_BUCKET))
     ctx = DecontamContext(storage.root_uri(), storage.options, f"_decontam/{_work_hash(storage, settings, tables)[:16]}",
-                          settings, max(1, math.ceil(len(tables) / TABLES_PER_BUCKET)), len(tables), names,
-                          _rows(storage, tables))
+                          settings, buckets, len(tables), names, images)
     evaluation = execute(EvalIndex(), ctx)
     hashed = execute(HashTables(tables), ctx)
     matched = execute(MatchBuckets(), ctx)

@@ -53,6 +53,14 @@ class NearDuplicates(ConfigModel):
         "image_task_language", description="near-duplicates must also share task and language (so a caption and an "
         "OCR sample of one picture, or a translated variant, both stay), or only be near in image")
 
+    @model_validator(mode="after")
+    def _layout(self) -> NearDuplicates:
+        if self.bands is not None and self.index == "sampled":
+            raise ValueError("bands: sets the exact index's bands; the sampled index takes key_bits and partitions")
+        if self.index == "exact" and (self.key_bits is not None or self.partitions is not None):
+            raise ValueError("key_bits, partitions: set the sampled index; the exact index takes bands")
+        return self
+
 
 class EvaluationSet(ConfigModel):
     """One evaluation set: its images and its questions and answers, in one of four layouts."""

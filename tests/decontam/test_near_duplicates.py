@@ -84,6 +84,14 @@ def test_bad_band_count_is_refused(bands):
         NearDuplicates(bands=bands)
 
 
+@pytest.mark.parametrize(("options", "named"), [({"index": "sampled", "bands": 5}, "bands"),
+                                                ({"index": "exact", "partitions": 4}, "partitions"),
+                                                ({"index": "fast"}, "index"), ({"recall": 1.0}, "recall")])
+def test_options_of_the_other_index_layout_are_refused(options, named):
+    with pytest.raises(ValueError, match=named):
+        NearDuplicates(**options)
+
+
 def test_an_image_that_does_not_decode_is_counted_and_its_sample_left_alone(tmp_path):
     from pipelines.layout.task_table import ImageRef, Picture, TaskSample, human_turn
 
