@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.assemble import mix_settings
+from flows.assemble import mix_settings, task_settings
 from flows.config import ConfigError, load_config
 from flows.registry import enabled_stages
 from tests.conftest import REPO
@@ -23,6 +23,8 @@ def test_the_section_enables_the_stage_before_the_mix(tmp_path):
     assert config.decontaminate.near_duplicates.max_distance == 6 and config.decontaminate.distance == 10
     # The mix leaves out the stage's lists only when the config runs the stage.
     assert mix_settings(config).decontaminated and not mix_settings(plain).decontaminated
+    # The task stage hashes each image as it reads it only for a run that decontaminates.
+    assert task_settings(config).perceptual_hash and not task_settings(plain).perceptual_hash
 
 
 def test_a_typo_or_an_unknown_format_fails_at_load_time():
