@@ -48,7 +48,8 @@ def test_pairs_within_the_distance_share_a_band():
     assert (a == b).any(axis=1).all()
 
 
-def test_near_duplicate_across_two_sources_keeps_the_richer_then_the_first_listed(tmp_path):
+@pytest.mark.parametrize("index", ["auto", "sampled"])
+def test_near_duplicate_across_two_sources_keeps_the_richer_then_the_first_listed(tmp_path, index):
     shared, other = picture(1), picture(2)
     # web (listed first) and coco hold the same pictures re-encoded; coco's caption of picture 2 is richer.
     write(tmp_path, "web", [sample(tmp_path, "web", "a", encode(shared), "Describe.", "A cat."),
@@ -59,7 +60,7 @@ def test_near_duplicate_across_two_sources_keeps_the_richer_then_the_first_liste
         sample(tmp_path, "coco", "b", encode(other, quality=60), "Describe.", "Red and blue shapes on green."),
         # The same picture in another task stays (scope image_task_language).
         sample(tmp_path, "coco", "ocr", encode(shared), "Read the text.", "none", task="ocr_large")])
-    summary = run_decontam(tmp_path, DecontamSettings(), order=["web", "coco"])
+    summary = run_decontam(tmp_path, DecontamSettings(near_duplicates={"index": index}), order=["web", "coco"])
     storage = Storage(str(tmp_path))
     web, coco = _removed(storage, "web"), _removed(storage, "coco")
     # Equal richness (6 characters each): the source listed first keeps its sample.
