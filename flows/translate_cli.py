@@ -16,10 +16,11 @@ from pathlib import Path
 import yaml
 
 from flows.config import ConfigError, load_config
-from flows.translation import NothingToTranslate, plan_lines, plan_translation, report_lines, run_translation
+from flows.translation import NothingToTranslate, plan_lines, plan_translation, run_translation
 from pipelines._imports import MissingDependency
 from translate.client import ServerUnavailable
 from translate.launch import ServerStartError
+from translate.run import report_lines
 from translate.settings import TranslateSettings
 
 

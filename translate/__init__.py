@@ -9,7 +9,8 @@ Public face:
   servers on Ray.
 
 Output contract: translate/README.md. Running it over a mixture config (``vlmix translate``,
-``flows.translation.run_translation``) is the application's part, in ``flows/``.
+``flows.translation.run_translation``) chooses the sources, parts and targets from the config, in ``flows/``;
+:func:`translate.run.translate_parts` runs them.
 """
 
 from pipelines._imports import lazy_exports
