@@ -112,20 +112,62 @@ class Launcher:
         return int((self.home / "server.pid").read_text())
 
 
+def stop_during_translation(launcher: Launcher, timeout_s: float = 1200) -> tuple[str, float]:
+    """Run the demo, SIGTERM the launcher once the translate stage runs and a vLLM process of the run is
+    up, and check how it stopped; its output and seconds."""
+    started = time.monotonic()
+    process = subprocess.Popen(launcher.command(overrides=SMALL), cwd=launcher.clone, env=launcher.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    try:
+        while True:
+            assert process.poll() is None and time.monotonic() - started < timeout_s, "".join(lines)[-6000:]
+            vllm = [pid for pid in marked(launcher.mark) if "vllm" in processes.command_line(pid)]
+            if vllm and any("stage translate: started" in line for line in lines):
+                break
+            time.sleep(1)
+        time.sleep(3)  # requests in flight
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(timeout=10)
+    out = "".join(lines)
+    print(f"\n--- launcher stopped by SIGTERM: exit {process.returncode} ---\n{out}")
+    assert process.returncode == 143, out[-6000:]
+    assert time.monotonic() - signalled < 60
+    assert "stopped by SIGTERM during stage translate" in out and "rerun the same command to resume" in out
+    assert wait_unmarked(launcher.mark, timeout_s=15) == []  # the Prefect server, worker, Ray, vLLM: all gone
+    return out, time.monotonic() - started
+
+
 def test_three_runs_in_a_row_under_load(clone, hog):
     launcher = Launcher(clone, free_port())
     code = subprocess.run([sys.executable, "-c", "import flows.local; print(flows.local.__file__)"], cwd=clone,
                           capture_output=True, text=True).stdout
     assert code.startswith(str(clone))  # the clone's code runs, not this checkout's
 
-    # 1. The whole demo; the server kept up for the UI.
+    # 0. Stopped by SIGTERM (what Slurm and Kubernetes send) once its translation is under way with
+    # vLLM up: exit 143 within seconds, the stage named, nothing of the run left (vLLM included).
+    stopped, stopped_s = stop_during_translation(launcher)
+    assert "Traceback" not in stopped
+    launcher.mark = launcher.env[MARK] = uuid.uuid4().hex
+
+    # 1. The whole demo, resumed; the server kept up for the UI.
     rc, out, first_s = launcher.run("--keep-server")
     assert rc == 0, out
     demo_stages = [stage.name for stage in REGISTRY if stage.enabled_for(load_config(clone / "configs" / "demo.yaml"))]
     assert {"download", "pdf", "ocr", "translate", "tasks", "mix", "train"} <= set(demo_stages)
-    for stage in demo_stages:
-        assert f"stage {stage}: done in" in out
-    assert "ocr demo_wukong_ocr: " in out and "samples/s" in out and "drops " in out  # progress lines
+    before = demo_stages[:demo_stages.index("translate")]
+    for stage in demo_stages:  # what the stopped run completed is kept, not done again
+        assert f"stage {stage}: done in" in (stopped if stage in before else out)
+        if stage in before:
+            assert f"stage {stage}: skipped (unchanged since its last run)" in out
+    assert "ocr demo_wukong_ocr: " in stopped and "samples/s" in stopped and "drops " in stopped  # progress lines
     assert "Traceback" not in out
     shards = clone / "data" / "demo" / "shards"
     assert f"manifest:     {shards}/manifest.json" in out and (shards / "manifest.json").exists()
@@ -173,7 +215,8 @@ def test_three_runs_in_a_row_under_load(clone, hog):
     assert f"port {launcher.port} is in use by another program; starting the Prefect server on port" in out
     assert out.count("skipped (unchanged since its last run)") == len(demo_stages) and "Traceback" not in out
     assert wait_unmarked(launcher.mark) == []
-    print(f"under the hog: full run {first_s:.0f} s, rerun {second_s:.0f} s, rerun after a crash {third_s:.0f} s")
+    print(f"under the hog: stopped run {stopped_s:.0f} s, resumed to the end {first_s:.0f} s, rerun {second_s:.0f} s, "
+          f"rerun after a crash {third_s:.0f} s")
 
 
 def test_killing_the_server_mid_run_fails_the_run_and_leaves_nothing(clone, hog, tmp_path):
