@@ -8,13 +8,11 @@ config and the flow calls one function per stage.
 from __future__ import annotations
 
 import logging
-import posixpath
 from pathlib import Path
 from typing import Any
 
 from flows.config import Config, Language, Source
 from pipelines.errors import UnitsFailed
-from pipelines.storage import Storage
 from tasks.kinds import kind_of
 
 log = logging.getLogger(__name__)
@@ -32,52 +30,63 @@ def downloaded_sources(config: Config, names: list[str] | None = None) -> list[S
 
 def download_all(config: Config, names: list[str] | None = None, progress: bool = True) -> dict:
     """Download every URL-list source of ``config`` (or the named ones) on Ray; stats per source."""
-    from download import download_sources
+    from download.stage import download_sources
     from pipelines.runtime import ensure_ray
 
-    chosen = downloaded_sources(config, names)
     ensure_ray(config.ray.address, config.ray.num_cpus)
+    ctx = download_run(config, names)
+    return download_sources(list(ctx.sources), ctx.settings, ctx.storage(), progress)
+
+
+def download_run(config: Config, names: list[str] | None = None):
+    """The download stage's context from the config: its settings and the URL lists to fetch."""
+    from download.entry import DownloadRun
+
     storage = config.storage.open()
-    return download_sources(chosen, config.download, storage, progress)
+    return DownloadRun(storage.root_uri(), dict(storage.options), settings=config.download,
+                       sources=tuple(downloaded_sources(config, names)))
 
 
-def download_stage(config: Config, progress: bool = False) -> dict[str, dict]:
+def download_stage(config: Config) -> dict[str, dict]:
     """The stage as the flow runs it: demo sources served when configured, every URL list downloaded."""
+    from download.entry import run
     from flows.demo.serve import serve_for_config
+    from pipelines.runtime import ensure_ray
 
     with serve_for_config(config):
-        stats = download_all(config, progress=progress)
-    return {name: s.to_json() for name, s in stats.items()}
+        ensure_ray(config.ray.address, config.ray.num_cpus)
+        return run(download_run(config))
 
 
 def ocr_stage(config: Config) -> dict[str, Any]:
     """OCR corpora and their task tables for sources with ``ocr``; transcription samples for OCR-task
     URL lists whose caption is the exact text (SynthDoG-style). Returns per-source counters."""
-    from ocr import run_ocr_stage
-    from ocr.tasks import OcrTaskSettings, write_ocr_task_tables
+    from ocr.entry import run
     from pipelines.runtime import ensure_ray
 
     ensure_ray(config.ray.address, config.ray.num_cpus)  # the configured Ray, before any OCR unit runs
-    summary: dict[str, Any] = {}
+    return run(ocr_run(config))
+
+
+def ocr_run(config: Config):
+    """The OCR stage's context from the config: which sources it reads (by their kinds), and how."""
+    from ocr.entry import OcrInput, OcrRun
+
+    inputs = []
     for source in config.sources:
         kind = kind_of(source)
         raw_source = kind.ocr_input(source)
         if kind.built_by_task_stage(source) or raw_source is None:
             continue
-        if source.ocr is not None:
-            scripts = None
-            if source.language == "auto":  # PDF pages: each in the language its text is written in, by script
-                scripts = {"en": ["Latin"], **{code: list(lang.scripts) for code, lang in config.languages.items()}}
-            stats = run_ocr_stage(config.storage.root, raw_source, source.ocr.language, config.ocr,
-                                  storage_options=config.storage.options, scripts=scripts)
-            task_settings = OcrTaskSettings(**config.ocr_tasks.model_dump(), task=source.task, seed=config.seed,
-                                            prompts=config.ocr_prompts())
-            write_ocr_task_tables(config.storage.root, raw_source, source.name, task_settings,
-                                  storage_options=config.storage.options)
-            summary[source.name] = {"kept": stats.get("kept"), "dropped": stats.get("dropped", {})}
-        else:
-            summary[source.name] = _transcriptions_from_captions(config, source, raw_source)
-    return summary
+        inputs.append(OcrInput(source.name, raw_source, source.task, source.language,
+                               source.ocr.language if source.ocr is not None else None))
+    languages = sorted({*config.languages, "en", *(s.language for s in inputs if s.language != "auto")})
+    storage = config.storage.open()
+    return OcrRun(storage.root_uri(), dict(config.storage.options), engine=config.ocr, style=config.ocr_tasks,
+                  seed=config.seed, prompts=config.ocr_prompts(),
+                  transcribe_prompts={code: config.prompt_pool("transcribe", code) for code in languages},
+                  scripts={code: list(language.scripts) for code, language in config.languages.items()},
+                  sources=tuple(inputs))
 
 
 def pdf_sources(config: Config) -> list[Source]:
@@ -87,12 +96,10 @@ def pdf_sources(config: Config) -> list[Source]:
 
 def pdf_stage(config: Config) -> dict[str, Any]:
     """Render every PDF source's pages; text-layer samples, and pages for the OCR stage (``pdf/``)."""
-    from pdf.settings import PdfSettings
-    from pdf.stage import run_pdf_stage
+    from pdf.entry import run
     from pipelines.runtime import ensure_ray
 
-    sources = pdf_sources(config)
-    if not sources:
+    if not pdf_sources(config):
         return {}
     ensure_ray(config.ray.address, config.ray.num_cpus)
     if config.demo is not None:  # the demo's PDFs: English, Chinese, two columns, scans, lying layers, broken files
@@ -101,14 +108,24 @@ def pdf_stage(config: Config) -> dict[str, Any]:
         from pdf.generate import demo_corpus
 
         demo_corpus(LocalPath(config.demo.directory) / "pdfs", seed=config.seed)
+    return run(pdf_run(config))
+
+
+def pdf_run(config: Config):
+    """The PDF stage's context from the config: its settings with the seed, prompt pools and scripts
+    the config's languages give, the PDF sources, the download stage's guarded fetch."""
+    from pdf.entry import PdfRun
+    from pdf.settings import PdfSettings
+
     settings = PdfSettings(
         **config.pdf.model_dump(), seed=config.seed,
         # English pages too, whatever the registry lists (as for caption transcriptions)
         prompts={purpose: {code: config.prompt_pool(purpose, code) for code in {*config.languages, "en"}}
                  for purpose in ("transcribe", "grounded")},
         scripts={code: list(language.scripts) for code, language in config.languages.items()})
-    root = config.storage.open().root_uri()
-    return run_pdf_stage(sources, settings, root, config.storage.options, fetch=pdf_fetcher(config))
+    storage = config.storage.open()
+    return PdfRun(storage.root_uri(), dict(storage.options), settings=settings, sources=tuple(pdf_sources(config)),
+                  fetch=pdf_fetcher(config))
 
 
 def pdf_fetcher(config: Config):
@@ -144,22 +161,6 @@ def pdf_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
 def ocr_drops(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
     """What :func:`ocr_stage`'s ``summary`` says it dropped: per source, images by reason."""
     return {source: counts.get("dropped", {}) for source, counts in summary.items()}
-
-
-def _transcriptions_from_captions(config: Config, source: Source, raw_source: str) -> dict[str, Any]:
-    """OCR samples whose answer is the caption (:mod:`ocr.captions`), one Ray task per raw shard."""
-    from ocr.captions import CaptionTranscriptions, TranscriptionContext
-    from pipelines.runtime import ensure_ray
-    from pipelines.stage import execute
-
-    ensure_ray(config.ray.address, config.ray.num_cpus)
-    languages = sorted({source.language} if source.language != "auto" else {*config.languages, "en"})
-    ctx = TranscriptionContext(
-        config.storage.open().root_uri(), config.storage.options, seed=config.seed,
-        prompts={code: config.prompt_pool("transcribe", code) for code in languages},
-        scripts={code: list(language.scripts) for code, language in config.languages.items()})
-    report = execute(CaptionTranscriptions(source.name, raw_source, source.task, source.language), ctx)
-    return {"kept": report.counters.samples, "dropped": dict(sorted(report.counters.drops.items()))}
 
 
 def language_of(text: str, languages: dict[str, Language]) -> str:
@@ -244,22 +245,12 @@ def task_context(config: Config):
 def build_tasks_stage(config: Config) -> dict[str, Any]:
     """Task-sample tables for every source the task stage builds; returns samples and drops per source."""
     from pipelines.runtime import ensure_ray
-    from pipelines.stage import execute
-    from tasks.build import output_datasets
-    from tasks.stage import TaskTables
+    from tasks.entry import TasksRun, run
 
     ensure_ray(config.ray.address, config.ray.num_cpus)
     _demo_files(config)
-    sources = task_sources(config)
-    report = execute(TaskTables(sources), task_context(config))
-    summary = {}
-    for source in sources:
-        counters = report.groups.get(source.name)
-        summary[source.name] = {"datasets": output_datasets(source), "samples": counters.samples if counters else 0,
-                                "drops": dict(sorted(counters.drops.items())) if counters else {}}
-        log.info("tasks %s: %d samples written (%s)", source.name, summary[source.name]["samples"],
-                 ", ".join(summary[source.name]["datasets"]))
-    return summary
+    ctx = task_context(config)
+    return run(TasksRun(ctx.root, ctx.options, ctx.settings, sources=tuple(task_sources(config))))
 
 
 def shard_directory(config: Config) -> str:
@@ -312,40 +303,32 @@ def mix_settings(config: Config, upstream_losses: dict[str, dict[str, int]] | No
 def decontam_stage(config: Config) -> dict[str, Any]:
     """Near-duplicates across every task table and contamination by the evaluation sets: per task table,
     the samples the mix leaves out (``<root>/decontam``); the sources' order breaks ties of the keep rule."""
-    from decontam import run_decontam
+    from decontam.entry import DecontamRun, run
     from pipelines.runtime import ensure_ray
 
     if config.decontaminate is None:
         raise ValueError("decontaminate: the config has no `decontaminate` section")
     ensure_ray(config.ray.address, config.ray.num_cpus)  # the stage's passes run as Ray tasks
-    return run_decontam(config.storage.open(), config.decontaminate, order=[s.name for s in config.sources])
+    storage = config.storage.open()
+    return run(DecontamRun(storage.root_uri(), dict(storage.options), settings=config.decontaminate,
+                           order=tuple(s.name for s in config.sources)))
 
 
 def mix_stage(config: Config) -> dict[str, Any]:
     """Draw the mixture, write the shards and manifest, verify them; return the manifest's summary."""
     from flows.registry import stage_drops
     from pipelines.runtime import ensure_ray
-    from shards import ShardSettings, mix_and_write, verify
+    from shards.entry import MixRun, run
     from shards.location import options_for
+    from shards.write import ShardSettings
 
     ensure_ray(config.ray.address, config.ray.num_cpus)  # the mixer's passes run as Ray tasks
     storage = config.storage.open()
     directory = shard_directory(config)
-    out = Storage(directory, options_for(directory, storage))  # the root's S3 settings, if on S3 too
     shard_settings = ShardSettings(**config.shards.model_dump(exclude={"directory"}))
-    manifest = mix_and_write(storage, out, mix_settings(config, download_losses(config)), shard_settings,
-                             config_hash=config.fingerprint(), stage_drops=stage_drops(storage))
-    checked = verify(out)
-    if checked.problems:
-        raise RuntimeError(f"the shards in {directory} fail verification:\n" + "\n".join(checked.problems))
-    return {
-        "directory": directory,
-        "manifest": posixpath.join(directory, "manifest.json"),
-        "samples": sum(shard["samples"] for shard in manifest["shards"]),
-        "shards": len(manifest["shards"]),
-        "tasks": manifest["tasks"],
-        "languages": manifest.get("languages", {}),
-    }
+    return run(MixRun(storage.root_uri(), dict(storage.options), mix=mix_settings(config, download_losses(config)),
+                      shards=shard_settings, out=directory, out_options=options_for(directory, storage),
+                      config_hash=config.fingerprint(), stage_drops=stage_drops(storage)))
 
 
 def train_stage(config: Config) -> dict[str, Any]:

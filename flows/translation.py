@@ -98,10 +98,10 @@ def run_translation(
     """Translate the selected sources (default: every source with targets); source -> target -> report.
 
     The selection comes from the config (:func:`select_parts`); the run is the translation package's
-    (:func:`translate.run.translate_parts`): with no endpoint (argument or ``translation.endpoints``),
+    (:func:`translate.entry.run`): with no endpoint (argument or ``translation.endpoints``),
     vlmix runs ``translation.model`` on the Ray cluster itself.
     """
-    from translate.run import translate_parts
+    from translate.entry import TranslateRun, run
 
     settings = settings or TranslateSettings()
     storage = config.storage.open()
@@ -109,8 +109,10 @@ def run_translation(
     endpoints = list(endpoints or config.translation.endpoints)
     if not endpoints and not config.translation.model:
         raise NothingToTranslate("no endpoint configured, and no translation.model for vlmix to run")
-    return translate_parts(storage, plan, settings, config.translation, config.languages, endpoints,
-                           config.ray.address, config.ray.num_cpus, text_columns)
+    return run(TranslateRun(storage.root_uri(), dict(storage.options), settings=settings, client=config.translation,
+                            languages=dict(config.languages), plan=plan, endpoints=tuple(endpoints),
+                            ray_address=config.ray.address, num_cpus=config.ray.num_cpus,
+                            text_columns=tuple(text_columns) if text_columns else None))
 
 
 def plan_translation(

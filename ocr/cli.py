@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, yaml.YAMLError) as err:
         print(f"vlmix ocr: bad settings: {err}", file=sys.stderr)
         return 2
-    from .stage import run_ocr_stage
-
     from pipelines.runtime import ensure_ray
+
+    from .stage import run_ocr_stage
 
     ensure_ray(args.ray_address)
     stats = run_ocr_stage(args.root, args.source, args.language, settings)

@@ -43,6 +43,10 @@ shipped to the workers, so both must pickle: settings models, storage URIs and o
 files or clients (a model is built on the actor, by ``setup``). Every stage's context extends
 :class:`StageContext` (the storage root and its fsspec options; ``ctx.storage()`` opens it where the
 unit runs) with that stage's settings, a frozen dataclass, so it pickles and no unit can change it.
+
+Each stage package has one entry the application calls, ``run(ctx)`` in its ``entry.py``: ``ctx``
+is the package's run context (a :class:`StageContext` with the stage's settings and the inputs it
+reads, e.g. ``tasks.entry.TasksRun``), the answer the stage's JSON summary for the run's records.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ say every stage already completed for that config, so each task runs, skips its 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,13 @@ def _runs_of(flow_run_id) -> tuple[list, list]:
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
             return runs, artifacts
 
-    runs, artifacts = asyncio.run(read())
-    return sorted(runs, key=lambda run: run.start_time), artifacts
+    # Prefect records task runs from events, a moment after the flow returns: wait until each has started.
+    deadline = time.monotonic() + 30
+    while True:
+        runs, artifacts = asyncio.run(read())
+        if all(run.start_time is not None for run in runs) or time.monotonic() > deadline:
+            return sorted(runs, key=lambda run: run.start_time), artifacts
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train-configured", "train-not-configured"])
@@ -186,3 +192,29 @@ def test_the_launcher_refuses_an_unknown_stage_before_anything_starts(capsys):
     assert check_config({"config": str(DEMO), "stages": ["dowload"]}) is None
     assert "unknown stages ['dowload']; the stages are ['download', 'pdf', 'ocr'," in capsys.readouterr().out
     assert check_config({"config": str(DEMO), "stages": ["download"]}) is not None
+
+
+def test_every_stage_is_entered_one_way_run_over_its_own_context():
+    """Each registered stage (but training, which has its own CLI) is entered through its package's
+    `entry.run(ctx)`, ctx a frozen StageContext of that package; the registry's function calls it."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from pipelines.stage import StageContext
+
+    packages = {"download": "download", "pdf": "pdf", "ocr": "ocr", "translate": "translate", "tasks": "tasks",
+                "decontam": "decontam", "mix": "shards"}
+    assert {stage.name for stage in REGISTRY} - {"train"} == set(packages)
+    for stage in REGISTRY:
+        if stage.name == "train":
+            continue
+        entry = importlib.import_module(f"{packages[stage.name]}.entry")
+        contexts = [obj for obj in vars(entry).values() if inspect.isclass(obj) and issubclass(obj, StageContext)
+                    and obj.__module__ == entry.__name__]
+        assert len(contexts) == 1, (stage.name, contexts)
+        assert dataclasses.is_dataclass(contexts[0]) and contexts[0].__dataclass_params__.frozen
+        assert list(inspect.signature(entry.run).parameters) == ["ctx"]
+        called = inspect.getsource(stage.run) + (inspect.getsource(importlib.import_module("flows.translation"))
+                                                 if stage.name == "translate" else "")
+        assert f"from {entry.__name__} import" in called, stage.name
