@@ -3,8 +3,9 @@ the root is refused naming the holder, and SIGTERM stops it during its stage wit
 naming the stage, and no process of the run left (what SIGKILL leaves is tests/flows/test_guardian.py's).
 
 One run of the download stage against a loopback server that never answers, so the stage is in
-progress (Ray up, img2dataset waiting) whenever the run is signalled. Every process of a run carries
-the test's own environment mark, which is how the test looks for leftovers.
+progress (Ray up, img2dataset waiting) whenever the run is signalled; one run stopped in the middle of
+its OCR stage and resumed, whose shards are then the bytes of a run never stopped. Every process of a
+run carries the test's own environment mark, which is how the test looks for leftovers.
 """
 
 from __future__ import annotations
@@ -134,3 +135,74 @@ def test_sigterm_stops_the_stage_cleanly_and_a_second_run_is_refused(tmp_path, s
     assert "SIGTERM received" not in err and "PC: @" not in err  # no native stack dump
     assert _left(mark, within_s=5) == []  # Prefect's server, Ray, img2dataset: all gone
     assert not (tmp_path / "root" / "_run" / "lease.json").exists()
+
+
+OCR_CONFIG = """
+storage: {{root: "{root}"}}
+ray: {{num_cpus: 1}}
+tasks: {{ocr_large: {{share: 1.0}}}}
+mixture: {{total_samples: 12}}
+shards: {{max_samples: 5}}
+ocr: {{model: PP-OCRv6_tiny, concurrency: 1, batch_size: 1}}
+sources:
+  - {{name: signs, kind: url_list, task: ocr_large, language: en, locations: ["{root}/urls.parquet"], ocr: {{language: en}}}}
+"""
+
+
+def _ocr_root(root: Path) -> Path:
+    """Six raw shards of OCR pages, as img2dataset leaves them (the download done), and the run's config."""
+    from tests.ocr.ocr_synth import heldout_set, jpeg_bytes, write_raw_shard
+
+    from download.context import STATS_FILE
+    from download.stats import DownloadStats
+
+    pages = heldout_set("en", "clean", pages=6)
+    keys = [key for shard, page in enumerate(pages)
+            for key in write_raw_shard(root / "raw" / "signs", shard, [jpeg_bytes(page.image)])]
+    pq.write_table(pa.table({"url": [f"http://127.0.0.1/{key}.jpg" for key in keys]}), root / "urls.parquet")
+    # The download stage's own record of a finished source: it keeps these shards and moves on.
+    (root / "raw" / "signs" / STATS_FILE).write_text(json.dumps(
+        DownloadStats("signs", urls=6, downloaded=6, shards=6).to_json()))
+    config = root.parent / f"{root.name}.yaml"
+    config.write_text(OCR_CONFIG.format(root=root))
+    return config
+
+
+def _run(config: Path, progress: Path, mark: str, stages=()) -> subprocess.Popen:
+    env = {**os.environ, MARK: mark, "VLMIX_PROGRESS_FILE": str(progress), "VLMIX_STOP_GRACE_S": "5",
+           "PREFECT_HOME": str(progress.parent / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env.pop("PREFECT_API_URL", None)
+    stage_args = [arg for stage in stages for arg in ("--stage", stage)]
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--config", str(config), *stage_args],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_during_ocr_then_a_rerun_gives_the_uninterrupted_runs_shards(tmp_path):
+    """Stopped mid-OCR (a shard written, the OCR actor up), resumed: the shards and manifest are the
+    bytes of a run that was never stopped, under another root."""
+    stopped, straight = _ocr_root(tmp_path / "stopped"), _ocr_root(tmp_path / "straight")
+    mark, progress = uuid.uuid4().hex, tmp_path / "progress.jsonl"
+    run = _run(stopped, progress, mark)
+    corpus = tmp_path / "stopped" / "ocr" / "signs"
+    deadline = time.monotonic() + 300
+    while not list(corpus.glob("*.parquet")):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=90)
+    assert run.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM during stage ocr" in err
+    assert _left(mark, within_s=10) == []  # the OCR actor and Ray gone with the run
+    done_before = len(list(corpus.glob("*.parquet")))
+    assert 0 < done_before < 6, "the stop did not land mid-stage"
+
+    for config in (stopped, straight):
+        again = _run(config, tmp_path / f"{config.stem}.jsonl", uuid.uuid4().hex)
+        out, err = again.communicate(timeout=600)
+        assert again.returncode == 0, (out + err)[-3000:]
+    shards = {root: {p.name: p.read_bytes() for p in sorted((tmp_path / root / "shards").iterdir())}
+              for root in ("stopped", "straight")}
+    assert len(shards["stopped"]) >= 4 and shards["stopped"] == shards["straight"]
+    resumed = json.loads((corpus / "stats.json").read_text())
+    assert resumed["shards_this_run"] == 6 - done_before  # what the stopped run finished was kept
