@@ -151,10 +151,9 @@ sources:
 
 def _ocr_root(root: Path) -> Path:
     """Six raw shards of OCR pages, as img2dataset leaves them (the download done), and the run's config."""
-    from tests.ocr.ocr_synth import heldout_set, jpeg_bytes, write_raw_shard
-
     from download.context import STATS_FILE
     from download.stats import DownloadStats
+    from tests.ocr.ocr_synth import heldout_set, jpeg_bytes, write_raw_shard
 
     pages = heldout_set("en", "clean", pages=6)
     keys = [key for shard, page in enumerate(pages)
