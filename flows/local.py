@@ -211,6 +211,11 @@ def run(deployment: str, parameters: dict, port: int, keep_server: bool = False)
         server_up = server is not None and server.running()
         if server is not None and not (keep_server and server_up):
             server.stop()
+        # Once more, now that everything above is down: what a dying process started meanwhile.
+        late = processes.stop_tagged(tag, grace_s=5)
+        if late:
+            with open(worker_log, "a") as log:
+                log.write("stopped after the server: " + "; ".join(late) + "\n")
         lease.release()
         guardian.terminate()
         guardian.wait()

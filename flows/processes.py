@@ -74,6 +74,25 @@ def tagged(name: str, value: str) -> list[int]:
     return found
 
 
+def _with_descendants(pids: list[int]) -> list[int]:
+    """``pids`` and every live process below them: a child whose environment cannot be read as
+    started (a process that rewrote its memory for its title) still goes with its parent."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in found or pid == os.getpid():
+            continue
+        found.add(pid)
+        todo.extend(children.get(pid, ()))
+    return sorted(pid for pid in found if alive(pid))
+
+
 def _signal(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -85,7 +104,7 @@ def stop_tagged(value: str, grace_s: float = 15.0, name: str = TAG_ENV) -> list[
 
     Returns the command lines of the processes that were still running (for the launcher's log).
     """
-    pids = tagged(name, value)
+    pids = _with_descendants(tagged(name, value))
     if not pids:
         return []
     stopped = [f"{pid} {command_line(pid)[:120]}" for pid in pids]
@@ -97,7 +116,7 @@ def stop_tagged(value: str, grace_s: float = 15.0, name: str = TAG_ENV) -> list[
             break
         time.sleep(0.25)
     for _ in range(20):  # SIGKILL what is left, also what the dying ones started meanwhile
-        pids = sorted(set(pids) | set(tagged(name, value)))
+        pids = sorted(set(pids) | set(_with_descendants(tagged(name, value))))
         pids = [pid for pid in pids if alive(pid)]
         if not pids:
             break
