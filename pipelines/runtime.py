@@ -85,6 +85,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         block_cloud_metadata_probe()
         log.info("starting local Ray (loopback only)")
         ray.init(
+            # "local", not None: with None, Ray joins the last cluster `ray start` made on this machine
+            # (its address file in /tmp/ray), so a local run would land on someone else's cluster.
+            address="local",
             include_dashboard=False,
             num_cpus=num_cpus,
             _node_ip_address="127.0.0.1",
