@@ -66,6 +66,10 @@ class ValidationSettings(ConfigModel):
     length_slack_chars: int = Field(
         24, ge=0, description="characters allowed beyond max_length_ratio, so very short sources pass"
     )
+    check_numbers: bool = Field(
+        True, description="flag `number_mismatch` when a number written in digits in the source is not in the "
+        "translation (full-width digits and separators normalised; translate/numbers.py)",
+    )
     refusal_patterns: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REFUSALS),
         description="regular expressions (case-insensitive) matched at the start of the output",

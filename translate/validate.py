@@ -7,7 +7,10 @@ Reasons, checked in this order (the first that applies is reported):
 - ``refusal``: the answer opens like a refusal ("I'm sorry", "I cannot", "抱歉", ...);
 - ``identical_to_source``: the answer is the English source again;
 - ``wrong_script``: too little of it is written in the target language's scripts;
-- ``runaway_length``: far longer than the source, or cut off by the token budget.
+- ``runaway_length``: far longer than the source, or cut off by the token budget;
+- ``number_mismatch``: a number of the source is not in the answer (:mod:`translate.numbers`: full-width
+  digits and separators normalised, small numbers may come back as numerals; number words are not
+  checked). A conversation's pieces are checked by their own stricter rule instead (``number_changed``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import regex
 
 from pipelines.languages import ScriptProfile
+from translate.numbers import missing_numbers
 from translate.prompt import USER_PREFIX
 from translate.settings import ValidationSettings
 
@@ -25,6 +29,7 @@ REASONS = (
     "identical_to_source",
     "wrong_script",
     "runaway_length",
+    "number_mismatch",
 )
 
 
@@ -39,8 +44,10 @@ class Validator:
         )
         self._leftover = regex.compile(regex.escape(USER_PREFIX.strip()), regex.IGNORECASE)
 
-    def reason(self, source: str, output: str, finish_reason: str | None = "stop") -> str | None:
-        """``None`` if ``output`` is accepted as the translation of ``source``, else the reason."""
+    def reason(self, source: str, output: str, finish_reason: str | None = "stop",
+               check_numbers: bool = True) -> str | None:
+        """``None`` if ``output`` is accepted as the translation of ``source``, else the reason
+        (``check_numbers=False``: the caller checks numbers its own way)."""
         answer = output.strip()
         if not answer:
             return "empty_output"
@@ -55,6 +62,8 @@ class Validator:
         limit = self.settings.max_length_ratio * len(source.strip()) + self.settings.length_slack_chars
         if finish_reason == "length" or len(answer) > limit:
             return "runaway_length"
+        if check_numbers and self.settings.check_numbers and missing_numbers(source, answer):
+            return "number_mismatch"
         return None
 
 

@@ -88,7 +88,9 @@ def doubles():
 
 
 def test_back_translation_scores_separate_right_from_wrong_translations(tmp_path, doubles):
-    settings = TranslateSettings(quality={"back_translation": True, "min_quality": MIN_QUALITY})
+    # chrF alone, on all ten: the number check (on by default, test below) would flag 9 -> 10 am first.
+    settings = TranslateSettings(quality={"back_translation": True, "min_quality": MIN_QUALITY},
+                                 validation={"check_numbers": False})
     right, right_rows = translate(tmp_path, doubles[False], settings)
     wrong, wrong_rows = translate(tmp_path, doubles[True], settings)
 
@@ -130,6 +132,16 @@ def test_back_translation_scores_separate_right_from_wrong_translations(tmp_path
     right_chat, wrong_chat = (next(r for r in rows if r["field"] == "conversations") for rows in (right_rows, wrong_rows))
     assert right_chat["error"] is None and json.loads(right_chat["text"])[1]["value"] == REFERENCE[ANSWER][0][0]
     assert wrong_chat["error"] == "low_quality" and wrong_chat["text"] is None  # the bus became a car
+
+
+def test_the_number_check_flags_the_changed_digit_that_chrf_let_through(tmp_path, doubles):
+    settings = TranslateSettings(quality={"back_translation": True, "min_quality": MIN_QUALITY})
+    _, rows = translate(tmp_path, doubles[True], settings)
+    errors = {r["source_text"]: r["error"] for r in rows if r["field"] == "caption"}
+    assert errors["The sign says the store opens at 9 am."] == "number_mismatch"  # chrF gave it 80
+    # Number words have no digit to check: "three" -> "two" dogs still passes both (chrF 65).
+    assert errors["Three dogs running on the beach at sunset."] is None
+    assert errors["What color is the car on the left?"] is None  # left -> right: neither catches it
 
 
 def test_a_rerun_takes_back_translations_from_the_cache(tmp_path, doubles):
