@@ -443,6 +443,10 @@ def _resolve_relative_paths(raw: dict, base: Path) -> None:
     translation = raw.get("translation")
     if isinstance(translation, dict) and isinstance(translation.get("model"), str) and translation["model"].startswith("."):
         translation["model"] = resolve(translation["model"])  # a local model folder, relative to the config
+    stage = translation.get("stage") if isinstance(translation, dict) else None
+    quality = stage.get("quality") if isinstance(stage, dict) else None
+    if isinstance(quality, dict) and isinstance(quality.get("encoder"), str) and quality["encoder"].startswith("."):
+        quality["encoder"] = resolve(quality["encoder"])  # the sentence encoder's folder, relative to the config
     for source in raw.get("sources") or []:
         if isinstance(source, dict):
             if isinstance(source.get("locations"), list):

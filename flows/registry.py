@@ -94,11 +94,13 @@ def _translation_table(summary: dict[str, Any]) -> Table:
     rows = [{"source": source, "target": target, "rows": v["rows"], "translated": v["translated"],
              "flagged": sum(v["flagged"].values()), "requests": v["requests"], "from_cache": v["from_cache"],
              "prompt_tokens": v.get("prompt_tokens", 0), "completion_tokens": v.get("completion_tokens", 0),
-             "tokens_per_s": (v.get("run") or {}).get("tokens_per_s"), "quality_mean": v.get("quality_mean")}
+             "tokens_per_s": (v.get("run") or {}).get("tokens_per_s"), "quality_mean": v.get("quality_mean"),
+             "quality_method": v.get("quality_method")}
             for source, by_target in summary.items() for target, v in by_target.items()]
     return ("translation-stats", rows,
             "translated texts per source and target: requests to the model, answers from the cache, tokens "
-            "(over every finished part; tokens/s this run's), mean back-translation chrF where scored")
+            "(over every finished part; tokens/s this run's), mean quality score where scored (quality_method: "
+            "back_translation chrF 0-100, encoder cosine -1 to 1)")
 
 
 def _download_drops(storage: Storage, _summary: dict[str, Any] | None) -> Drops | None:

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="${VLMIX_EXTRAS:-download,ocr,pdf,translate,decontam,train,mix,dev}"
+extras="${VLMIX_EXTRAS:-download,ocr,pdf,translate,quality,decontam,train,mix,dev}"
 
 source scripts/lib.sh  # pick_python
 

@@ -93,7 +93,7 @@ def weighted_score(sources: list[str], scores: list[float | None]) -> float | No
     if not scores or any(s is None for s in scores):
         return None
     weights = [max(1, len(source)) for source in sources]
-    return round(sum(w * s for w, s in zip(weights, scores, strict=True)) / sum(weights), 3)
+    return round(sum(w * s for w, s in zip(weights, scores, strict=True)) / sum(weights), 4)
 
 
 def scored_pieces(source: str, plan, translation: str, answers: dict) -> list[tuple[str, str]]:

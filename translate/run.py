@@ -177,8 +177,11 @@ def report_lines(reports: Reports) -> list[str]:
                 + (f"; cleaned up: {', '.join(f'{k} {v}' for k, v in sorted(s.cleaned.items()))}" if s.cleaned else "")
             )
             if s.scored:
-                lines.append(f"    quality (back-translation chrF): mean {s.quality_sum / s.scored:.1f} over "
-                             f"{s.scored} scored rows; {s.flagged.get('low_quality', 0)} below min_quality")
+                what = {"encoder": "encoder cosine", "back_translation": "back-translation chrF"}.get(
+                    s.quality_method or "back_translation", s.quality_method)
+                mean = f"{s.quality_sum / s.scored:.{3 if s.quality_method == 'encoder' else 1}f}"
+                lines.append(f"    quality ({what}): mean {mean} over {s.scored} scored rows; "
+                             f"{s.flagged.get('low_quality', 0)} below min_quality")
             cost = report.cost.to_json()
             if cost["requests"]:
                 per = cost["tokens_per_request"]

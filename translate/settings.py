@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipelines._model import EXECUTION_ONLY, ConfigModel
+from translate.encoder import check_folder
 
 # Openings of a model's refusal instead of a translation (case-insensitive regular expressions, searched
 # at the start of the output). Chinese and Japanese ones too: the model answers in the target language.
@@ -77,23 +78,58 @@ class ValidationSettings(ConfigModel):
 
 
 class QualitySettings(ConfigModel):
-    """A quality score per translated text (translate/quality.py): its back-translation into English
-    through the same model, scored against the English source with chrF (0-100)."""
+    """A quality score per translated text: ``back_translation`` (translate/quality.py: the answer
+    translated back into English by the same model, scored against the source with chrF, 0-100) or
+    ``encoder`` (translate/encoder.py: cosine similarity, -1 to 1, of the source's and the answer's
+    embeddings by a multilingual sentence encoder, LaBSE-class, from a local folder)."""
 
+    method: Literal["back_translation", "encoder"] | None = Field(
+        None, description="how each accepted translation is scored into the output's `quality` column "
+        "(conversations by their pieces); None = not scored (or back_translation: true)",
+    )
     back_translation: bool = Field(
-        False, description="ask the model to translate each distinct answer back into English and store "
-        "the chrF of that against the source in the output's `quality` column (one more request per "
-        "distinct answer; conversations are not scored)",
+        False, description="the same as method: back_translation (one more request per distinct answer)",
+    )
+    encoder: str | None = Field(
+        None, description="method encoder: local folder of a sentence-transformers model (e.g. LaBSE saved "
+        "with SentenceTransformer.save); loaded once per worker process, nothing is downloaded",
+    )
+    encoder_batch_size: int = Field(64, ge=1, description="texts per forward pass of the encoder",
+                                    json_schema_extra=EXECUTION_ONLY)
+    encoder_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the encoder runs: auto = a GPU where the worker sees one", json_schema_extra=EXECUTION_ONLY,
     )
     min_quality: float | None = Field(
-        None, ge=0, le=100, description="chrF below which a translation is flagged `low_quality` (text null); "
-        "None = scores are stored, nothing is filtered",
+        None, description="score below which a translation is flagged `low_quality` (text null): chrF 0-100 "
+        "for back_translation, cosine -1 to 1 for encoder; None = scores are stored, nothing is filtered",
     )
 
+    @property
+    def scoring(self) -> str | None:
+        """The method in use: ``back_translation``, ``encoder`` or None."""
+        return self.method or ("back_translation" if self.back_translation else None)
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder_is_a_model(cls, value: str | None) -> str | None:
+        return None if value is None else check_folder(value)
+
     @model_validator(mode="after")
-    def _filter_needs_a_score(self) -> QualitySettings:
-        if self.min_quality is not None and not self.back_translation:
-            raise ValueError("min_quality needs back_translation: true (the score it filters on)")
+    def _method_is_complete(self) -> QualitySettings:
+        if self.back_translation and self.method == "encoder":
+            raise ValueError("back_translation: true and method: encoder: choose one method")
+        if self.scoring == "encoder" and not self.encoder:
+            raise ValueError("method: encoder needs encoder: <local folder of a sentence-transformers model>")
+        if self.encoder and self.scoring != "encoder":
+            raise ValueError(f"encoder is set but method is {self.scoring}: set method: encoder to use it")
+        if self.min_quality is not None:
+            if self.scoring is None:
+                raise ValueError("min_quality needs a score to filter on: method: back_translation "
+                                 "(or back_translation: true) or method: encoder")
+            low, high = (-1.0, 1.0) if self.scoring == "encoder" else (0.0, 100.0)
+            if not low <= self.min_quality <= high:
+                raise ValueError(f"min_quality {self.min_quality} is outside the {self.scoring} score's "
+                                 f"range, {low:g} to {high:g}")
         return self
 
 

@@ -26,7 +26,8 @@ class PartStats:
     cleaned: dict[str, int] = field(default_factory=dict)  # kind -> answers it was removed from (translate/cleanup.py)
     back_requests: int = 0  # back-translations asked for quality scores (translate/quality.py)
     scored: int = 0  # rows with a quality score
-    quality_sum: float = 0.0  # of their scores (chrF), for the mean
+    quality_sum: float = 0.0  # of their scores, for the mean
+    quality_method: str | None = None  # what the scores are: back_translation (chrF 0-100) or encoder (cosine)
     prompt_tokens: int = 0  # of this part's requests (back-translations too), as the server's `usage` counted them
     completion_tokens: int = 0
     run: dict | None = None  # over all parts only: what the latest run cost (RunCost.to_json), not summed
@@ -43,6 +44,10 @@ class PartStats:
         for name in ("rows", "translated", "distinct_texts", "from_cache", "from_run", "requests",
                      "back_requests", "scored", "quality_sum", "prompt_tokens", "completion_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.quality_method and self.quality_method not in (None, other.quality_method):
+            self.quality_method = "mixed"  # parts scored by different methods: their mean means little
+        elif other.quality_method:
+            self.quality_method = other.quality_method
         self.flagged = dict(Counter(self.flagged) + Counter(other.flagged))
         self.cleaned = dict(Counter(self.cleaned) + Counter(other.cleaned))
 
@@ -60,7 +65,8 @@ class PartStats:
             "back_requests": self.back_requests,
             "scored": self.scored,
             "quality_sum": round(self.quality_sum, 3),
-            "quality_mean": round(self.quality_sum / self.scored, 2) if self.scored else None,
+            "quality_mean": round(self.quality_sum / self.scored, 4) if self.scored else None,
+            "quality_method": self.quality_method,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "tokens_per_request": _per(self.prompt_tokens, self.completion_tokens, self.requests),

@@ -41,7 +41,7 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("origin", pa.string(), nullable=False),  # request | run (deduplicated) | cache | none
         pa.field("model", pa.string(), nullable=False),
         pa.field("prompt_version", pa.string(), nullable=False),
-        pa.field("quality", pa.float64()),  # chrF of the back-translation against the source; null if not scored
+        pa.field("quality", pa.float64()),  # the quality score (chrF 0-100 or encoder cosine -1..1); null if not scored
         pa.field("back_translation", pa.string()),  # the translation back in English; null if not asked
     ]
 )

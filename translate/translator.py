@@ -14,7 +14,6 @@ them is written, and the error is reported; the finished parts stand.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter
@@ -29,9 +28,8 @@ from translate.cache import CachedAnswer, TranslationCache, open_cache, text_has
 from translate.cleanup import clean
 from translate.client import ChatClient, Rejected, Reply
 from translate.conversation import CONVERSATION_FIELD, ConversationPlan, origin_of
-from translate.prompt import BACK_PROMPT_VERSION, PROMPT_VERSION, build_messages
-from translate.quality import score as quality_score
-from translate.quality import scored_pieces, weighted_score
+from translate.prompt import PROMPT_VERSION, build_messages
+from translate.scoring import Scorer
 from translate.settings import TranslateSettings
 from translate.stats import PartStats, TargetReport, stats_path, summarise
 from translate.table import OUTPUT_SCHEMA, TextRow, output_path, part_name, read_input
@@ -72,7 +70,8 @@ class Translator:
         # (target, text hash) -> the answer, as a future while its request is in flight. Failed
         # requests are forgotten so that a later part asks again.
         self._memory: dict[tuple[str, str], asyncio.Future] = {}
-        self._back_cache = None  # the back-translations' cache (translate/quality.py), opened on first use
+        scoring = settings.quality.scoring is not None
+        self._scorer = Scorer(storage, settings, client, self.cache is not None) if scoring else None
         self._usage: dict[tuple[str, str], tuple[int, int]] = {}  # (target, text hash) -> prompt, completion tokens
 
     async def translate_source(
@@ -184,8 +183,9 @@ class Translator:
                 ("back_translation", None),
             ):
                 columns[name].append(value)
-        if self.settings.quality.back_translation:
-            await self._score(columns, rows, plans, answers, target, stats, flagged)
+        if self._scorer is not None:  # translate/scoring.py: back-translation chrF or encoder cosine
+            await self._scorer.score(columns, rows, plans, answers, target, self.languages[target].name, stats,
+                                     flagged)
         stats.flagged = dict(flagged)
         stats.cleaned = dict(cleaned)
         stats.translated = stats.rows - sum(stats.flagged.values())
@@ -203,39 +203,6 @@ class Translator:
             stats.flagged or "none",
         )
         return stats
-
-    async def _score(self, columns: dict[str, list], rows: list[TextRow], plans: dict, answers: dict, target: str,
-                     stats: PartStats, flagged: Counter) -> None:
-        """Each accepted translation scored by its back-translation (:mod:`translate.quality`): a text
-        by its own, a conversation by its pieces' (their chrF, weighted by the pieces' characters).
-        Below ``min_quality``, flagged ``low_quality``."""
-        chosen = [i for i, text in enumerate(columns["text"]) if text is not None]
-        pieces = {i: scored_pieces(rows[i].text, plans.get(i), columns["text"][i], answers) for i in chosen}
-        pairs = [pair for i in chosen for pair in pieces[i]]
-        if not pairs:
-            return
-        if self._back_cache is None and self.cache is not None:
-            self._back_cache = open_cache(self.storage, self.settings, self.client.model, BACK_PROMPT_VERSION)
-        results, back = await quality_score(self.client, self._back_cache, pairs, self.settings.max_tokens,
-                                            target, self.languages[target].name)
-        stats.back_requests = back.requests
-        stats.prompt_tokens += back.prompt_tokens
-        stats.completion_tokens += back.completion_tokens
-        floor = self.settings.quality.min_quality
-        at = 0
-        for i in chosen:
-            mine, at = results[at:at + len(pieces[i])], at + len(pieces[i])
-            score = weighted_score([source for source, _ in pieces[i]], [s for _, s in mine])
-            english = [e for e, _ in mine]
-            columns["back_translation"][i] = english[0] if i not in plans else json.dumps(english, ensure_ascii=False)
-            columns["quality"][i] = score
-            if score is None:
-                continue
-            stats.scored += 1
-            stats.quality_sum += score
-            if floor is not None and score < floor:
-                columns["text"][i], columns["error"][i] = None, "low_quality"
-                flagged["low_quality"] += 1
 
     async def _answers(self, texts: list[str], target: str, stats: PartStats) -> tuple[dict, dict]:
         """Each distinct text's answer and where it came from (run, cache, request)."""

@@ -156,5 +156,5 @@ def test_a_rerun_takes_back_translations_from_the_cache(tmp_path, doubles):
 
 
 def test_min_quality_needs_the_score():
-    with pytest.raises(ValueError, match="min_quality needs back_translation"):
+    with pytest.raises(ValueError, match="min_quality needs a score to filter on"):
         TranslateSettings(quality={"min_quality": 50})
