@@ -6,15 +6,24 @@ compared when they agree on every bit of some band. Two layouts (``near_duplicat
 - ``exact``: the bits cut into ``d + 1`` disjoint bands (``d`` the larger distance asked for, or
   ``bands`` when set). Pigeonhole: two hashes at most ``d`` apart agree on some band, so no pair is
   missed; but a band is then ~6 bits, the images per key grow as N / 64, the comparisons as N^2.
-- ``sampled``: ``partitions`` random orderings of the 63 informative bits (the pHash's first bit,
-  the DCT's constant term, is always set), each cut into bands of ``key_bits`` bits. ``key_bits`` grows
-  with the number of images, ``round(log2(N)) - 6``, so a key holds 45 to 90 unrelated images at any N
-  (the comparisons per band row stay constant); a pair ``k`` bits apart is found when, in some ordering, one band holds none of
-  the ``k`` bits: exactly for ``k`` below the bands per ordering, with a probability
-  (:func:`pair_recall`) that falls with ``k`` beyond it. ``partitions`` is the fewest orderings that
-  find ``recall`` of the pairs exactly ``max_distance`` apart (closer pairs: more), at most
-  :data:`MAX_PARTITIONS`: longer bands need more orderings, so the bands per image grow about 2x per
-  tenfold N (the price of holding the recall at the distance), and the work as N x bands.
+- ``sampled``: seeded random orderings of the 63 informative bits (the pHash's first bit, the DCT's
+  constant term, is always set), each cut into bands of ``k`` bits; ``L`` bands in all, the last
+  ordering possibly cut short. A pair ``d`` bits apart is found when some band holds none of its ``d``
+  bits: probability :func:`pair_recall`, one for ``d`` below the bands per ordering.
+
+The cost model (:func:`cost`): an image costs ``L`` band rows (``ROW_COST`` each: made and written by
+the hash pass, read and sorted by the match pass) and ``L (N - 1) / 2^(k+1)`` comparisons with the
+unrelated images sharing its keys (``PAIR_COST`` each), so ``N L (ROW_COST + PAIR_COST N / 2^(k+1))``.
+:func:`plan` takes, for each ``k``, the fewest ``L`` finding ``recall`` of the pairs exactly
+``max_distance`` apart, and keeps the ``(k, L)`` of least cost: wider bands when comparisons are
+cheap relative to rows. Holding the recall at ``d`` with ``k``-bit bands takes ``L ~ 1 / p1^k`` (``p1``
+the chance that a band misses all ``d`` bits, about ``(1 - d/63)^k``), and the cheapest ``k`` grows as
+``log2 N``, so the cost grows as ``N^(1 + rho)``, ``rho = ln(1 / (1 - d/63)) / ln 2``: 0.25 at ``d = 10``
+for short bands, rising to 0.31-0.36 for bands of 11-18 bits (drawn without replacement from 63 bits,
+each further bit is likelier to hit one of the ``d``: ``p1 = C(63 - k, d) / C(63, d)``, below
+``(1 - d/63)^k``). That is the floor of any index of sampled bits of this hash at this recall.
+Modelled, ``d = 10``, recall 0.8: 6, 7, 11, 29, 63 bands of 8, 9, 11, 15, 18 bits at 10^4 ... 10^8
+images, cost x14, x21, x22, x23 per tenfold N; measured in ``bench/decontam`` (decontam/README.md).
 
 ``auto`` (the default) is ``exact`` up to :data:`EXACT_UP_TO` images and ``sampled`` beyond.
 Measured in ``bench/decontam`` (see decontam/README.md).
@@ -29,8 +38,12 @@ import numpy as np
 BITS = 64
 INFORMATIVE = 63  # bit 63 (the DCT's constant term, first in imagehash's order) is always set
 EXACT_UP_TO = 30_000
-KEY_SLACK = 6  # key bits: log2(N) - 6, 45 to 90 unrelated images a key (measured: cheaper than fewer)
-MAX_PARTITIONS = 32
+MIN_KEY_BITS, MAX_KEY_BITS = 8, 31
+MAX_BANDS = 256
+# The cost model's two prices (CPU seconds, bench/decontam on this machine's cores): a band row (built and
+# written by the hash pass, read and sorted by the match pass) and a pair of images compared in a key.
+ROW_COST = 1.3e-6
+PAIR_COST = 3.6e-9
 _SEED = 20240
 
 
@@ -46,40 +59,56 @@ def exact_masks(bands: int) -> np.ndarray:
     return np.array([((1 << width) - 1) << shift for shift, width in band_slices(bands)], dtype=np.uint64)
 
 
-def sampled_masks(key_bits: int, partitions: int) -> np.ndarray:
-    """``partitions`` seeded random orderings of the 63 informative bits, each cut into ``63 // key_bits``
-    disjoint bands of ``key_bits`` bits; the same masks in every worker and every run."""
+def sampled_masks(key_bits: int, partitions: int, bands: int | None = None) -> np.ndarray:
+    """Seeded random orderings of the 63 informative bits, each cut into ``63 // key_bits`` disjoint bands
+    of ``key_bits`` bits: ``partitions`` orderings, or the first ``bands`` bands of as many orderings as
+    they take (the last one partly); the same masks in every worker and every run."""
     rng = np.random.default_rng(_SEED)
     per = INFORMATIVE // key_bits
+    bands = partitions * per if bands is None else bands
     masks = []
-    for _ in range(partitions):
+    for _ in range(-(-bands // per)):
         order = rng.permutation(INFORMATIVE)
         for band in range(per):
             masks.append(sum(1 << int(bit) for bit in order[band * key_bits:(band + 1) * key_bits]))
-    return np.array(masks, dtype=np.uint64)
+    return np.array(masks[:bands], dtype=np.uint64)
 
 
-def pair_recall(distance: int, key_bits: int, partitions: int) -> float:
-    """The probability that ``sampled_masks(key_bits, partitions)`` find a pair ``distance`` bits apart
-    (its differing bits anywhere among the 63): one minus the chance that every ordering has each of its
-    bands touched (inclusion-exclusion over the bands left untouched)."""
+def pair_recall(distance: int, key_bits: int, partitions: int = 0, bands: int | None = None) -> float:
+    """The probability that ``sampled_masks(key_bits, partitions, bands)`` find a pair ``distance`` bits
+    apart (its differing bits anywhere among the 63): one minus the chance that every ordering has each
+    of its bands touched (inclusion-exclusion over the bands left untouched)."""
     per = INFORMATIVE // key_bits
-    clean = sum((-1) ** (j + 1) * math.comb(per, j) * math.comb(INFORMATIVE - j * key_bits, distance)
-                for j in range(1, per + 1)) / math.comb(INFORMATIVE, distance)
-    return 1.0 - (1.0 - clean) ** partitions
+    whole, part = divmod(partitions * per if bands is None else bands, per)
+    return 1.0 - (1.0 - _untouched(distance, key_bits, per)) ** whole * (1.0 - _untouched(distance, key_bits, part))
 
 
-def key_bits_for(images: int) -> int:
-    """Bits per band so that a key holds 45 to 90 unrelated images: round(log2(N)) - 6, within 8..31."""
-    return min(31, max(8, round(math.log2(max(images, 2))) - KEY_SLACK))
+def _untouched(distance: int, key_bits: int, bands: int) -> float:
+    """The chance that some of ``bands`` disjoint bands of ``key_bits`` bits holds none of ``distance`` random bits."""
+    return sum((-1) ** (j + 1) * math.comb(bands, j) * math.comb(INFORMATIVE - j * key_bits, distance)
+               for j in range(1, bands + 1)) / math.comb(INFORMATIVE, distance)
 
 
-def partitions_for(distance: int, key_bits: int, recall: float) -> int:
-    """The fewest orderings finding ``recall`` of the pairs ``distance`` apart, at most MAX_PARTITIONS."""
-    for partitions in range(1, MAX_PARTITIONS + 1):
-        if pair_recall(distance, key_bits, partitions) >= recall:
-            return partitions
-    return MAX_PARTITIONS
+def bands_for(distance: int, key_bits: int, recall: float) -> int:
+    """The fewest bands of ``key_bits`` bits finding ``recall`` of the pairs ``distance`` apart, at most MAX_BANDS."""
+    for bands in range(1, MAX_BANDS + 1):
+        if pair_recall(distance, key_bits, bands=bands) >= recall:
+            return bands
+    return MAX_BANDS
+
+
+def cost(images: int, key_bits: int, bands: int) -> float:
+    """The model of the index's CPU seconds for ``images`` uniform hashes: each image's band rows (written,
+    read, sorted: ROW_COST each) and the pairs sharing a key (PAIR_COST each; a row meets
+    ``(images - 1) / 2 ** key_bits`` others in its key, each pair counted once)."""
+    return images * bands * (ROW_COST + PAIR_COST * (images - 1) / 2 ** (key_bits + 1))
+
+
+def plan(distance: int, images: int, recall: float, key_bits: int | None = None) -> tuple[int, int]:
+    """The sampled index for ``images`` images: (key bits, bands) of least :func:`cost` that finds ``recall``
+    of the pairs ``distance`` apart (``key_bits`` fixed when given)."""
+    options = [key_bits] if key_bits else range(MIN_KEY_BITS, MAX_KEY_BITS + 1)
+    return min(((bits, bands_for(distance, bits, recall)) for bits in options), key=lambda kb: cost(images, *kb))
 
 
 def index_masks(index: str, distance: int, images: int, bands: int | None = None, key_bits: int | None = None,
@@ -89,8 +118,10 @@ def index_masks(index: str, distance: int, images: int, bands: int | None = None
         index = "exact" if bands or images <= EXACT_UP_TO else "sampled"
     if index == "exact":
         return exact_masks(bands or distance + 1)
-    bits = key_bits or key_bits_for(images)
-    return sampled_masks(bits, partitions or partitions_for(distance, bits, recall))
+    if partitions:
+        return sampled_masks(key_bits or plan(distance, images, recall)[0], partitions)
+    bits, count = plan(distance, images, recall, key_bits)
+    return sampled_masks(bits, 0, count)
 
 
 def keys(hashes: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The last passes: compare the images that share a band, then write each task table's removals.
+"""The match pass: compare the images that share a band key, and say what each close pair removes.
 
 ``match`` (a unit per bucket) reads the band rows of its bucket from every table and evaluation set,
 compares the images that share a band key, and writes ``pairs/<bucket>.parquet``: every training row
@@ -6,32 +6,26 @@ found within the distance of an evaluation image (``contamination``), or of a tr
 ranks above it (``near_duplicate``). The rule, one kept per cluster: **a sample is removed when one
 of its near-duplicates ranks above it**, ranking by the richer annotation (more characters in its
 answers), then the source listed first in the config, then the smaller id. So no two kept samples
-are near-duplicates, and of a cluster the first by that rank is always kept.
+are near-duplicates, and of a cluster the first by that rank is always kept. The passes after it:
+:mod:`decontam.removals`.
 
-``removals`` (a unit per task table) gathers its rows' findings from every bucket and the text pass,
-one per sample (contamination before near-duplicate, then the smallest distance), and writes
-``<root>/decontam/<dataset>/<unit>.parquet`` (:mod:`pipelines.layout.removals`). ``audit`` (one
-unit) gathers the contamination rows of every table into ``<root>/decontam/contamination.parquet``.
+Cost (``decontam/keys.py`` chooses the bands from it): one sort of the bucket's band rows, then per
+key of ``m`` images its ``m (m - 1) / 2`` distances, computed a block of keys of one size at a time
+(contiguous XOR and popcount, no per-pair index arrays), and per close pair a few array operations.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from decontam.context import BANDS, FOUND, MULTI, DecontamContext, write_marker
 from decontam.phash import distances
-from pipelines.layout.removals import AUDIT, REMOVALS_DIR, SCHEMA, removals_path, write_removals
-from pipelines.layout.task_table import CONTENT_KEY, content_fingerprint
 from pipelines.stage import Counters, Stage, Unit
-
-_PRIORITY = {"contamination": 0, "near_duplicate": 1}
 
 
 def band_paths(storage, ctx: DecontamContext) -> list[str]:
@@ -76,16 +70,15 @@ class MatchBuckets(Stage):
         rows = read_bucket(storage, band_paths(storage, ctx), bucket)
         crowded: Counter = Counter()
         multi: list[dict] = []
-        found = _matches(rows, ctx, crowded, multi)
-        table = pa.Table.from_pylist(found, schema=FOUND)
+        table = _matches(rows, ctx, crowded, multi)
         storage.write_parquet(ctx.path(storage, "pairs", f"{unit.name}.parquet"), table)
         storage.write_parquet(ctx.path(storage, "pairs", f"{unit.name}.multi.parquet"),
                               pa.Table.from_pylist(multi, schema=MULTI))
-        write_marker(storage, ctx.path(storage, "pairs", f"{unit.name}.json"), {"found": len(found), **crowded})
+        write_marker(storage, ctx.path(storage, "pairs", f"{unit.name}.json"), {"found": len(table), **crowded})
         return Counters(samples=len(rows), tallies={"index": crowded})
 
 
-def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list[dict]) -> list[dict]:
+def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list[dict]) -> pa.Table:
     """The findings of the pairs of images sharing a key in ``rows`` (one bucket's band rows); pairs of
     images of two samples with several images each go to ``multi``, to be judged sample by sample."""
     near = ctx.settings.near_duplicates
@@ -93,7 +86,7 @@ def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list
     limit = max(near.max_distance if near.enabled else -1, ctx.settings.image_distance)
     keys = rows["key"].to_numpy()
     if len(keys) < 2:
-        return []
+        return FOUND.empty_table()
     # Each file's rows come sorted by key: a stable sort merges the runs.
     by_key = np.argsort(keys, kind="stable")
     keys = keys[by_key]
@@ -101,7 +94,7 @@ def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list
     ends = np.r_[starts[1:], len(keys)]
     several = ends - starts > 1
     if not several.any():
-        return []
+        return FOUND.empty_table()
     hashes = rows["hash"].to_numpy()[by_key]
     sizes = ends - starts
     window = ctx.settings.near_duplicates.window
@@ -109,20 +102,19 @@ def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list
     if crowd.any():
         counted["crowded_keys"] += int(crowd.sum())
         counted["crowded_images"] += int(sizes[crowd].sum())
-    pairs = _pairs(starts[several & ~crowd], sizes[several & ~crowd])
-    close = [], [], []
-    crowds = _windows(starts[crowd], sizes[crowd], hashes, window, lambda at: _ranks(rows, by_key[at]))
-    for first, second in itertools.chain(pairs, crowds):
+    close = [list(part) for part in zip(*_close(starts[several & ~crowd], sizes[several & ~crowd], hashes, limit),
+                                        strict=True)] or [[], [], []]
+    for first, second in _windows(starts[crowd], sizes[crowd], hashes, window, lambda at: _ranks(rows, by_key[at])):
         apart = distances(hashes[first], hashes[second])
         near_enough = apart <= limit
         for kept, values in zip(close, (first, second, apart), strict=True):
             kept.append(values[near_enough])
     if not close[0]:
-        return []
+        return FOUND.empty_table()
     # The rows of the close pairs only, with every column: each pair of images once (several bands of a
     # bucket may hold the same pair).
     first, second = by_key[np.concatenate(close[0])], by_key[np.concatenate(close[1])]
-    apart = np.concatenate(close[2])
+    apart = np.concatenate(close[2]).astype(np.int32)
     needed = np.unique(np.r_[first, second])
     sub = rows.take(pa.array(needed))
     first, second = np.searchsorted(needed, first), np.searchsorted(needed, second)
@@ -130,25 +122,42 @@ def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list
     image = (col["file"].astype(np.int64) << 47) | (col["row"].astype(np.int64) << 16) | col["image"].astype(np.int64)
     a, b = image[first], image[second]
     _, once = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0, return_index=True)
-    found = []
-    for i, j, d in zip(first[once].tolist(), second[once].tolist(), apart[once].tolist(), strict=True):
-        found += _finding(col, i, j, d, ctx, same_scope, multi)
-    return found
+    return _findings(col, first[once], second[once], apart[once], ctx, same_scope, multi)
 
 
-_PAIRS_PER_BATCH = 1 << 22
+_BLOCK = 1 << 16  # hashes in one block of keys of one size (512 KiB: the block stays in cache)
 
 
-def _pairs(starts: np.ndarray, sizes: np.ndarray):
-    """Every pair (i < j) within each group (rows ``start .. start + size``), in batches of a few million:
-    the groups of one size at once, so a bucket of many small groups costs a few numpy calls, not a loop."""
+def _close(starts: np.ndarray, sizes: np.ndarray, hashes: np.ndarray, limit: int):
+    """The pairs (i < j) within ``limit`` bits in each group (rows ``start .. start + size``), every pair once.
+    The groups of one size go a block at a time, laid out ``size x groups`` (a group per column): row ``r``
+    against row ``r + t`` for each shift ``t`` is one contiguous XOR, popcount and compare over the
+    block (about 4 ns a pair; no per-pair index arrays); a size with few groups compares in one
+    ``groups x size x size`` cube."""
     for size in np.unique(sizes).tolist():
-        first, second = np.triu_indices(size, 1)
         of_size = starts[sizes == size]
-        step = max(1, _PAIRS_PER_BATCH // len(first))
+        step = max(1, _BLOCK // size)
         for at in range(0, len(of_size), step):
-            base = of_size[at : at + step, None]
-            yield (base + first).reshape(-1), (base + second).reshape(-1)
+            heads = of_size[at : at + step]
+            if len(heads) < 16:
+                yield from _cube(heads, size, hashes, limit)
+                continue
+            block = hashes[heads[None, :] + np.arange(size)[:, None]]
+            for shift in range(1, size):
+                apart = np.bitwise_count(block[:-shift] ^ block[shift:]).reshape(-1)
+                hit = np.flatnonzero(apart <= limit)
+                if len(hit):
+                    first = heads[hit % len(heads)] + hit // len(heads)
+                    yield first, first + shift, apart[hit]
+
+
+def _cube(heads: np.ndarray, size: int, hashes: np.ndarray, limit: int):
+    places = heads[:, None] + np.arange(size)
+    block = hashes[places]
+    apart = np.bitwise_count(block[:, :, None] ^ block[:, None, :])
+    hit = np.flatnonzero((apart <= limit) & np.triu(np.ones((size, size), dtype=bool), 1))
+    group, i, j = np.unravel_index(hit, apart.shape)
+    yield places[group, i], places[group, j], apart.reshape(-1)[hit]
 
 
 def _windows(starts: np.ndarray, sizes: np.ndarray, hashes: np.ndarray, window: int, ranks):
@@ -178,35 +187,42 @@ def _ranks(rows: pa.Table, at: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rank(col, i: int) -> tuple:
-    return (-int(col["richness"][i]), int(col["order"][i]), str(col["id"][i]))
-
-
-def _finding(col, i: int, j: int, distance: int, ctx: DecontamContext, same_scope: bool,
-             multi: list[dict]) -> list[dict]:
-    """What a pair within the distance removes: nothing, the training row near an evaluation image, or the
-    lower-ranked of two training rows."""
-    file_i, file_j = int(col["file"][i]), int(col["file"][j])
-    if file_i < 0 and file_j < 0:
-        return []
-    if file_i < 0 or file_j < 0:
-        train, held = (j, i) if file_i < 0 else (i, j)
-        if distance > ctx.settings.image_distance:
-            return []
-        return [_row(col, train, "contamination", "", ctx.eval_sets[-1 - int(col["file"][held])],
-                     str(col["id"][held]), distance)]
+def _findings(col, i: np.ndarray, j: np.ndarray, apart: np.ndarray, ctx: DecontamContext, same_scope: bool,
+              multi: list[dict]) -> pa.Table:
+    """What the pairs ``(i, j)`` within the distance remove, as arrays: nothing (two evaluation images), the
+    training row near an evaluation image (``contamination``), or the lower-ranked of two training rows
+    (``near_duplicate``); pairs of two samples of several images each go to ``multi``."""
+    file = col["file"]
+    held_i, held_j = file[i] < 0, file[j] < 0
+    leak = (held_i != held_j) & (apart <= ctx.settings.image_distance)
+    train, held = np.where(held_i, j, i)[leak], np.where(held_i, i, j)[leak]
     near = ctx.settings.near_duplicates
-    if not near.enabled or distance > near.max_distance or col["count"][i] != col["count"][j]:
-        return []
-    if (file_i, int(col["row"][i])) == (file_j, int(col["row"][j])):
-        return []
-    if same_scope and col["scope"][i] != col["scope"][j]:
-        return []
-    if col["count"][i] > 1:  # two samples of several images each: judged by the removals pass, per sample
-        multi += [_image_pair(col, i, j, distance), _image_pair(col, j, i, distance)]
-        return []
-    winner, loser = (i, j) if _rank(col, i) < _rank(col, j) else (j, i)
-    return [_row(col, loser, "near_duplicate", str(col["id"][winner]), "", "", distance)]
+    pair = ~held_i & ~held_j & (col["count"][i] == col["count"][j]) & (apart <= near.max_distance)
+    pair &= near.enabled & ((file[i] != file[j]) | (col["row"][i] != col["row"][j]))
+    if same_scope:
+        pair &= col["scope"][i] == col["scope"][j]
+    several = pair & (col["count"][i] > 1)  # two samples of several images each: judged sample by sample
+    for a, b, d in zip(i[several].tolist(), j[several].tolist(), apart[several].tolist(), strict=True):
+        multi += [_image_pair(col, a, b, d), _image_pair(col, b, a, d)]
+    one = pair & ~several
+    a, b = i[one], j[one]
+    richness, order, ids = col["richness"], col["order"], col["id"]
+    a_first = (richness[a] > richness[b]) | ((richness[a] == richness[b]) & (
+        (order[a] < order[b]) | ((order[a] == order[b]) & (ids[a].astype(str) < ids[b].astype(str)))))
+    winner, loser = np.where(a_first, a, b), np.where(a_first, b, a)
+    eval_names = np.array(ctx.eval_sets or ("",), dtype=object)
+    rows = np.r_[train, loser]
+    n_leak, n_dup = len(train), len(loser)
+    return pa.table({
+        "file": file[rows].astype(np.int32), "row": col["row"][rows].astype(np.int32),
+        "id": pa.array(ids[rows].astype(str), pa.string()),
+        "reason": pa.array(["contamination"] * n_leak + ["near_duplicate"] * n_dup, pa.string()),
+        "kept": pa.array(np.r_[np.full(n_leak, ""), ids[winner].astype(str)], pa.string()),
+        "eval_set": pa.array(np.r_[eval_names[-1 - file[held]].astype(str) if n_leak else np.array([], str),
+                                   np.full(n_dup, "")], pa.string()),
+        "eval_item": pa.array(np.r_[ids[held].astype(str), np.full(n_dup, "")], pa.string()),
+        "distance": np.r_[apart[leak], apart[one]].astype(np.int32),
+        "ngram": pa.array([""] * (n_leak + n_dup), pa.string())}, schema=FOUND)
 
 
 def _image_pair(col, i: int, j: int, distance: int) -> dict:
@@ -214,165 +230,3 @@ def _image_pair(col, i: int, j: int, distance: int) -> dict:
     other = {f"other_{name}": col[name][j].item() for name in ("file", "row", "image", "richness", "order")}
     own["id"], other["other_id"] = str(col["id"][i]), str(col["id"][j])
     return {**own, **other, "distance": distance}
-
-
-def _row(col, i: int, reason: str, kept: str, eval_set: str, eval_item: str, distance: int) -> dict:
-    return {"file": int(col["file"][i]), "row": int(col["row"][i]), "id": str(col["id"][i]), "reason": reason,
-            "kept": kept, "eval_set": eval_set, "eval_item": eval_item, "distance": distance, "ngram": ""}
-
-
-class WriteRemovals(Stage):
-    """Per task table: one finding per removed sample, written beside the table for the mixer."""
-
-    name = "decontam-removals"
-    unit_kind = "task tables"
-
-    def __init__(self, tables: list[tuple[str, str, int]]):
-        self.tables = tables
-
-    def units(self, ctx):
-        datasets = sorted({dataset for dataset, _, _ in self.tables})
-        for file, (dataset, path, _) in enumerate(self.tables):
-            yield Unit(f"{file:06d}", (file, path, translated_from(dataset, datasets)), group=dataset)
-
-    def done(self, unit, ctx):
-        storage = ctx.storage()
-        return storage.exists(ctx.path(storage, "removed", f"{unit.name}.json"))
-
-    def run_unit(self, unit, ctx):
-        file, path, base = unit.spec
-        storage = ctx.storage()
-        pairs = pads.dataset([ctx.path(storage, "pairs", f"{b:05d}.parquet") for b in range(ctx.buckets)],
-                             format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == file)
-        text = pq.read_table(ctx.path(storage, "text", f"{unit.name}.parquet"), filesystem=storage.fs)
-        parts = [pairs, text.cast(FOUND), _several_images(storage, ctx, file)]
-        if base and ctx.eval_sets:
-            parts.append(_translated_leaks(storage, ctx, path, base, self.tables[file][0]))
-        best: dict[str, dict] = {}
-        for found in pa.concat_tables(parts).to_pylist():
-            order = (_PRIORITY[found["reason"]], found["distance"], found["kept"], found["eval_set"], found["eval_item"])
-            if found["id"] not in best or order < best[found["id"]][0]:
-                best[found["id"]] = (order, found)
-        rows = pa.Table.from_pylist([found for _, found in best.values()], schema=FOUND).select(SCHEMA.names)
-        write_removals(storage, path, rows, _content(storage, path))
-        reasons = Counter(found["reason"] for _, found in best.values())
-        write_marker(storage, ctx.path(storage, "removed", f"{unit.name}.json"), {"removed": dict(reasons)})
-        return Counters(samples=len(rows), drops=reasons)
-
-
-def _several_images(storage, ctx: DecontamContext, file: int) -> pa.Table:
-    """Near-duplicates among samples of several images: two samples with as many images each are
-    near-duplicates when every image of each is within the distance of one of the other's (in any
-    order); the lower-ranked goes. ``distance``: the farthest of an image from its closest counterpart."""
-    paths = [ctx.path(storage, "pairs", f"{b:05d}.multi.parquet") for b in range(ctx.buckets)]
-    pairs = pads.dataset(paths, format="parquet", filesystem=storage.fs).to_table(filter=pc.field("file") == file)
-    closest: dict[tuple, dict[str, dict[int, int]]] = {}
-    rows: dict[tuple, dict] = {}
-    for pair in pairs.to_pylist():
-        key = (pair["row"], pair["other_file"], pair["other_row"])
-        seen = closest.setdefault(key, {"own": {}, "other": {}})
-        for side, place in (("own", pair["image"]), ("other", pair["other_image"])):
-            seen[side][place] = min(seen[side].get(place, pair["distance"]), pair["distance"])
-        rows[key] = pair
-    found = []
-    for key, seen in closest.items():
-        pair = rows[key]
-        if len(seen["own"]) < pair["count"] or len(seen["other"]) < pair["count"]:
-            continue
-        own = (-pair["richness"], pair["order"], pair["id"])
-        if own < (-pair["other_richness"], pair["other_order"], pair["other_id"]):
-            continue
-        found.append({"file": file, "row": pair["row"], "id": pair["id"], "reason": "near_duplicate",
-                      "kept": pair["other_id"], "eval_set": "", "eval_item": "", "ngram": "",
-                      "distance": max(*seen["own"].values(), *seen["other"].values())})
-    return pa.Table.from_pylist(found, schema=FOUND)
-
-
-def translated_from(dataset: str, datasets: list[str]) -> str:
-    """The dataset ``dataset`` is a translated variant of (``coco-zh`` of ``coco``), or ""."""
-    bases = [name for name in datasets if dataset.startswith(name + "-")]
-    return max(bases, key=len) if bases else ""
-
-
-def _translated_leaks(storage, ctx: DecontamContext, path: str, base: str, dataset: str) -> pa.Table:
-    """A translated variant's samples whose original (same key, in ``base``) leaks an evaluation text: the
-    translation leaks it too, in words no n-gram of the evaluation set's language matches."""
-    leaks = pq.read_table(ctx.path(storage, "text", "all.parquet"), filesystem=storage.fs,
-                          filters=[("dataset", "=", base)])
-    ids = set(pq.read_table(path, columns=["id"], filesystem=storage.fs)["id"].to_pylist())
-    rows = []
-    for leak in leaks.to_pylist():
-        variant = dataset + leak["id"][len(base):]
-        if variant in ids:
-            rows.append({**leak, "file": -1, "row": -1, "id": variant})
-    return pa.Table.from_pylist(rows, schema=FOUND)
-
-
-class GatherText(Stage):
-    """One unit: every table's text matches in ``text/all.parquet`` (few: leaks are rare), for the
-    translated variants of the samples they name."""
-
-    name = "decontam-text"
-
-    def __init__(self, tables: list[tuple[str, str, int]]):
-        self.tables = tables
-
-    def units(self, ctx):
-        yield Unit("text", ())
-
-    def done(self, unit, ctx):
-        storage = ctx.storage()
-        return storage.exists(ctx.path(storage, "text", "all.json"))
-
-    def run_unit(self, unit, ctx):
-        storage = ctx.storage()
-        parts = []
-        for file, (dataset, _, _) in enumerate(self.tables):
-            table = pq.read_table(ctx.path(storage, "text", f"{file:06d}.parquet"), filesystem=storage.fs)
-            if len(table):
-                parts.append(table.append_column("dataset", pa.array([dataset] * len(table), pa.string())))
-        schema = FOUND.append(pa.field("dataset", pa.string()))
-        table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
-        storage.write_parquet(ctx.path(storage, "text", "all.parquet"), table)
-        write_marker(storage, ctx.path(storage, "text", "all.json"), {"rows": len(table)})
-        return Counters(samples=len(table))
-
-
-def _content(storage, path: str) -> str:
-    """The task table's content fingerprint, as the mixer reads it (its metadata, else computed)."""
-    parquet = pq.ParquetFile(path, filesystem=storage.fs)
-    written = (parquet.schema_arrow.metadata or {}).get(CONTENT_KEY, b"").decode()
-    return written or content_fingerprint(parquet.read().to_pylist())
-
-
-class Audit(Stage):
-    """One unit: every table's contamination rows in ``<root>/decontam/contamination.parquet``."""
-
-    name = "decontam-audit"
-
-    def __init__(self, tables: list[tuple[str, str, int]]):
-        self.tables = tables
-
-    def units(self, ctx):
-        yield Unit("audit", ())
-
-    def done(self, unit, ctx):
-        storage = ctx.storage()
-        return storage.exists(ctx.path(storage, "audit.json"))
-
-    def run_unit(self, unit, ctx):
-        storage = ctx.storage()
-        parts = []
-        for dataset, path, _ in self.tables:
-            table = pq.read_table(removals_path(storage, path), filesystem=storage.fs)
-            table = table.filter(pc.field("reason") == "contamination")
-            if len(table):
-                parts.append(table.append_column("dataset", pa.array([dataset] * len(table), pa.string())))
-        audit = pa.concat_tables(parts) if parts else SCHEMA.append(pa.field("dataset", pa.string())).empty_table()
-        audit = audit.rename_columns(["key" if name == "id" else name for name in audit.column_names])
-        audit = audit.select(["key", "dataset", "eval_set", "eval_item", "distance", "ngram"])
-        storage.write_parquet(storage.path(REMOVALS_DIR, AUDIT), audit.sort_by([("eval_set", "ascending"),
-                                                                               ("key", "ascending")]))
-        write_marker(storage, ctx.path(storage, "audit.json"), {"rows": len(audit)})
-        return Counters(samples=len(audit))
-

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from decontam.context import DecontamContext, read_markers
 from decontam.evalsets import versions
 from decontam.index import EvalIndex, HashTables
-from decontam.match import Audit, GatherText, MatchBuckets, WriteRemovals
+from decontam.match import MatchBuckets
+from decontam.removals import Audit, GatherText, WriteRemovals
 from decontam.settings import DecontamSettings
 from pipelines.layout.removals import AUDIT, REMOVALS_DIR
 from pipelines.layout.task_table import TASKS_DIR, list_task_tables

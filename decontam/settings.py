@@ -34,16 +34,17 @@ class NearDuplicates(ConfigModel):
         "images >= 14)")
     index: Literal["auto", "exact", "sampled"] = Field(
         "auto", description="which images are compared (decontam/keys.py): exact (distance + 1 disjoint bands, "
-        "pigeonhole: no pair missed, comparisons grow as N^2), sampled (bands of log2(N) - 6 random bits, "
-        "comparisons grow as N, pairs near the distance found with probability `recall`), auto: exact up to "
-        "30,000 images, sampled beyond")
+        "pigeonhole: no pair missed, comparisons grow as N^2), sampled (random bands, their width and number "
+        "the least costly in decontam/keys.py's cost model that find `recall` of the pairs at the distance: "
+        "cost ~N^1.2-1.35), auto: exact up to 30,000 images, sampled beyond")
     bands: int | None = Field(
         None, ge=1, le=HASH_BITS, description="exact index: cut the hash into this many bands instead of "
         "distance + 1 (fewer, longer bands compare fewer pairs and miss pairs farther than bands - 1 bits)")
-    key_bits: int | None = Field(None, ge=8, le=32, description="sampled index: bits per band (None: log2(N) - 6, "
-                                 "45 to 90 unrelated images per key)")
-    partitions: int | None = Field(None, ge=1, le=64, description="sampled index: random orderings of the bits "
-                                   "(None: the fewest that find `recall` of the pairs at the distance, at most 32)")
+    key_bits: int | None = Field(None, ge=8, le=32, description="sampled index: bits per band (None: the width "
+                                 "of least modelled cost, decontam/keys.py: 8 bits at 10^4 images, 18 at 10^8)")
+    partitions: int | None = Field(None, ge=1, le=64, description="sampled index: whole random orderings of the "
+                                   "bits (None: the fewest bands that find `recall` of the pairs at the distance, "
+                                   "the last ordering possibly cut short, at most 256)")
     recall: float = Field(0.8, gt=0, lt=1, description="sampled index: the share of pairs exactly at the "
                           "distance to find (closer pairs: more; measured recall in decontam/README.md)")
     window: int = Field(2048, ge=16, description="a key shared by more images than this (a crowd of similar "

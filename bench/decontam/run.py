@@ -3,6 +3,7 @@
     .venv/bin/python bench/decontam/run.py quality --pictures 300
     .venv/bin/python bench/decontam/run.py hashing --images 400
     .venv/bin/python bench/decontam/run.py matching --n 10000 --index exact sampled
+    .venv/bin/python bench/decontam/run.py matching --n 40000 --index sampled --against e7433d0
 
 ``quality``: recall of transformed copies (resize, JPEG 60, 5% crop, brightness +-10%, a border) within
 ``max_distance``, false matches among distinct pictures, and the copies the index of a run of N images
@@ -15,6 +16,9 @@ time and the planted pairs it finds, for each index layout.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# The packages measured: this checkout's, or another revision's (``matching --against``).
+sys.path.insert(0, os.environ.get("VLMIX_BENCH_CODE") or str(Path(__file__).resolve().parents[2]))
 
-from decontam.context import DecontamContext  # noqa: E402
+from decontam.context import DecontamContext, write_grouped  # noqa: E402
 from decontam.index import HashTables, band_rows  # noqa: E402
 from decontam.match import MatchBuckets  # noqa: E402
 from decontam.phash import distances, phash  # noqa: E402
@@ -98,49 +103,99 @@ def hashing(args) -> None:
 
 
 def matching(args) -> None:
+    """Per index layout, N and 10N: the band rows' build (the hash pass's share: rows made and written) and
+    the match pass, CPU seconds in this process, and the fitted exponent of N; ``--against REV`` measures
+    the code of git revision REV in the same run (this bench file over that revision's packages, in a
+    subprocess, one size after the other), so old and new share the machine's load."""
+    sizes = args.sizes or [args.n, 10 * args.n]
+    old = _worktree(args.against) if args.against else None
+    try:
+        for index in args.index:
+            rows = {"new": [], "old": []}
+            for n in sizes:
+                rows["new"].append(_measure(index, n))
+                if args.json:
+                    print(json.dumps(rows["new"][-1]), flush=True)
+                    continue
+                _print(index, "new" if old else "", rows["new"][-1])
+                if old:
+                    out = subprocess.run([sys.executable, __file__, "matching", "--index", index, "--sizes", str(n),
+                                          "--json"], env={**os.environ, "VLMIX_BENCH_CODE": old}, check=True,
+                                         capture_output=True, text=True).stdout
+                    rows["old"].append(json.loads(out.strip().splitlines()[-1]))
+                    _print(index, f"old {args.against}", rows["old"][-1])
+            for label, measured in rows.items():
+                if len(measured) == 2 and not args.json:
+                    (a, b) = measured
+                    ratio = np.log(b["images"] / a["images"])
+                    print(f"{index:7s} {label}: N {a['images']} -> {b['images']}: match CPU x{b['match'] / a['match']:.1f} "
+                          f"(exponent {np.log(b['match'] / a['match']) / ratio:.2f}), build + match "
+                          f"x{(b['match'] + b['build']) / (a['match'] + a['build']):.1f} (exponent "
+                          f"{np.log((b['match'] + b['build']) / (a['match'] + a['build'])) / ratio:.2f})")
+    finally:
+        if old:
+            subprocess.run(["git", "worktree", "remove", "--force", old], check=False, capture_output=True)
+
+
+def _worktree(revision: str) -> str:
+    path = tempfile.mkdtemp(prefix="vlmix-bench-")
+    subprocess.run(["git", "worktree", "add", "--detach", path, revision], check=True, capture_output=True,
+                   cwd=Path(__file__).resolve().parents[2])
+    return path
+
+
+def _measure(index: str, n: int) -> dict:
     import ray  # noqa: F401  (the executor asks whether Ray is up: imported here, not in the first timing)
 
-    rng = np.random.default_rng(0)
-    for index in args.index:
-        for n in (args.n, 10 * args.n):
-            # pHash-like: the top bit (the DCT's constant term) set, the other 63 random; 10% planted copies
-            # 0-10 bits away (flips among the 63).
-            base = rng.integers(0, 2**63, n, dtype=np.uint64) | np.uint64(1 << 63)
-            planted = n // 10
-            flips = rng.integers(0, 11, planted)
-            copies = base[:planted].copy()
-            for i, k in enumerate(flips):
-                for bit in rng.choice(63, k, replace=False):
-                    copies[i] ^= np.uint64(1 << int(bit))
-            hashes = np.concatenate([base, copies])
-            settings = DecontamSettings(near_duplicates={"index": index})
-            with tempfile.TemporaryDirectory() as tmp:
-                storage = Storage(tmp)
-                per_file = 50_000
-                files = -(-len(hashes) // per_file)
-                ctx = DecontamContext(storage.root_uri(), {}, "w", settings, max(1, files), files, (), len(hashes))
-                ids = np.array([f"{i:09d}" for i in range(len(hashes))], dtype=object)
-                for f in range(files):
-                    chunk = hashes[f * per_file:(f + 1) * per_file]
-                    m = len(chunk)
-                    table = band_rows(ctx, chunk.tolist(), [f] * m, list(range(m)),
-                                      ids[f * per_file:f * per_file + m].tolist(), ["c"] * m, ["en"] * m,
-                                      [0] * m, [0] * m, [0] * m, [1] * m)
-                    storage.write_parquet(ctx.path(storage, "bands", f"{f:06d}.parquet"), table.sort_by([("bucket", "ascending"), ("key", "ascending")]))
-                start, cpu = time.perf_counter(), time.process_time()
-                result = execute(MatchBuckets(), ctx)  # in this process (Ray is not up): its CPU time is the pass's
-                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-                found = pads.dataset(storage.glob(ctx.path(storage, "pairs", "*[0-9].parquet")),
-                                     format="parquet").to_table(columns=["id", "kept"])
-            pairs = {(int(a), int(b)) for a, b in zip(found["id"].to_pylist(), found["kept"].to_pylist(), strict=True)}
-            hit = np.array([(n + i, i) in pairs or (i, n + i) in pairs for i in range(planted)])
-            by = {label: hit[(flips >= lo) & (flips <= hi)].mean() for label, lo, hi in
-                  (("0-4", 0, 4), ("5-7", 5, 7), ("8-10", 8, 10))}
-            crowded = result.counters.tallies.get("index", {})
-            print(f"{index:7s} N={len(hashes):8d}: {len(settings.masks(len(hashes))):3d} bands, match {seconds:7.2f} s "
-                  f"(CPU {cpu:7.2f} s, {len(hashes) / cpu:8.0f} images/CPU-s); planted pairs found {hit.mean():.3f} "
-                  f"(by distance {', '.join(f'{k}: {v:.3f}' for k, v in by.items())}); crowded keys "
-                  f"{crowded.get('crowded_keys', 0)}")
+    # pHash-like: the top bit (the DCT's constant term) set, the other 63 random; 10% planted copies 0-10 bits
+    # away (flips among the 63). Seeded by N: every revision measures the same hashes.
+    rng = np.random.default_rng(n)
+    base = rng.integers(0, 2**63, n, dtype=np.uint64) | np.uint64(1 << 63)
+    planted = n // 10
+    flips = rng.integers(0, 11, planted)
+    copies = base[:planted].copy()
+    for i, k in enumerate(flips):
+        for bit in rng.choice(63, k, replace=False):
+            copies[i] ^= np.uint64(1 << int(bit))
+    hashes = np.concatenate([base, copies])
+    settings = DecontamSettings(near_duplicates={"index": index})
+    bands = len(settings.masks(len(hashes)))
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = Storage(tmp)
+        per_file = 50_000
+        files = -(-len(hashes) // per_file)
+        # As the stage sizes them (decontam/run.py): one bucket per 8 tables, at most 4M band rows in one.
+        buckets = max(1, -(-files // 8), -(-len(hashes) * bands // 4_000_000))
+        ctx = DecontamContext(storage.root_uri(), {}, "w", settings, buckets, files, (), len(hashes))
+        ids = [f"{i:09d}" for i in range(len(hashes))]
+        build = time.process_time()
+        for f in range(files):
+            chunk = hashes[f * per_file:(f + 1) * per_file]
+            m = len(chunk)
+            table = band_rows(ctx, chunk.tolist(), [f] * m, list(range(m)), ids[f * per_file:f * per_file + m],
+                              ["c"] * m, ["en"] * m, [0] * m, [0] * m, [0] * m, [1] * m)
+            # As the hash pass writes them: one row group per bucket, sorted by key.
+            write_grouped(storage, ctx.path(storage, "bands", f"{f:06d}.parquet"), table, "bucket", "key")
+        build = time.process_time() - build
+        start, cpu = time.perf_counter(), time.process_time()
+        result = execute(MatchBuckets(), ctx)  # in this process (Ray is not up): its CPU time is the pass's
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        found = pads.dataset(storage.glob(ctx.path(storage, "pairs", "*[0-9].parquet")),
+                             format="parquet").to_table(columns=["id", "kept"])
+    pairs = {(int(a), int(b)) for a, b in zip(found["id"].to_pylist(), found["kept"].to_pylist(), strict=True)}
+    hit = np.array([(n + i, i) in pairs or (i, n + i) in pairs for i in range(planted)])
+    by = {label: float(hit[(flips >= lo) & (flips <= hi)].mean()) for label, lo, hi in
+          (("0-4", 0, 4), ("5-7", 5, 7), ("8-10", 8, 10))}
+    return {"images": len(hashes), "bands": bands, "build": build, "match": cpu, "wall": seconds,
+            "found": float(hit.mean()), "by_distance": by,
+            "crowded_keys": int(result.counters.tallies.get("index", {}).get("crowded_keys", 0))}
+
+
+def _print(index: str, label: str, r: dict) -> None:
+    print(f"{index:7s} {label:12s} N={r['images']:8d}: {r['bands']:3d} bands, build {r['build']:6.2f} s, match "
+          f"{r['wall']:6.2f} s (CPU {r['match']:6.2f} s, {r['images'] / r['match']:7.0f} images/CPU-s); planted pairs "
+          f"found {r['found']:.3f} (by distance {', '.join(f'{k}: {v:.3f}' for k, v in r['by_distance'].items())}); "
+          f"crowded keys {r['crowded_keys']}", flush=True)
 
 
 def through_index(hashes: np.ndarray, copies: np.ndarray, limit: int) -> None:
@@ -164,6 +219,9 @@ def main() -> None:
     m = sub.add_parser("matching")
     m.add_argument("--n", type=int, default=10_000)
     m.add_argument("--index", nargs="+", default=["exact", "sampled"], choices=["exact", "sampled"])
+    m.add_argument("--sizes", nargs="+", type=int, help="the N measured (default: --n and 10 x --n)")
+    m.add_argument("--against", help="a git revision measured in the same run, e.g. HEAD or a commit")
+    m.add_argument("--json", action="store_true", help="one JSON line per size (what --against reads)")
     args = parser.parse_args()
     {"quality": quality, "hashing": hashing, "matching": matching}[args.command](args)
 

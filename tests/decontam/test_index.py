@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from decontam import DecontamSettings, run_decontam
 from decontam.context import DecontamContext
 from decontam.index import band_rows
-from decontam.keys import keys, pair_recall, sampled_masks
+from decontam.keys import cost, keys, pair_recall, plan, sampled_masks
 from decontam.match import _matches
 from decontam.phash import distances
 from pipelines.layout.removals import removals_path
@@ -28,7 +28,7 @@ def _found_pairs(hashes: np.ndarray, ids: list[str], richness: list[int], images
     n = len(hashes)
     rows = band_rows(ctx, hashes.tolist(), [0] * n, list(range(n)), ids, ["captioning"] * n, ["en"] * n, richness,
                      [0] * n, [0] * n, [1] * n)
-    found = _matches(rows, ctx, Counter(), [])
+    found = _matches(rows, ctx, Counter(), []).to_pylist()
     return {frozenset((f["id"], f["kept"])) for f in found}
 
 
@@ -59,6 +59,33 @@ def test_the_stated_recall_is_what_the_sampled_bands_find():
         assert (distances(base, copy) == distance).all()
         shared = (keys(base, masks) == keys(copy, masks)).any(axis=1).mean()
         assert abs(shared - pair_recall(distance, 14, 3)) < 0.03, (distance, shared)
+
+
+def test_a_plan_that_ends_mid_ordering_finds_what_its_recall_says():
+    """The planner may stop mid ordering (10 bands of 14 bits: two orderings of 4, then 2 of a third); the
+    recall it counts on is what those bands find."""
+    rng = np.random.default_rng(6)
+    masks = sampled_masks(14, 0, bands=10)
+    assert len(masks) == 10 and (masks[:8] == sampled_masks(14, 2)).all()
+    base = rng.integers(0, 2**63, 4000, dtype=np.uint64)
+    bits = np.argsort(rng.random((len(base), 63)), axis=1)[:, :10].astype(np.uint64)
+    copy = base ^ np.bitwise_or.reduce(np.uint64(1) << bits, axis=1)
+    shared = (keys(base, masks) == keys(copy, masks)).any(axis=1).mean()
+    assert abs(shared - pair_recall(10, 14, bands=10)) < 0.03, shared
+
+
+def test_the_plan_holds_the_recall_at_the_least_modelled_cost_and_grows_slower_than_n_to_the_1_4():
+    for images in (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000):
+        bits, bands = plan(10, images, 0.8)
+        assert pair_recall(10, bits, bands=bands) >= 0.8
+        # No other width is cheaper in the model; the former rule (log2 N - 6 bits, whole orderings) costs more.
+        assert all(cost(images, *plan(10, images, 0.8, other)) >= cost(images, bits, bands) for other in range(8, 32))
+        former = max(8, round(np.log2(images)) - 6)
+        orderings = next(p for p in range(1, 64) if pair_recall(10, former, p) >= 0.8)
+        assert cost(images, former, orderings * (63 // former)) >= cost(images, bits, bands)
+        if images < 100_000_000:
+            ten = plan(10, 10 * images, 0.8)
+            assert cost(10 * images, *ten) / cost(images, bits, bands) < 10 ** 1.4, images
 
 
 def _removed(storage: Storage, dataset: str) -> dict[str, dict]:
