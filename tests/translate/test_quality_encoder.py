@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import main as vlmix
-from flows.config import validate_config
+from flows.config import load_config, validate_config
 from flows.translation import run_translation
 from pipelines.languages import Language
 from pipelines.storage import Storage
@@ -226,6 +226,16 @@ def test_vlmix_validate_names_the_field_when_the_encoder_is_not_a_model(tmp_path
     code, out = validate(tmp_path, capsys, f"translation.stage.quality.encoder={folder}",
                          "translation.stage.quality.min_quality=0.5")
     assert code == 0, out.err
+
+
+def test_a_relative_encoder_folder_is_taken_from_the_configs_folder(tmp_path, tiny_encoder):
+    folder, _ = tiny_encoder  # tmp_path/encoder/st
+    (tmp_path / "config.yaml").write_text(json.dumps({
+        "storage": {"root": "data"}, "tasks": {"captioning": {"share": 1.0}},
+        "translation": {"stage": {"quality": {"method": "encoder", "encoder": "./encoder/st"}}},
+        "sources": [{"name": "coyo", "kind": "url_list", "task": "captioning", "language": "en",
+                     "locations": ["urls.parquet"]}]}))
+    assert load_config(tmp_path / "config.yaml").translation.stage.quality.encoder == str(folder.resolve())
 
 
 def test_the_method_settings_hold_together(tiny_encoder):
