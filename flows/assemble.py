@@ -86,7 +86,7 @@ def ocr_run(config: Config):
                   seed=config.seed, prompts=config.ocr_prompts(),
                   transcribe_prompts={code: config.prompt_pool("transcribe", code) for code in languages},
                   scripts={code: list(language.scripts) for code, language in config.languages.items()},
-                  sources=tuple(inputs))
+                  sources=tuple(inputs), perceptual_hash=config.decontaminate is not None)
 
 
 def pdf_sources(config: Config) -> list[Source]:
@@ -122,7 +122,8 @@ def pdf_run(config: Config):
         # English pages too, whatever the registry lists (as for caption transcriptions)
         prompts={purpose: {code: config.prompt_pool(purpose, code) for code in {*config.languages, "en"}}
                  for purpose in ("transcribe", "grounded")},
-        scripts={code: list(language.scripts) for code, language in config.languages.items()})
+        scripts={code: list(language.scripts) for code, language in config.languages.items()},
+        perceptual_hash=config.decontaminate is not None)
     storage = config.storage.open()
     return PdfRun(storage.root_uri(), dict(storage.options), settings=settings, sources=tuple(pdf_sources(config)),
                   fetch=pdf_fetcher(config))

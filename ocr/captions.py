@@ -26,6 +26,7 @@ class TranscriptionContext(StageContext):
     seed: int = 0
     prompts: dict[str, list[str]] = field(default_factory=dict)  # language -> transcription instructions
     scripts: dict[str, list[str]] = field(default_factory=dict)  # language -> its scripts, for `auto`
+    perceptual_hash: bool = False  # each image's pHash as it is read (a run that decontaminates)
 
 
 class CaptionTranscriptions(Stage):
@@ -61,5 +62,6 @@ class CaptionTranscriptions(Stage):
             prompt = random.Random(f"{ctx.seed}:{self.dataset}:{sample.key}").choice(prompts)
             records[sample.key] = ConversationRecord(sample.key, language, [
                 {"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": text}])
-        write_conversation_table(storage, self.dataset, self.task, self.raw_source, unit.name, records, drops)
+        write_conversation_table(storage, self.dataset, self.task, self.raw_source, unit.name, records, drops,
+                                 hash_images=ctx.perceptual_hash)
         return Counters(samples=len(records), drops=drops)

@@ -49,6 +49,7 @@ class OcrRun(StageContext):
     transcribe_prompts: dict[str, list[str]] = field(default_factory=dict)
     scripts: dict[str, list[str]] = field(default_factory=dict)
     sources: tuple[OcrInput, ...] = ()
+    perceptual_hash: bool = False  # each image's pHash where its task table reads it (a run that decontaminates)
 
 
 def run(ctx: OcrRun) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def run(ctx: OcrRun) -> dict[str, Any]:
         stats = run_ocr_stage(ctx.root, source.raw, source.ocr_language, ctx.engine,
                               storage_options=ctx.options, scripts=scripts)
         settings = OcrTaskSettings(**ctx.style.model_dump(), task=source.task, seed=ctx.seed, prompts=ctx.prompts)
-        write_ocr_task_tables(ctx.root, source.raw, source.name, settings, storage_options=ctx.options)
+        write_ocr_task_tables(ctx.root, source.raw, source.name, settings, storage_options=ctx.options,
+                              perceptual_hash=ctx.perceptual_hash)
         summary[source.name] = {"kept": stats.get("kept"), "dropped": stats.get("dropped", {})}
     return summary
 
@@ -79,6 +81,6 @@ def _transcriptions(ctx: OcrRun, source: OcrInput) -> dict[str, Any]:
     languages = sorted({source.language} if source.language != "auto" else {*ctx.scripts, "en"})
     tctx = TranscriptionContext(ctx.root, ctx.options, seed=ctx.seed,
                                 prompts={code: ctx.transcribe_prompts[code] for code in languages},
-                                scripts=dict(ctx.scripts))
+                                scripts=dict(ctx.scripts), perceptual_hash=ctx.perceptual_hash)
     report = execute(CaptionTranscriptions(source.name, source.raw, source.task, source.language), tctx)
     return {"kept": report.counters.samples, "dropped": dict(sorted(report.counters.drops.items()))}

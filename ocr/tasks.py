@@ -132,10 +132,12 @@ def write_ocr_task_tables(
     dataset: str,
     settings: OcrTaskSettings | None = None,
     storage_options: dict | None = None,
+    perceptual_hash: bool = False,
 ) -> list[str]:
     """Write ``<root>/tasks/<dataset>/<shard>.parquet`` for every finished OCR corpus shard of ``source``.
 
-    The OCR drop counters of each shard travel into its task table's metadata.
+    The OCR drop counters of each shard travel into its task table's metadata. ``perceptual_hash`` (a run
+    that decontaminates): each image's pHash, from the bytes read here to join the conversations.
     """
     from pipelines.layout.conversations import ConversationRecord, write_conversation_table
     from pipelines.storage import Storage
@@ -152,6 +154,7 @@ def write_ocr_task_tables(
         drops = corpus.shard_stats(table)["dropped"]
         drops = {f"ocr_{reason}": n for reason, n in drops.items()}
         written.append(
-            write_conversation_table(storage, dataset, settings.task, source, shard, records, drops)
+            write_conversation_table(storage, dataset, settings.task, source, shard, records, drops,
+                                     hash_images=perceptual_hash)
         )
     return written

@@ -43,3 +43,6 @@ class PdfSettings(PdfOptions):
         default_factory=dict, description="language code -> Unicode scripts (the flow fills it from `languages`)")
     prompts: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict, description="instruction pools by purpose (transcribe, grounded), then language")
+    perceptual_hash: bool = Field(False, description="hash each text-layer page's image as it is rendered "
+                                  "(pipelines.phash), for the decontamination stage: set by the flow when the "
+                                  "config decontaminates")

@@ -37,11 +37,13 @@ def samples_from_raw_shard(
     shard: str,
     records: Mapping[str, ConversationRecord],
     drops: Counter,
+    hash_images: bool = False,
 ) -> list[TaskSample]:
-    """Attach each record to its image in raw shard ``shard`` of ``raw_source``."""
+    """Attach each record to its image in raw shard ``shard`` of ``raw_source``; ``hash_images``: each
+    image's perceptual hash from the bytes read here (``image_phash``, for the decontamination stage)."""
     samples = []
     seen = set()
-    images = UnitImages(storage, dataset, shard)
+    images = UnitImages(storage, dataset, shard, hash_images=hash_images)
     for raw in iter_raw_shard(storage, raw_source, shard):
         record = records.get(raw.key)
         if record is None:
@@ -66,13 +68,15 @@ def write_conversation_table(
     shard: str,
     records: Mapping[str, ConversationRecord],
     drops: Counter | None = None,
+    hash_images: bool = False,
 ) -> str:
     """Write the task table ``<root>/tasks/<dataset>/<shard>.parquet`` for conversations on one raw shard.
 
-    ``drops`` carries the caller's own counters (OCR filters) into the table's metadata.
+    ``drops`` carries the caller's own counters (OCR filters) into the table's metadata; ``hash_images``
+    (a run that decontaminates) stores each image's perceptual hash, computed from the bytes this reads.
     """
     drops = Counter(drops or {})
-    samples = samples_from_raw_shard(storage, dataset, task, raw_source, shard, records, drops)
+    samples = samples_from_raw_shard(storage, dataset, task, raw_source, shard, records, drops, hash_images)
     return write_task_table(
         storage, dataset, shard, samples, drops, inputs=len(records) + sum(drops.values())
     )
