@@ -106,9 +106,14 @@ def cost(images: int, key_bits: int, bands: int) -> float:
 
 def plan(distance: int, images: int, recall: float, key_bits: int | None = None) -> tuple[int, int]:
     """The sampled index for ``images`` images: (key bits, bands) of least :func:`cost` that finds ``recall``
-    of the pairs ``distance`` apart (``key_bits`` fixed when given)."""
-    options = [key_bits] if key_bits else range(MIN_KEY_BITS, MAX_KEY_BITS + 1)
-    return min(((bits, bands_for(distance, bits, recall)) for bits in options), key=lambda kb: cost(images, *kb))
+    of the pairs ``distance`` apart (``key_bits`` fixed when given); where MAX_BANDS bands of no width
+    reach it (a distance near half the bits), the width that finds the most."""
+    options = [(bits, bands_for(distance, bits, recall))
+               for bits in ([key_bits] if key_bits else range(MIN_KEY_BITS, MAX_KEY_BITS + 1))]
+    enough = [kb for kb in options if pair_recall(distance, kb[0], bands=kb[1]) >= recall]
+    if not enough:
+        return max(options, key=lambda kb: pair_recall(distance, kb[0], bands=kb[1]))
+    return min(enough, key=lambda kb: cost(images, *kb))
 
 
 def index_masks(index: str, distance: int, images: int, bands: int | None = None, key_bits: int | None = None,
