@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.assemble import mix_settings, task_settings
+from flows.assemble import mix_settings, ocr_run, pdf_run, task_settings
 from flows.config import ConfigError, load_config
 from flows.registry import enabled_stages
 from tests.conftest import REPO
@@ -25,6 +25,9 @@ def test_the_section_enables_the_stage_before_the_mix(tmp_path):
     assert mix_settings(config).decontaminated and not mix_settings(plain).decontaminated
     # The task stage hashes each image as it reads it only for a run that decontaminates.
     assert task_settings(config).perceptual_hash and not task_settings(plain).perceptual_hash
+    # So do the OCR stage (its tables and transcriptions) and the PDF stage (its text-layer pages).
+    assert ocr_run(config).perceptual_hash and not ocr_run(plain).perceptual_hash
+    assert pdf_run(config).settings.perceptual_hash and not pdf_run(plain).settings.perceptual_hash
 
 
 def test_a_typo_or_an_unknown_format_fails_at_load_time():
