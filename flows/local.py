@@ -164,6 +164,7 @@ def run(deployment: str, parameters: dict, port: int, keep_server: bool = False)
     if lease.notice:
         say(f"notice: {lease.notice}")
     guardian = processes.start_guardian(os.getpid(), tag)  # stops the run's processes if this one is killed
+    processes.become_subreaper()  # what dies below the launcher leaves its orphans with it, not with init
     runs = home / "runs"
     runs.mkdir(exist_ok=True)
     for old in sorted(runs.glob("*.jsonl"))[:-20]:
@@ -213,6 +214,10 @@ def run(deployment: str, parameters: dict, port: int, keep_server: bool = False)
             server.stop()
         # Once more, now that everything above is down: what a dying process started meanwhile.
         late = processes.stop_tagged(tag, grace_s=5)
+        # And whatever is still below the launcher, tagged or not (orphans come to it): only the
+        # guardian and the server kept for the UI stay.
+        kept = {guardian.pid} | ({server.pid} if server is not None and keep_server and server_up else set())
+        late += processes.stop_below(keep=kept)
         if late:
             with open(worker_log, "a") as log:
                 log.write("stopped after the server: " + "; ".join(late) + "\n")

@@ -10,11 +10,15 @@ Linux (``/proc``) only, like the demo.
 A killed launcher cannot clean up after itself: :func:`start_guardian` starts a small process of its
 own (``python -m flows.processes guard PID TAG``, untagged, in a session of its own) that waits for
 the launcher to end, however it ends, and then stops every process of the tag, within seconds.
+
+The launcher also adopts the orphans of the processes below it (:func:`become_subreaper`), and at the
+end of a run stops whatever is still below it (:func:`stop_below`), tagged or not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -74,15 +78,20 @@ def tagged(name: str, value: str) -> list[int]:
     return found
 
 
-def _with_descendants(pids: list[int]) -> list[int]:
-    """``pids`` and every live process below them: a child whose environment cannot be read as
-    started (a process that rewrote its memory for its title) still goes with its parent."""
+def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def _with_descendants(pids: list[int]) -> list[int]:
+    """``pids`` and every live process below them: a child whose environment cannot be read as
+    started (a process that rewrote its memory for its title) still goes with its parent."""
+    children = _children()
     found, todo = set(), list(pids)
     while todo:
         pid = todo.pop()
@@ -91,6 +100,24 @@ def _with_descendants(pids: list[int]) -> list[int]:
         found.add(pid)
         todo.extend(children.get(pid, ()))
     return sorted(pid for pid in found if alive(pid))
+
+
+def below_this_process(keep: set[int] = frozenset()) -> list[int]:
+    """The live processes below this one, but those in ``keep`` and everything below them."""
+    children = _children()
+    return _with_descendants([pid for pid in children.get(os.getpid(), ()) if pid not in keep]) if children else []
+
+
+def become_subreaper() -> bool:
+    """Make this process adopt the orphans of the processes below it (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A Ray node's agents outlive their raylet for a while when it is stopped mid-start; without this
+    they would be re-parented to init and no longer found below the launcher that started the run.
+    """
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # 36: PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
 
 
 def _signal(pids: list[int], sig: int) -> None:
@@ -104,7 +131,17 @@ def stop_tagged(value: str, grace_s: float = 15.0, name: str = TAG_ENV) -> list[
 
     Returns the command lines of the processes that were still running (for the launcher's log).
     """
-    pids = _with_descendants(tagged(name, value))
+    return _stop(lambda: _with_descendants(tagged(name, value)), grace_s)
+
+
+def stop_below(keep: set[int] = frozenset(), grace_s: float = 5.0) -> list[str]:
+    """Like :func:`stop_tagged`, for every process below this one (but ``keep`` and what is below it),
+    tagged or not: with :func:`become_subreaper`, also the orphans of those that ended."""
+    return _stop(lambda: below_this_process(keep), grace_s)
+
+
+def _stop(find, grace_s: float) -> list[str]:
+    pids = find()
     if not pids:
         return []
     stopped = [f"{pid} {command_line(pid)[:120]}" for pid in pids]
@@ -116,8 +153,7 @@ def stop_tagged(value: str, grace_s: float = 15.0, name: str = TAG_ENV) -> list[
             break
         time.sleep(0.25)
     for _ in range(20):  # SIGKILL what is left, also what the dying ones started meanwhile
-        pids = sorted(set(pids) | set(_with_descendants(tagged(name, value))))
-        pids = [pid for pid in pids if alive(pid)]
+        pids = [pid for pid in sorted(set(pids) | set(find())) if alive(pid)]
         if not pids:
             break
         _signal(pids, signal.SIGKILL)

@@ -86,8 +86,18 @@ def wait_unmarked(mark: str, keep: set[int] = frozenset(), timeout_s: float = 10
     while True:
         left = [pid for pid in marked(mark) if pid not in keep]
         if not left or time.monotonic() > deadline:
-            return [f"{pid} {processes.command_line(pid)[:150]}" for pid in left]
+            # What is needed to tell where a leftover came from: its parent and whether it has the run's tag.
+            return [f"{pid} {processes.command_line(pid)[:150]} (parent {_parent(pid)}, run tag "
+                    f"{processes.environment_value(pid, processes.TAG_ENV)})" for pid in left]
         time.sleep(0.5)
+
+
+def _parent(pid: int) -> str:
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return "?"
+    return f"{parent} {processes.command_line(parent)[:80]}"
 
 
 class Launcher:
