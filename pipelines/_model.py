@@ -33,7 +33,7 @@ def without_execution_fields(model: BaseModel, data: dict) -> dict:
         if isinstance(value, BaseModel) and isinstance(dumped, dict):
             without_execution_fields(value, dumped)
         elif isinstance(value, (list, tuple)) and isinstance(dumped, list):
-            for item, item_data in zip(value, dumped):
+            for item, item_data in zip(value, dumped, strict=True):
                 if isinstance(item, BaseModel) and isinstance(item_data, dict):
                     without_execution_fields(item, item_data)
         elif isinstance(value, dict) and isinstance(dumped, dict):

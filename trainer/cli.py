@@ -129,7 +129,7 @@ def _demo_tokenizer(settings: TrainSettings) -> Path:
             f"--tokenizer is required for --model {settings.model}: a local copy of InternLM2's tokenizer directory"
         )
     from .data import list_shards
-    from .tokenize import train_tokenizer
+    from .tokenization import train_tokenizer
 
     path = Path(settings.out) / "tokenizer"
     if not (path / "tokenizer.json").exists():

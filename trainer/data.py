@@ -31,7 +31,7 @@ from pipelines._model import ConfigModel
 from .packing import Batch, collate_packed, collate_padded, group_padded, pack
 from .streams import Position, shuffled, windows
 from .tiling import cut_tiles, tile_count
-from .tokenize import ChatTokenizer, SampleDropped
+from .tokenization import ChatTokenizer, SampleDropped
 
 __all__ = ["Batch", "DataConfig", "DataState", "ShardStream", "list_shards", "make_loader"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .tokenize import IGNORE_INDEX, TokenizedSample
+from .tokenization import IGNORE_INDEX, TokenizedSample
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from .data import DataConfig
 from .model import ModelConfig
 from .optim import OptimConfig
-from .tokenize import TokenizeConfig
+from .tokenization import TokenizeConfig
 from .train import TrainConfig
 
 

@@ -25,7 +25,7 @@ from .distributed import Runtime, local_world_size, setup, shard
 from .model import ModelConfig, build_model, freeze_language_model, visual_tokens_per_tile
 from .optim import OptimConfig, build_optimizer, build_scheduler
 from .step import gather_step, train_step
-from .tokenize import ChatTokenizer, TokenizeConfig, load_tokenizer
+from .tokenization import ChatTokenizer, TokenizeConfig, load_tokenizer
 
 __all__ = ["TrainConfig", "gather_step", "train", "train_step"]
 

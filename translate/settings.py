@@ -69,7 +69,7 @@ class ValidationSettings(ConfigModel):
     )
     check_numbers: bool = Field(
         True, description="flag `number_mismatch` when a number written in digits in the source is not in the "
-        "translation (full-width digits and separators normalised; translate/numbers.py)",
+        "translation (full-width digits and separators normalised; translate/digits.py)",
     )
     refusal_patterns: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REFUSALS),

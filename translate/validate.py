@@ -8,7 +8,7 @@ Reasons, checked in this order (the first that applies is reported):
 - ``identical_to_source``: the answer is the English source again;
 - ``wrong_script``: too little of it is written in the target language's scripts;
 - ``runaway_length``: far longer than the source, or cut off by the token budget;
-- ``number_mismatch``: a number of the source is not in the answer (:mod:`translate.numbers`: full-width
+- ``number_mismatch``: a number of the source is not in the answer (:mod:`translate.digits`: full-width
   digits and separators normalised, small numbers may come back as numerals; number words are not
   checked). A conversation's pieces are checked by their own stricter rule instead (``number_changed``).
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import regex
 
 from pipelines.languages import ScriptProfile
-from translate.numbers import missing_numbers
+from translate.digits import missing_numbers
 from translate.prompt import USER_PREFIX
 from translate.settings import ValidationSettings
 

@@ -34,7 +34,7 @@ from trainer.model import build_model
 from trainer.packing import Batch, collate_packed, collate_padded, group_padded, model_inputs, pack
 from trainer.recipes import stage2
 from trainer.tiling import normalise_tiles, tile_count
-from trainer.tokenize import ChatTokenizer, load_tokenizer, train_tokenizer
+from trainer.tokenization import ChatTokenizer, load_tokenizer, train_tokenizer
 from trainer.train import train
 
 WORDS = (

@@ -27,7 +27,7 @@ from trainer.optim import build_optimizer
 from trainer.packing import model_inputs
 from trainer.recipes import stage2
 from trainer.tiling import normalise_tiles
-from trainer.tokenize import ChatTokenizer, load_tokenizer, train_tokenizer
+from trainer.tokenization import ChatTokenizer, load_tokenizer, train_tokenizer
 from trainer.train import train
 
 COLOURS = ["red", "green", "blue", "yellow", "black", "white"]

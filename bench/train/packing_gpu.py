@@ -37,7 +37,7 @@ from trainer.optim import OptimConfig, build_optimizer  # noqa: E402
 from trainer.packing import Batch, collate_packed, collate_padded, group_padded, pack  # noqa: E402
 from trainer.step import train_step  # noqa: E402
 from trainer.tiling import tile_count  # noqa: E402
-from trainer.tokenize import TokenizedSample  # noqa: E402
+from trainer.tokenization import TokenizedSample  # noqa: E402
 
 IMG_START, IMG_END, IMG_CONTEXT = 92544, 92545, 92546
 

@@ -19,7 +19,7 @@ Methods, each scoring every (source, translation) pair with vlmix's own code:
   model);
 - ``encoder``: translate/encoder.py, cosine of a sentence-transformers model's embeddings, from
   ``--encoder DIR`` (a local folder: LaBSE or another multilingual encoder);
-- ``numbers``: translate/numbers.py alone, 1 if every number of the source survived, else 0;
+- ``numbers``: translate/digits.py alone, 1 if every number of the source survived, else 0;
 - ``validation``: the stage's whole answer validation (translate/validate.py with default settings:
   script share, length, refusals, numbers), 1 if accepted, else 0.
 
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from translate.numbers import missing_numbers
+from translate.digits import missing_numbers
 from translate.prompt import USER_PREFIX
 from translate.settings import TranslateSettings, ValidationSettings
 from translate.validate import Validator

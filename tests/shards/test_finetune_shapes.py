@@ -94,7 +94,7 @@ def test_every_shape_reaches_a_training_step(finetune_shards, tmp_path):
     from trainer.model import build_model, visual_tokens_per_tile
     from trainer.optim import OptimConfig, build_optimizer
     from trainer.step import train_step
-    from trainer.tokenize import ChatTokenizer, load_tokenizer, train_tokenizer
+    from trainer.tokenization import ChatTokenizer, load_tokenizer, train_tokenizer
 
     tokenizer = load_tokenizer(train_tokenizer([CODE, "What is it? Describe. Same? Noise"] * 5, tmp_path / "tok",
                                                vocab_size=300))

@@ -118,7 +118,7 @@ def test_every_shape_exports_with_whole_repeats_left_to_the_loader(shapes, tmp_p
 def test_lengths_match_the_loader_with_a_tokenizer(shapes, tmp_path):
     transformers = pytest.importorskip("transformers")
     from trainer.tiling import tile_count
-    from trainer.tokenize import train_tokenizer
+    from trainer.tokenization import train_tokenizer
 
     shards, _ = shapes
     texts = ["Describe the image. caption 1 哪张更亮 because What is And doubled"] * 20

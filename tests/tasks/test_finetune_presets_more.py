@@ -83,8 +83,8 @@ def test_laion_gpt4v_is_a_url_list_whose_columns_are_the_hub_cards_and_builds_de
     from download.url_lists import _select_columns
     from flows.config import load_config
     from tasks import TaskSettings, build_task_samples
-    from tests.tasks.finetune_inputs_more import write_laion_gpt4v
     from tasks.prompts import PROMPTS
+    from tests.tasks.finetune_inputs_more import write_laion_gpt4v
     from tests.tasks.test_tasks_build import rows
 
     listed = write_laion_gpt4v(tmp_path / "data", tmp_path / "root")

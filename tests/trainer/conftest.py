@@ -24,7 +24,7 @@ def shard_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
-    from trainer.tokenize import train_tokenizer
+    from trainer.tokenization import train_tokenizer
 
     texts = [f"A {c} {s} on a white background. Describe the image briefly." for c in COLOURS for s in SHAPES]
     texts += ["你好，世界。这是一张图片。", "system user assistant"]

@@ -9,7 +9,7 @@ import torch
 from trainer import checkpoint
 from trainer.model import build_model
 from trainer.recipes import stage2
-from trainer.tokenize import load_tokenizer
+from trainer.tokenization import load_tokenizer
 from trainer.train import train
 
 pytest.importorskip("moto.server")

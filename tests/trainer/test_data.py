@@ -10,7 +10,7 @@ from trainer_testdata import write_shards
 
 from trainer.data import DataConfig, DataState, ShardStream, make_loader
 from trainer.model import build_config, visual_tokens_per_tile
-from trainer.tokenize import ChatTokenizer, load_tokenizer
+from trainer.tokenization import ChatTokenizer, load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ def test_two_process_fsdp_matches_one_process(shard_dir, tokenizer_dir, tmp_path
 
     from trainer.data import DataConfig, DataState, ShardStream
     from trainer.model import build_config, visual_tokens_per_tile
-    from trainer.tokenize import ChatTokenizer, load_tokenizer
+    from trainer.tokenization import ChatTokenizer, load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir)
     image_token_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")

@@ -7,7 +7,7 @@ from trainer.data import DataConfig, ShardStream
 from trainer.model import build_config, build_model, visual_tokens_per_tile
 from trainer.packing import Batch, collate_packed, model_inputs, pack
 from trainer.tiling import normalise_tiles
-from trainer.tokenize import IGNORE_INDEX, ChatTokenizer, TokenizedSample, load_tokenizer
+from trainer.tokenization import IGNORE_INDEX, ChatTokenizer, TokenizedSample, load_tokenizer
 
 
 def test_pack_keeps_the_caps_and_places_every_sample_once():

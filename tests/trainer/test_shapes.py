@@ -13,7 +13,7 @@ from trainer.optim import OptimConfig, build_optimizer
 from trainer.packing import model_inputs
 from trainer.step import train_step
 from trainer.tiling import normalise_tiles
-from trainer.tokenize import IGNORE_INDEX, ChatTokenizer, load_tokenizer
+from trainer.tokenization import IGNORE_INDEX, ChatTokenizer, load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from trainer.cli import main
 from trainer.convert import save_internvl_chat
 from trainer.model import build_model
 from trainer.recipes import stage1
-from trainer.tokenize import load_tokenizer
+from trainer.tokenization import load_tokenizer
 from trainer.train import train
 
 

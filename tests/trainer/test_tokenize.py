@@ -2,7 +2,7 @@
 
 import pytest
 
-from trainer.tokenize import IGNORE_INDEX, ChatTokenizer, SampleDropped, load_tokenizer, train_tokenizer
+from trainer.tokenization import IGNORE_INDEX, ChatTokenizer, SampleDropped, load_tokenizer, train_tokenizer
 
 CONVERSATION = [
     {"from": "human", "value": "<image>\nWhat colour is it?"},

@@ -10,7 +10,7 @@ from trainer import checkpoint
 from trainer.cli import build_parser, main
 from trainer.model import build_model, language_layers
 from trainer.recipes import stage1, stage2
-from trainer.tokenize import load_tokenizer
+from trainer.tokenization import load_tokenizer
 from trainer.train import train
 
 

@@ -1,4 +1,4 @@
-"""Validation's number check (translate/numbers.py, ``number_mismatch``): each rule on its own, then as
+"""Validation's number check (translate/digits.py, ``number_mismatch``): each rule on its own, then as
 the translation stage applies it to a part's rows and as a conversation keeps its own rule."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pipelines.languages import Language
 from pipelines.storage import Storage
 from tests.translate.translator_double import TranslatorDouble
 from translate.client import ChatClient
-from translate.numbers import missing_numbers, numbers
+from translate.digits import missing_numbers, numbers
 from translate.settings import TranslateSettings, ValidationSettings
 from translate.translator import Translator
 from translate.validate import Validator
