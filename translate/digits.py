@@ -41,11 +41,17 @@ _DIGITS = "零一二三四五六七八九"
 
 def numbers(text: str) -> set[str]:
     """The distinct numbers written in digits in ``text``, normalised (``１２，０００`` -> ``12000``)."""
-    found = set()
+    return set(number_list(text))
+
+
+def number_list(text: str) -> list[str]:
+    """Every number written in digits in ``text``, in order and repeated as written, normalised as by
+    :func:`numbers` (a conversation's pieces are held to the same numbers as a multiset)."""
+    found = []
     for match in _NUMBER.finditer(unicodedata.normalize("NFKC", text)):
         token = match.group()
         parts = [token.replace(",", "")] if _THOUSANDS.fullmatch(token) else token.split(",")
-        found.update(_canonical(part) for part in parts if part)
+        found.extend(_canonical(part) for part in parts if part)
     return found
 
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import regex
 
+from translate.digits import number_list
+
 BLOCK = regex.compile(
     r"(?P<fence>(?P<f>`{3,}|~{3,})(?:.*?(?P=f)|.*\Z))"
     r"|\$\$.+?\$\$|\\\[.+?\\\]"
@@ -52,7 +54,6 @@ INLINE = regex.compile(
 PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 # What an answer may make of a placeholder: spaces inside, full-width braces.
 _ANSWERED = re.compile(r"[{｛]{2}\s*(\d+)\s*[}｝]{2}")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LETTER = regex.compile(r"\p{L}")
 
 
@@ -83,7 +84,9 @@ def has_prose(masked: str) -> bool:
 
 
 def numbers(text: str) -> Counter:
-    return Counter(_NUMBER.findall(_ANSWERED.sub(" ", text)))
+    """The numbers in digits, as a multiset, read as :mod:`translate.digits` reads them (full-width
+    digits and separators as ASCII: ``１２`` is ``12``)."""
+    return Counter(number_list(_ANSWERED.sub(" ", text)))
 
 
 def lines(text: str) -> int:

@@ -79,14 +79,16 @@ def test_the_stage_counts_number_mismatch_and_a_conversation_keeps_its_own_rule(
         "It weighs 3.5 kg.": "重３．５公斤。",
         "Rooms 3, 5 and 7 are free.": "房间3，5和7空着。",
         "How many dogs are there? Answer: 3.": "有几只狗？答案：三。",  # in a conversation: number_changed
+        "How many cats are there? Answer: 12.": "有几只猫？答案：１２。",  # full-width digits: the same number
     }
     double = TranslatorDouble(answer=answers.__getitem__)
     storage = Storage(str(tmp_path))
     texts = list(answers)[:3]
-    turns = [{"from": "human", "value": "<image>\nHow many dogs are there? Answer: 3."}]
+    conversations = [json.dumps([{"from": "human", "value": f"<image>\n{question}"}]) for question in list(answers)[3:]]
     path = storage.path("translate", "src", "_input", "00000.parquet")
-    storage.write_parquet(path, pa.table({"key": ["a", "b", "c", "d"], "field": ["caption"] * 3 + ["conversations"],
-                                          "text": [*texts, json.dumps(turns)]}))
+    storage.write_parquet(path, pa.table({"key": ["a", "b", "c", "d", "e"],
+                                          "field": ["caption"] * 3 + ["conversations"] * 2,
+                                          "text": [*texts, *conversations]}))
 
     async def go():
         async with ChatClient([double.url], model=double.model) as client:
@@ -99,6 +101,6 @@ def test_the_stage_counts_number_mismatch_and_a_conversation_keeps_its_own_rule(
     finally:
         double.close()
     rows = pq.read_table(tmp_path / "translate" / "src" / "zh" / "part-00000.parquet").to_pylist()
-    assert [r["error"] for r in rows] == ["number_mismatch", None, None, "number_changed"]
+    assert [r["error"] for r in rows] == ["number_mismatch", None, None, "number_changed", None]
     assert rows[0]["text"] is None and rows[1]["text"] == "重３．５公斤。"
     assert report.stats.flagged == {"number_mismatch": 1, "number_changed": 1}
