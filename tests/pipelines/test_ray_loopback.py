@@ -1,4 +1,5 @@
-"""Starting local Ray through vlmix sends nothing beyond this machine (checked with strace)."""
+"""Starting local Ray through vlmix sends nothing beyond this machine (checked with strace), even with a
+cluster's address in the environment."""
 
 from __future__ import annotations
 
@@ -70,7 +71,10 @@ def test_local_ray_started_by_vlmix_stays_on_this_machine(tmp_path):
         """
     )
     trace = tmp_path / "trace.txt"
-    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}  # a home with no bootstrap file yet
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO),  # a home with no bootstrap file yet
+           # A cluster address in the environment (a `ray start` node's, or left from another job): a local
+           # run (ray.address null) must start its own Ray, not join that one (nor try to, off this machine).
+           "RAY_ADDRESS": "10.255.255.1:6379"}
     subprocess.run(
         ["strace", "-f", "-qq", "-yy", "-e", "trace=connect,sendto,sendmsg,sendmmsg", "-o", str(trace),
          sys.executable, "-c", script],
