@@ -42,15 +42,15 @@ import asyncio
 import json
 import statistics
 import sys
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from translate.digits import missing_numbers
-from translate.prompt import USER_PREFIX
-from translate.settings import TranslateSettings, ValidationSettings
-from translate.validate import Validator
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: the tests' server double
+
+from tests.translate.translator_double import TranslatorDouble  # noqa: E402
+from translate.digits import missing_numbers  # noqa: E402
+from translate.settings import TranslateSettings, ValidationSettings  # noqa: E402
+from translate.validate import Validator  # noqa: E402
 
 REFERENCE = Path(__file__).with_name("quality_reference.jsonl")
 METHODS = ("back_translation", "encoder", "numbers", "validation")
@@ -84,48 +84,6 @@ def auc(good: list[float], bad: list[float]) -> float | None:
     return wins / (len(good) * len(bad))
 
 
-class ReferenceServer:
-    """Loopback OpenAI-compatible server answering a request for text T with the set's ``back`` of T
-    (the hand-written faithful back-translation); 400 for a text not in the set."""
-
-    def __init__(self, samples: list[Sample]):
-        table = {s.translation: s.back for s in samples}
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self._send(200, {"object": "list", "data": [{"id": "reference", "object": "model"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                text = body["messages"][-1]["content"].removeprefix(USER_PREFIX)
-                if text not in table:
-                    self._send(400, {"error": {"message": f"not in the reference set: {text!r}"}})
-                    return
-                self._send(200, {"choices": [{"message": {"role": "assistant", "content": table[text]},
-                                              "finish_reason": "stop"}],
-                                 "usage": {"prompt_tokens": 0, "completion_tokens": 0}})
-
-            def _send(self, status, payload):
-                data = json.dumps(payload, ensure_ascii=False).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def back_translation_scores(samples, endpoint, model, api_key_env, language) -> list[float | None]:
     from translate.client import ChatClient
     from translate.quality import score
@@ -155,9 +113,11 @@ def scores_of(method: str, samples: list[Sample], args) -> list[float | None]:
         check_folder(args.encoder)
         return similarities(args.encoder, [(s.source, s.translation) for s in samples], 64, args.encoder_device)
     if args.serve_reference:
-        server = ReferenceServer(samples)
+        # The tests' loopback double of a translation server, answering each translation with its
+        # hand-written faithful back-translation.
+        server = TranslatorDouble(answer={s.translation: s.back for s in samples}.__getitem__, model="reference")
         try:
-            return back_translation_scores(samples, server.url, "reference", None, args.language)
+            return back_translation_scores(samples, server.url, server.model, None, args.language)
         finally:
             server.close()
     if not args.endpoint:
