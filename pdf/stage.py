@@ -39,7 +39,7 @@ from braceexpand import braceexpand
 
 from pipelines.layout.raw import RAW_DIR, relative_uri
 from pipelines.layout.task_table import ImageRef, Picture, TaskSample, table_path, write_task_table
-from pipelines.phash import phash
+from pipelines.phash import hashes
 from pipelines.source import Source
 from pipelines.stage import Counters, Stage, StageContext, Unit
 from pipelines.storage import Storage
@@ -181,7 +181,7 @@ class PdfStage(Stage):
                                         settings)
                 picture = Picture(ImageRef(text_uri, offset, size), page.image_format,
                                   hashlib.sha256(page.image).hexdigest(), page.width, page.height,
-                                  phash(page.image) if settings.perceptual_hash else None)
+                                  hashes(page.image) if settings.perceptual_hash else None)
                 samples.append(TaskSample(source=name, key=key, task=self.source.task, language=decision.language,
                                           images=[picture], conversations=turns, url=meta["url"]))
         text.write(storage, name, unit.name)

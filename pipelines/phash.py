@@ -1,14 +1,23 @@
-"""The perceptual hash of an image, computed where a stage first reads its bytes (the task stage, when
-the run decontaminates) or, for tables written without it, by the decontamination stage.
+"""The perceptual hashes of an image, computed where a stage first reads it (the task stage, the OCR
+actor that decodes it, the PDF stage as it renders a page, when the run decontaminates) or, for tables
+written without them, by the decontamination stage.
 
-A hash is imagehash's pHash (the sign of the 8x8 lowest frequencies of the image's DCT at 32x32,
-grey) of the image less its plain margins (:func:`trim`: an added border moves a pHash by 12-16
-bits, trimmed by 2-6), a 64-bit integer. JPEGs are decoded at reduced size (Pillow's draft mode:
-the hash only looks at 32x32 pixels), so hashing costs a fraction of a full decode. Task tables
-store it as a signed 64-bit integer (:func:`to_signed`; the same bits).
+An image has two 64-bit hashes of its grey picture less its plain margins (:func:`trim`: an added
+border moves a pHash by 12-16 bits, trimmed by 2-6), from one decode:
 
->>> phash(open("cat.jpg", "rb").read())  # doctest: +SKIP
-15781326578901234567
+- **pHash** (imagehash): the sign of the 8x8 lowest frequencies of its DCT at 32x32. The index
+  compares images whose pHashes are close (``decontam/keys.py``).
+- **dHash** (imagehash): the sign of the 8x8 horizontal gradients at 9x8. It confirms a pHash match:
+  two hashes of different construction, nearly independent on distinct pictures, so a false match
+  must happen twice (decontam/README.md, "The hash", has the numbers).
+
+JPEGs are decoded at reduced size (Pillow's draft mode), and any picture larger than twice the 64
+pixels the hashes need is first reduced by a whole factor (:func:`hashes_of`), so a picture a stage
+already decoded in full (the OCR actor's) hashes as its bytes do. Task tables store each hash as a
+signed 64-bit integer (:func:`to_signed`; the same bits).
+
+>>> hashes(open("cat.jpg", "rb").read())  # doctest: +SKIP
+(15781326578901234567, 1234567890123456789)
 """
 
 from __future__ import annotations
@@ -24,17 +33,40 @@ from pipelines._imports import require
 BITS = 64
 
 
-def phash(data: bytes) -> int | None:
-    """The 64-bit pHash of the image in ``data``, or None when it does not decode."""
-    imagehash = require("imagehash", "decontam")
+SIDE = 64  # pixels on the shorter side the hashes need (pHash reads 32x32, dHash 9x8)
+
+
+def hashes(data: bytes) -> tuple[int, int] | None:
+    """The (pHash, dHash) of the image in ``data``, or None when it does not decode."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
-                image.draft("L", (64, 64))  # JPEG: decode at 1/2..1/8 scale, never below 64 px
-                value = imagehash.phash(trim(image.convert("L")), hash_size=8)
+                image.draft("L", (SIDE, SIDE))  # JPEG: decode at 1/2..1/8 scale, never below SIDE px
+                return hashes_of(image)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
         return None
+
+
+def phash(data: bytes) -> int | None:
+    """The 64-bit pHash of the image in ``data`` (the first of :func:`hashes`), or None when it does not decode."""
+    both = hashes(data)
+    return None if both is None else both[0]
+
+
+def hashes_of(image: Image.Image) -> tuple[int, int]:
+    """The (pHash, dHash) of a decoded picture: grey, reduced by a whole factor to near :data:`SIDE` pixels
+    on its shorter side when it is over twice that, its margins trimmed."""
+    imagehash = require("imagehash", "decontam")
+    grey = image.convert("L")
+    factor = min(grey.size) // SIDE
+    if factor >= 2:
+        grey = grey.reduce(factor)
+    grey = trim(grey)
+    return _bits(imagehash.phash(grey, hash_size=8)), _bits(imagehash.dhash(grey, hash_size=8))
+
+
+def _bits(value) -> int:
     return int.from_bytes(np.packbits(value.hash.flatten()).tobytes(), "big")
 
 

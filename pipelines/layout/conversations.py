@@ -27,6 +27,7 @@ class ConversationRecord:
     key: str
     language: str
     conversations: list[dict[str, str]]
+    hashes: tuple[int, int] | None = None  # the image's perceptual hashes, when the stage that decoded it made them
 
 
 def samples_from_raw_shard(
@@ -49,7 +50,7 @@ def samples_from_raw_shard(
         if record is None:
             continue
         seen.add(raw.key)
-        picture = raw_picture(storage, raw, images, drops)
+        picture = raw_picture(storage, raw, images, drops, record.hashes)
         if picture is None:
             continue
         samples.append(TaskSample(source=dataset, key=raw.key, task=task, language=record.language,

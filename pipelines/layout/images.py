@@ -22,7 +22,7 @@ from collections import Counter
 from PIL import Image
 
 from pipelines.layout.task_table import TASKS_DIR, ImageRef, Picture
-from pipelines.phash import phash
+from pipelines.phash import hashes
 from pipelines.storage import Storage
 
 KEPT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -64,14 +64,16 @@ class UnitImages:
         self.uri = self.path[len(storage.root) + 1 :] if self.path.startswith(storage.root + "/") else self.path
         self._buffer = io.BytesIO()
 
-    def picture(self, ref: ImageRef, data: bytes, drops: Counter) -> Picture | None:
-        """The picture of ``data`` (found at ``ref``): kept as it is, or converted to PNG; None if undecodable."""
+    def picture(self, ref: ImageRef, data: bytes, drops: Counter,
+                known: tuple[int, int] | None = None) -> Picture | None:
+        """The picture of ``data`` (found at ``ref``): kept as it is, or converted to PNG; None if undecodable.
+        ``known``: its hashes, when a stage that decoded it already computed them (the OCR actor)."""
         found = probe(data)
         if found is None:
             drops["image_undecodable"] += 1
             return None
         kind, width, height = found
-        hashed = phash(data) if self.hash_images else None
+        hashed = (known or hashes(data)) if self.hash_images else None
         if kind in KEPT:
             return Picture(ref, KEPT[kind], hashlib.sha256(data).hexdigest(), width, height, hashed)
         try:
@@ -96,7 +98,7 @@ class NoPictures:
 
     reads_images = False
 
-    def picture(self, ref: ImageRef, data: bytes, drops: Counter) -> Picture:
+    def picture(self, ref: ImageRef, data: bytes, drops: Counter, known=None) -> Picture:
         return Picture(ref, "jpg", "", 1, 1)
 
     def commit(self) -> None:

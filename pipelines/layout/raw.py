@@ -105,12 +105,14 @@ def read_image(storage: Storage, image: ImageRef) -> bytes:
 
 
 
-def raw_picture(storage: Storage, sample: RawSample, images, drops: Counter) -> Picture | None:
+def raw_picture(storage: Storage, sample: RawSample, images, drops: Counter,
+                known: tuple[int, int] | None = None) -> Picture | None:
     """The sample's image as a :class:`Picture`, from the bytes the shard holds (img2dataset's recorded
     sha256 is of the bytes as served, which differ when its resizer re-encoded them): read, hashed,
     sized, and for GIF, BMP, ... converted by ``images`` (a :class:`pipelines.layout.images.UnitImages`);
-    None, counted, if it does not decode."""
+    None, counted, if it does not decode. ``known``: its perceptual hashes, when a stage that decoded it
+    computed them (the OCR actor), so it is not decoded again to hash it."""
     if not images.reads_images:  # a texts-only pass: the size img2dataset recorded stands in
         meta = sample.meta
         return Picture(sample.image, sample.image_format, "", int(meta.get("width") or 1), int(meta.get("height") or 1))
-    return images.picture(sample.image, read_image(storage, sample.image), drops)
+    return images.picture(sample.image, read_image(storage, sample.image), drops, known)

@@ -28,8 +28,9 @@ shard or image folder. Columns (see :data:`SCHEMA`):
 ``url``              where the image came from ("" if not downloaded)
 ``original_language``  the language the annotation was written in (``en`` for a translation)
 ``original_text``    "" unless translated: the English answer the translation replaces
-``image_phash``      each image's 64-bit perceptual hash (:mod:`pipelines.phash`, as int64) when the
-                     task stage hashed the images as it read them (a run that decontaminates); else null
+``image_phash``      each image's 64-bit pHash (:mod:`pipelines.phash`, as int64) when the stage that
+                     read the images hashed them (a run that decontaminates); else null
+``image_dhash``      each image's 64-bit dHash, which confirms a pHash match, with ``image_phash``
 ===================  =========================================================================
 
 The file's Parquet metadata holds the builder's counters: ``vlmix.drops`` (JSON ``{reason: n}``,
@@ -84,6 +85,7 @@ SCHEMA = pa.schema(
         ("original_language", pa.string()),
         ("original_text", pa.string()),
         ("image_phash", pa.list_(pa.int64())),
+        ("image_dhash", pa.list_(pa.int64())),
     ]
 )
 # What the mixer reads of every row to plan a mixture; the rest is read only for selected rows.
@@ -113,7 +115,7 @@ class Picture:
     sha256: str
     width: int
     height: int
-    phash: int | None = None  # its perceptual hash (pipelines.phash), when the stage that read it hashed it
+    hashes: tuple[int, int] | None = None  # its (pHash, dHash) (pipelines.phash), when the stage that read it hashed it
 
     def to_row(self) -> dict:
         return {"uri": self.ref.uri, "offset": self.ref.offset, "size": self.ref.size, "format": self.format,
@@ -234,8 +236,10 @@ def _row(sample: TaskSample) -> dict:
     row = asdict(sample)
     row["images"] = [image.to_row() for image in sample.images]
     row["image_sha256"] = content_sha256(sample.images, sample.conversations)
-    hashed = [image.phash for image in sample.images]
-    row["image_phash"] = [to_signed(h) for h in hashed] if hashed and None not in hashed else None
+    hashed = [image.hashes for image in sample.images]
+    every = bool(hashed) and None not in hashed
+    row["image_phash"] = [to_signed(h[0]) for h in hashed] if every else None
+    row["image_dhash"] = [to_signed(h[1]) for h in hashed] if every else None
     return row
 
 
