@@ -13,8 +13,10 @@ from pipelines.stage import StageContext
 from pipelines.storage import Storage
 
 # One row per (image, band): what a bucket unit compares. Evaluation images have file = -1 - set number;
-# scope: a 64-bit hash of the sample's task and language.
-BANDS = pa.schema([("bucket", pa.int32()), ("key", pa.uint64()), ("hash", pa.uint64()), ("file", pa.int32()),
+# hash: the image's pHash (what the keys index), confirm: its dHash; scope: a 64-bit hash of the sample's
+# task and language.
+BANDS = pa.schema([("bucket", pa.int32()), ("key", pa.uint64()), ("hash", pa.uint64()), ("confirm", pa.uint64()),
+                   ("file", pa.int32()),
                    ("row", pa.int32()), ("id", pa.string()), ("scope", pa.int64()),
                    ("richness", pa.int64()), ("order", pa.int32()), ("image", pa.int16()),
                    ("count", pa.int16())])

@@ -18,24 +18,26 @@ import pyarrow.parquet as pq
 from decontam.context import BANDS, FOUND, NGRAMS, DecontamContext, write_grouped, write_marker
 from decontam.evalsets import read_items
 from decontam.keys import keys as index_keys
-from decontam.phash import phash
+from decontam.phash import hashes as image_hashes
 from decontam.text import hashes
 from pipelines.layout.raw import resolve_uri
 from pipelines.stage import Counters, Stage, Unit
 from pipelines.storage import Storage
 
 
-def band_rows(ctx: DecontamContext, hashed: list[int], file: list[int], row: list[int], ids: list[str],
+def band_rows(ctx: DecontamContext, hashed: list[tuple[int, int]], file: list[int], row: list[int], ids: list[str],
               task: list[str], language: list[str], richness: list[int], order: list[int], image: list[int],
               count: list[int]) -> pa.Table:
-    """Each image's row repeated once per band of the index, with its key and bucket; ``image`` is its
-    place among its sample's ``count`` images."""
+    """Each image's row repeated once per band of the index, with its key and bucket; ``hashed``: each image's
+    (pHash, dHash); ``image`` is its place among its sample's ``count`` images."""
     masks = _masks(ctx.settings, ctx.images)
     bands = len(masks)
-    values = np.array(hashed, dtype=np.uint64)
+    both = np.array(hashed, dtype=np.uint64).reshape(-1, 2)
+    values = both[:, 0]
     keys = index_keys(values, masks).reshape(-1)
     take = np.repeat(np.arange(len(values)), bands)
-    columns = {"bucket": (keys % np.uint64(ctx.buckets)).astype(np.int32), "key": keys, "hash": values[take]}
+    columns = {"bucket": (keys % np.uint64(ctx.buckets)).astype(np.int32), "key": keys, "hash": values[take],
+               "confirm": both[:, 1][take]}
     for name, value, kind in (("file", file, np.int32), ("row", row, np.int32), ("richness", richness, np.int64),
                               ("order", order, np.int32), ("image", image, np.int16), ("count", count, np.int16)):
         columns[name] = np.asarray(value, dtype=kind)[take]
@@ -85,7 +87,7 @@ class EvalIndex(Stage):
         for position, item in enumerate(read_items(spec)):
             items_read += 1
             for place, data in enumerate(item.images):
-                value = phash(data)
+                value = image_hashes(data)
                 if value is None:
                     drops["eval_image_undecodable"] += 1
                     continue
@@ -150,9 +152,10 @@ class HashTables(Stage):
         storage = ctx.storage()
         parquet = pq.ParquetFile(path, filesystem=storage.fs)
         columns = ["id", "task", "language", "images", "conversations"]
-        table = parquet.read(columns=columns + [c for c in ("image_phash",) if c in parquet.schema_arrow.names])
+        stored = [c for c in ("image_phash", "image_dhash") if c in parquet.schema_arrow.names]
+        table = parquet.read(columns=columns + stored)
         drops: Counter = Counter()
-        hashed = table["image_phash"].to_pylist() if "image_phash" in table.column_names else [None] * len(table)
+        hashed = _stored_hashes(table) if len(stored) == 2 else [None] * len(table)
         images = _hash_images(storage, table["images"].to_pylist(), hashed, drops) if _images_wanted(ctx) else {}
         cols = {name: table[name].to_pylist() for name in ("id", "task", "language")}
         conversations = table["conversations"].to_pylist()
@@ -177,19 +180,26 @@ def _images_wanted(ctx: DecontamContext) -> bool:
     return ctx.settings.near_duplicates.enabled or bool(ctx.settings.evaluation_sets)
 
 
-def _hash_images(storage: Storage, images: list[list[dict]], hashed: list[list[int] | None],
-                 drops: Counter) -> dict[int, list[int]]:
-    """Row -> the pHash of each of its images: the task stage's (``hashed``, int64) where it hashed them as
-    it read them, else decoded here, each file opened once, each distinct image hashed once; a row with
-    an image that does not decode is left out, counted."""
-    by_sha: dict[str, int | None] = {}
+def _stored_hashes(table: pa.Table) -> list[list[tuple[int, int]] | None]:
+    """Each row's (pHash, dHash) per image as the stage that read the images stored them (int64), or None."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    return [None if p is None or d is None or len(p) != len(d) else [(a & mask, b & mask) for a, b in zip(p, d, strict=True)]
+            for p, d in zip(table["image_phash"].to_pylist(), table["image_dhash"].to_pylist(), strict=True)]
+
+
+def _hash_images(storage: Storage, images: list[list[dict]], hashed: list[list[tuple[int, int]] | None],
+                 drops: Counter) -> dict[int, list[tuple[int, int]]]:
+    """Row -> the (pHash, dHash) of each of its images: the stored ones (``hashed``) where the stage that read
+    them hashed them, else decoded here, each file opened once, each distinct image hashed once; a row
+    with an image that does not decode is left out, counted."""
+    by_sha: dict[str, tuple[int, int] | None] = {}
     handles: dict[str, object] = {}
-    out: dict[int, list[int]] = {}
+    out: dict[int, list[tuple[int, int]]] = {}
     try:
         for row, refs in enumerate(images):
             if hashed[row] is not None and len(hashed[row]) == len(refs or []):
                 if hashed[row]:
-                    out[row] = [value & 0xFFFFFFFFFFFFFFFF for value in hashed[row]]
+                    out[row] = hashed[row]
                 continue
             values = []
             for ref in refs or []:
@@ -198,7 +208,7 @@ def _hash_images(storage: Storage, images: list[list[dict]], hashed: list[list[i
                     if handle is None:
                         handle = handles[ref["uri"]] = storage.fs.open(resolve_uri(storage, ref["uri"]), "rb")
                     handle.seek(ref["offset"])
-                    by_sha[ref["sha256"]] = phash(handle.read(ref["size"]))
+                    by_sha[ref["sha256"]] = image_hashes(handle.read(ref["size"]))
                 values.append(by_sha[ref["sha256"]])
             if any(v is None for v in values):
                 drops["image_unhashable"] += 1

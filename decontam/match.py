@@ -115,6 +115,14 @@ def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list
     # bucket may hold the same pair).
     first, second = by_key[np.concatenate(close[0])], by_key[np.concatenate(close[1])]
     apart = np.concatenate(close[2]).astype(np.int32)
+    confirm = rows["confirm"].to_numpy()
+    confirmed = distances(confirm[first], confirm[second]).astype(np.int32)
+    loosest = max(_confirm_limit(near.confirm_distance if near.enabled else -1),
+                  _confirm_limit(ctx.settings.image_confirm_distance))
+    kept = confirmed <= loosest
+    first, second, apart, confirmed = first[kept], second[kept], apart[kept], confirmed[kept]
+    if not len(first):
+        return FOUND.empty_table()
     needed = np.unique(np.r_[first, second])
     sub = rows.take(pa.array(needed))
     first, second = np.searchsorted(needed, first), np.searchsorted(needed, second)
@@ -122,7 +130,12 @@ def _matches(rows: pa.Table, ctx: DecontamContext, counted: Counter, multi: list
     image = (col["file"].astype(np.int64) << 47) | (col["row"].astype(np.int64) << 16) | col["image"].astype(np.int64)
     a, b = image[first], image[second]
     _, once = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0, return_index=True)
-    return _findings(col, first[once], second[once], apart[once], ctx, same_scope, multi)
+    return _findings(col, first[once], second[once], apart[once], confirmed[once], ctx, same_scope, multi)
+
+
+def _confirm_limit(distance: int | None) -> int:
+    """A confirming distance as a bound: none asked (the pHash alone) admits every dHash distance."""
+    return 64 if distance is None else distance
 
 
 _BLOCK = 1 << 16  # hashes in one block of keys of one size (512 KiB: the block stays in cache)
@@ -187,17 +200,21 @@ def _ranks(rows: pa.Table, at: np.ndarray) -> np.ndarray:
     return out
 
 
-def _findings(col, i: np.ndarray, j: np.ndarray, apart: np.ndarray, ctx: DecontamContext, same_scope: bool,
-              multi: list[dict]) -> pa.Table:
-    """What the pairs ``(i, j)`` within the distance remove, as arrays: nothing (two evaluation images), the
-    training row near an evaluation image (``contamination``), or the lower-ranked of two training rows
-    (``near_duplicate``); pairs of two samples of several images each go to ``multi``."""
+def _findings(col, i: np.ndarray, j: np.ndarray, apart: np.ndarray, confirmed: np.ndarray, ctx: DecontamContext,
+              same_scope: bool, multi: list[dict]) -> pa.Table:
+    """What the pairs ``(i, j)`` within the distance (pHash ``apart``, dHash ``confirmed``) remove, as arrays:
+    nothing (two evaluation images), the training row near an evaluation image (``contamination``), or
+    the lower-ranked of two training rows (``near_duplicate``); pairs of two samples of several images
+    each go to ``multi``."""
     file = col["file"]
     held_i, held_j = file[i] < 0, file[j] < 0
-    leak = (held_i != held_j) & (apart <= ctx.settings.image_distance)
+    settings = ctx.settings
+    leak = (held_i != held_j) & (apart <= settings.image_distance)
+    leak &= confirmed <= _confirm_limit(settings.image_confirm_distance)
     train, held = np.where(held_i, j, i)[leak], np.where(held_i, i, j)[leak]
-    near = ctx.settings.near_duplicates
+    near = settings.near_duplicates
     pair = ~held_i & ~held_j & (col["count"][i] == col["count"][j]) & (apart <= near.max_distance)
+    pair &= confirmed <= _confirm_limit(near.confirm_distance)
     pair &= near.enabled & ((file[i] != file[j]) | (col["row"][i] != col["row"][j]))
     if same_scope:
         pair &= col["scope"][i] == col["scope"][j]

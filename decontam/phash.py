@@ -1,15 +1,16 @@
 """Perceptual hashes of images (:mod:`pipelines.phash`, computed where an image is first read) and the
-distance between two: two images are near-duplicates when their hashes differ in at most
-``max_distance`` bits. Which hashes are compared at all: :mod:`decontam.keys`.
+distance between two: two images are near-duplicates when their pHashes differ in at most
+``max_distance`` bits and their dHashes in at most ``confirm_distance``. Which pHashes are compared at
+all: :mod:`decontam.keys`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipelines.phash import BITS, phash, trim
+from pipelines.phash import BITS, hashes, phash, trim
 
-__all__ = ["BITS", "distances", "phash", "trim"]
+__all__ = ["BITS", "distances", "hashes", "phash", "trim"]
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

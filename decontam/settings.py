@@ -3,8 +3,9 @@
 .. code-block:: yaml
 
     decontaminate:
-      near_duplicates: {max_distance: 10}        # 64-bit pHash, Hamming distance
+      near_duplicates: {max_distance: 10, confirm_distance: 16}   # pHash distance, confirmed by dHash
       image_distance: 10                         # a training image this close to an evaluation image leaks it
+      image_confirm_distance: 16                 # ... and its dHash this close
       ngram: 13                                  # 13 words, or 13 Chinese/Japanese characters
       evaluation_sets:
         - {name: docvqa_val, format: internvl_jsonl, path: /evals/docvqa/val.jsonl, images: /evals/docvqa}
@@ -32,6 +33,11 @@ class NearDuplicates(ConfigModel):
         10, ge=0, le=31, description="Hamming distance between 64-bit pHashes at or below which two images are "
         "near-duplicates (measured: resizes and JPEG re-encodes <= 2, 5% crops <= 10 for 95%, distinct "
         "images >= 14)")
+    confirm_distance: int | None = Field(
+        16, ge=0, le=31, description="the dHash distance at or below which a pHash match stands (a false match "
+        "must then happen in two hashes of different construction: at 10^8 images, estimated 1-14 false "
+        "neighbours an image by pHash alone, under 0.01 with the dHash; transformed copies lost: 0.5%; "
+        "decontam/README.md); null: the pHash alone")
     index: Literal["auto", "exact", "sampled"] = Field(
         "auto", description="which images are compared (decontam/keys.py): exact (distance + 1 disjoint bands, "
         "pigeonhole: no pair missed, comparisons grow as N^2), sampled (random bands, their width and number "
@@ -92,6 +98,8 @@ class DecontamSettings(ConfigModel):
     evaluation_sets: list[EvaluationSet] = Field(default_factory=list)
     image_distance: int = Field(10, ge=0, le=31, description="a training image within this Hamming distance "
                                 "of an evaluation image is contamination")
+    image_confirm_distance: int | None = Field(16, ge=0, le=31, description="... and its dHash within this "
+                                               "distance (null: the pHash alone), as near_duplicates.confirm_distance")
     ngram: int = Field(13, ge=3, description="a training text sharing this many consecutive words (Chinese, "
                        "Japanese: characters) with an evaluation question or answer is contamination")
 

@@ -40,11 +40,21 @@ TRANSFORMS = {
 
 @functools.cache
 def hashed_copies(pictures: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """pHashes of ``pictures`` generated pictures, and of their copies (rows: TRANSFORMS in order)."""
-    from decontam.phash import phash
+    """(pHash, dHash) of ``pictures`` generated pictures (``pictures x 2``), and of their copies
+    (``TRANSFORMS x pictures x 2``, TRANSFORMS in order)."""
+    from decontam.phash import hashes
 
     originals = [picture(seed) for seed in range(pictures)]
-    hashes = np.array([phash(encode(im)) for im in originals], dtype=np.uint64)
-    copies = np.array([[phash(encode(transform(im))) for im in originals] for transform in TRANSFORMS.values()],
+    hashed = np.array([hashes(encode(im)) for im in originals], dtype=np.uint64)
+    copies = np.array([[hashes(encode(transform(im))) for im in originals] for transform in TRANSFORMS.values()],
                       dtype=np.uint64)
-    return hashes, copies
+    return hashed, copies
+
+
+def matched(a: np.ndarray, b: np.ndarray, distance: int, confirm: int | None) -> np.ndarray:
+    """Whether (pHash, dHash) pairs ``a`` and ``b`` (last axis) match by the stage's rule: pHashes within
+    ``distance`` bits, dHashes within ``confirm`` (any, when None)."""
+    from decontam.phash import distances
+
+    near = distances(a[..., 0], b[..., 0]) <= distance
+    return near if confirm is None else near & (distances(a[..., 1], b[..., 1]) <= confirm)
