@@ -23,10 +23,10 @@ for short bands, rising to 0.31-0.36 for bands of 11-18 bits (drawn without repl
 each further bit is likelier to hit one of the ``d``: ``p1 = C(63 - k, d) / C(63, d)``, below
 ``(1 - d/63)^k``). That is the floor of any index of sampled bits of this hash at this recall.
 Modelled, ``d = 10``, recall 0.8: 6, 7, 11, 29, 63 bands of 8, 9, 11, 15, 18 bits at 10^4 ... 10^8
-images, cost x14, x21, x22, x23 per tenfold N; measured in ``bench/decontam`` (decontam/README.md).
+images, cost x14, x21, x22, x23 per tenfold N; measured in ``bench/dedup`` (decontam/README.md).
 
 ``auto`` (the default) is ``exact`` up to :data:`EXACT_UP_TO` images and ``sampled`` beyond.
-Measured in ``bench/decontam`` (see decontam/README.md).
+Measured in ``bench/dedup`` (see decontam/README.md).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ INFORMATIVE = 63  # bit 63 (the DCT's constant term, first in imagehash's order)
 EXACT_UP_TO = 30_000
 MIN_KEY_BITS, MAX_KEY_BITS = 8, 31
 MAX_BANDS = 256
-# The cost model's two prices (CPU seconds, bench/decontam on this machine's cores): a band row (built and
+# The cost model's two prices (CPU seconds, bench/dedup on this machine's cores): a band row (built and
 # written by the hash pass, read and sorted by the match pass) and a pair of images compared in a key.
 ROW_COST = 1.3e-6
 PAIR_COST = 3.6e-9

@@ -1,14 +1,17 @@
-"""Measure the decontamination stage: hash quality, hashing speed against a plain loop, matching at N and 10N.
+"""Measure near-duplicate detection (the decontam stage): hash quality, hashing speed against a plain loop,
+matching at N and 10N.
 
-    .venv/bin/python bench/decontam/run.py quality --pictures 300
-    .venv/bin/python bench/decontam/run.py hashing --images 400
-    .venv/bin/python bench/decontam/run.py matching --n 10000 --index exact sampled
-    .venv/bin/python bench/decontam/run.py matching --n 40000 --index sampled --against e7433d0
+    .venv/bin/python bench/dedup/run.py quality --pictures 400
+    .venv/bin/python bench/dedup/run.py hashing --images 400
+    .venv/bin/python bench/dedup/run.py matching --n 10000 --index exact sampled
+    .venv/bin/python bench/dedup/run.py matching --n 40000 --index sampled --against e7433d0
 
-``quality``: recall of transformed copies (resize, JPEG 60, 5% crop, brightness +-10%, a border) within
-``max_distance``, false matches among distinct pictures, and the copies the index of a run of N images
-compares at all. ``hashing``: images/s of hashing inside the task stage (as it reads each image) and
-in the decontam stage's fallback, against ``imagehash.phash`` in a plain loop (CPU time). ``matching``:
+``quality``: recall of transformed copies (resize, JPEG 60, 5% crop, brightness +-10%, a border) by the
+pHash alone and with the dHash's confirmation, false matches among distinct pictures (observed, and the
+chance a pair of distinct pictures matches, estimated from the distances' distribution, as false
+neighbours an image at 10^6 ... 10^9 images), and the copies the index of a run of N images compares
+at all. ``hashing``: images/s of hashing inside the task stage (as it reads each image) and in the
+decontam stage's fallback, against imagehash's pHash and dHash in a plain loop (CPU time). ``matching``:
 the match pass over N and 10N synthetic hashes (10% planted near-duplicates at distance 0-10), its
 time and the planted pairs it finds, for each index layout.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -33,7 +37,8 @@ sys.path.insert(0, os.environ.get("VLMIX_BENCH_CODE") or str(Path(__file__).reso
 from decontam.context import DecontamContext, write_grouped  # noqa: E402
 from decontam.index import HashTables, band_rows  # noqa: E402
 from decontam.match import MatchBuckets  # noqa: E402
-from decontam.phash import distances, phash  # noqa: E402
+from decontam.phash import distances  # noqa: E402
+from decontam.phash import hashes as image_hashes  # noqa: E402
 from decontam.settings import DecontamSettings  # noqa: E402
 from pipelines.stage import execute  # noqa: E402
 from pipelines.storage import Storage  # noqa: E402
@@ -41,20 +46,44 @@ from tests.decontam.images import TRANSFORMS, encode, picture  # noqa: E402
 
 
 def quality(args) -> None:
-    limit = DecontamSettings().near_duplicates.max_distance
+    from scipy.stats import norm
+
+    settings = DecontamSettings().near_duplicates
+    limit, confirm = settings.max_distance, settings.confirm_distance
     originals = [picture(seed) for seed in range(args.pictures)]
-    hashes = np.array([phash(encode(im)) for im in originals], dtype=np.uint64)
-    total, copies = [], []
+    hashes = np.array([image_hashes(encode(im)) for im in originals], dtype=np.uint64)
+    recall = {"pHash": [], "pHash + dHash": []}
+    copies = []
     for name, transform in TRANSFORMS.items():
-        copies.append(np.array([phash(encode(transform(im))) for im in originals], dtype=np.uint64))
-        d = distances(copies[-1], hashes)
-        total.append((d <= limit).mean())
-        print(f"{name:11s} recall {(d <= limit).mean():.3f}  median {np.median(d):.0f}  p95 {np.percentile(d, 95):.0f}")
-    pairwise = distances(hashes[:, None], hashes[None, :])[np.triu_indices(len(hashes), 1)]
+        copies.append(np.array([image_hashes(encode(transform(im))) for im in originals], dtype=np.uint64))
+        d, c = distances(copies[-1][:, 0], hashes[:, 0]), distances(copies[-1][:, 1], hashes[:, 1])
+        recall["pHash"].append((d <= limit).mean())
+        recall["pHash + dHash"].append(((d <= limit) & (c <= confirm)).mean())
+        print(f"{name:11s} recall pHash <= {limit}: {recall['pHash'][-1]:.3f}, and dHash <= {confirm}: "
+              f"{recall['pHash + dHash'][-1]:.3f}  pHash median {np.median(d):.0f} p95 {np.percentile(d, 95):.0f}; "
+              f"dHash median {np.median(c):.0f} p95 {np.percentile(c, 95):.0f}")
+    for rule, values in recall.items():
+        print(f"all transforms, {rule}: recall {np.mean(values):.3f} (weakest {min(values):.3f})")
+    first, second = np.triu_indices(len(hashes), 1)
+    p = distances(hashes[first, 0], hashes[second, 0])
+    d = distances(hashes[first, 1], hashes[second, 1])
+    print(f"distinct pairs {len(p)}: pHash mean {p.mean():.1f} sd {p.std():.1f} min {p.min()}; dHash mean "
+          f"{d.mean():.1f} sd {d.std():.1f} min {d.min()}; correlation {np.corrcoef(p, d)[0, 1]:.2f}; observed "
+          f"false matches pHash {(p <= limit).mean():.1e}, with dHash {((p <= limit) & (d <= confirm)).mean():.1e}")
+    # The tails no sample of distinct pictures reaches: a normal fit of each distance (heavier-tailed than the
+    # binomial of uniform bits, so the larger estimate), the two hashes taken as independent (their distances'
+    # correlation is printed above; among the distinct pairs closest in pHash, see the dHash's minimum).
+    by_phash = norm.cdf((limit + 0.5 - p.mean()) / p.std())
+    by_dhash = norm.cdf((confirm + 0.5 - d.mean()) / d.std())
+    uniform = sum(math.comb(63, k) for k in range(limit + 1)) / 2**63
+    near = p <= np.percentile(p, 1)
+    print(f"the 1% of distinct pairs closest in pHash (<= {np.percentile(p, 1):.0f} bits): dHash min {d[near].min()}, "
+          f"mean {d[near].mean():.1f}")
+    for n in (10**6, 10**8, 10**9):
+        print(f"  N={n:>13,}: false neighbours an image, pHash alone {n * by_phash:.2g} (uniform bits: "
+              f"{n * uniform:.2g}), with the dHash {n * by_phash * by_dhash:.2g}")
     print("through the index, all transforms:")
-    through_index(np.tile(hashes, len(copies)), np.concatenate(copies), limit)
-    print(f"all transforms recall {np.mean(total):.3f}; distinct pairs {len(pairwise)}: false matches "
-          f"{(pairwise <= limit).mean():.5f}, min distance {pairwise.min()}")
+    through_index(np.tile(hashes, (len(copies), 1)), np.concatenate(copies), limit, confirm)
 
 
 def hashing(args) -> None:
@@ -75,6 +104,7 @@ def hashing(args) -> None:
     for data in datas:
         with Image.open(io.BytesIO(data)) as image:
             imagehash.phash(image)
+            imagehash.dhash(image)
     plain = len(datas) / (time.process_time() - start)
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +126,7 @@ def hashing(args) -> None:
         execute(HashTables(tables), ctx)
         fallback = len(datas) / (time.process_time() - start)
     in_stage = len(datas) / (seconds[True] - seconds[False])
-    print(f"{len(datas)} JPEGs 640x480, CPU: plain imagehash loop {plain:.0f} images/s; task stage "
+    print(f"{len(datas)} JPEGs 640x480, CPU: plain imagehash loop (pHash and dHash) {plain:.0f} images/s; task stage "
           f"{seconds[False]:.2f} s without hashing, {seconds[True]:.2f} s with: hashing inside the stage "
           f"{in_stage:.0f} images/s, ratio {in_stage / plain:.2f}; decontam stage on tables without hashes "
           f"(reads and decodes again) {fallback:.0f} images/s, ratio {fallback / plain:.2f}")
@@ -158,6 +188,9 @@ def _measure(index: str, n: int) -> dict:
         for bit in rng.choice(63, k, replace=False):
             copies[i] ^= np.uint64(1 << int(bit))
     hashes = np.concatenate([base, copies])
+    # dHashes: random for the base, the planted copies' a few bits away (within the confirming distance).
+    confirm = rng.integers(0, 2**63, n, dtype=np.uint64)
+    confirm = np.concatenate([confirm, confirm[:planted] ^ np.uint64(0b1011)])
     settings = DecontamSettings(near_duplicates={"index": index})
     bands = len(settings.masks(len(hashes)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,9 +203,9 @@ def _measure(index: str, n: int) -> dict:
         ids = [f"{i:09d}" for i in range(len(hashes))]
         build = time.process_time()
         for f in range(files):
-            chunk = hashes[f * per_file:(f + 1) * per_file]
+            chunk = np.stack([hashes, confirm], axis=1)[f * per_file:(f + 1) * per_file]
             m = len(chunk)
-            table = band_rows(ctx, chunk.tolist(), [f] * m, list(range(m)), ids[f * per_file:f * per_file + m],
+            table = band_rows(ctx, [tuple(h) for h in chunk.tolist()], [f] * m, list(range(m)), ids[f * per_file:f * per_file + m],
                               ["c"] * m, ["en"] * m, [0] * m, [0] * m, [0] * m, [1] * m)
             # As the hash pass writes them: one row group per bucket, sorted by key.
             write_grouped(storage, ctx.path(storage, "bands", f"{f:06d}.parquet"), table, "bucket", "key")
@@ -198,13 +231,14 @@ def _print(index: str, label: str, r: dict) -> None:
           f"crowded keys {r['crowded_keys']}", flush=True)
 
 
-def through_index(hashes: np.ndarray, copies: np.ndarray, limit: int) -> None:
-    """The transformed copies within the distance that the index of a run of N images compares at all."""
-    close = distances(hashes, copies) <= limit
+def through_index(hashes: np.ndarray, copies: np.ndarray, limit: int, confirm: int) -> None:
+    """The transformed copies within the distances (pHash, dHash: the last axis) that the index of a run of N
+    images compares at all."""
+    close = (distances(hashes[:, 0], copies[:, 0]) <= limit) & (distances(hashes[:, 1], copies[:, 1]) <= confirm)
     for n in (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000):
         for index in ("exact", "sampled"):
             masks = DecontamSettings(near_duplicates={"index": index}).masks(n)
-            differ = hashes ^ copies
+            differ = hashes[:, 0] ^ copies[:, 0]
             shared = ((differ[:, None] & masks[None, :]) == 0).any(axis=1)
             print(f"  N={n:11d} {index:7s} ({len(masks):3d} bands): {(close & shared).mean():.3f} of the copies found")
 
@@ -213,7 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     q = sub.add_parser("quality")
-    q.add_argument("--pictures", type=int, default=300)
+    q.add_argument("--pictures", type=int, default=400)
     h = sub.add_parser("hashing")
     h.add_argument("--images", type=int, default=400)
     m = sub.add_parser("matching")
