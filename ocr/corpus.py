@@ -14,6 +14,10 @@ rerun or an audit can tell that every sample was seen exactly once. Columns (:da
 ``image_size``     byte length of the image
 ``image_format``   ``jpg``, ``png``... (the tar member's extension)
 ``image_sha256``   hex sha256 of the image bytes
+``image_phash``    the picture's 64-bit pHash as a signed int64 (``pipelines.phash.to_signed``), computed by
+                   the OCR actor from the picture it decoded, in a run that decontaminates; null otherwise,
+                   and when the image does not decode; absent from corpus files of older runs
+``image_dhash``    its dHash, likewise (``pipelines.phash.hashes_of``)
 ``url``            where img2dataset fetched the image
 ``width, height``  pixels (0 when the image could not be decoded)
 ``lines``          kept lines in reading order: ``{text, quad: [[x, y] x4] pixels, score}``
@@ -53,6 +57,8 @@ SCHEMA = pa.schema(
         ("image_size", pa.int64()),
         ("image_format", pa.string()),
         ("image_sha256", pa.string()),
+        ("image_phash", pa.int64()),
+        ("image_dhash", pa.int64()),
         ("url", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),

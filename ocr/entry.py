@@ -49,7 +49,7 @@ class OcrRun(StageContext):
     transcribe_prompts: dict[str, list[str]] = field(default_factory=dict)
     scripts: dict[str, list[str]] = field(default_factory=dict)
     sources: tuple[OcrInput, ...] = ()
-    perceptual_hash: bool = False  # each image's pHash where its task table reads it (a run that decontaminates)
+    perceptual_hash: bool = False  # each image's hashes where the OCR actor decodes it (a run that decontaminates)
 
 
 def run(ctx: OcrRun) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def run(ctx: OcrRun) -> dict[str, Any]:
         if source.language == "auto":  # PDF pages: each in the language its text is written in, by script
             scripts = {"en": ["Latin"], **ctx.scripts}
         stats = run_ocr_stage(ctx.root, source.raw, source.ocr_language, ctx.engine,
-                              storage_options=ctx.options, scripts=scripts)
+                              storage_options=ctx.options, scripts=scripts, perceptual_hash=ctx.perceptual_hash)
         settings = OcrTaskSettings(**ctx.style.model_dump(), task=source.task, seed=ctx.seed, prompts=ctx.prompts)
         write_ocr_task_tables(ctx.root, source.raw, source.name, settings, storage_options=ctx.options,
                               perceptual_hash=ctx.perceptual_hash)

@@ -2,7 +2,8 @@
 
 :func:`ocr_shard` streams the shard's samples, hands the engine ``batch_size`` images at a time
 (only those bytes are in memory at once) and returns the shard's corpus table, one row per sample,
-dropped ones included (see :mod:`ocr.corpus`).
+dropped ones included (see :mod:`ocr.corpus`). In a run that decontaminates it also hashes each picture
+it decoded for the engine (``image_phash``, ``image_dhash``), so no later stage decodes it again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.languages import language_of, profile
+from pipelines.phash import SIDE, hashes_of, to_signed
 from pipelines.storage import Storage
 
 from . import corpus
@@ -50,15 +52,44 @@ def raw_samples(storage: Storage, source: str, shard: str) -> Iterator[dict]:
             }
 
 
-def decode_rgb(data: bytes) -> np.ndarray | None:
-    """The image as an HxWx3 uint8 RGB array, or None when the bytes are not a decodable image."""
+def decode(data: bytes, hash_images: bool = False) -> tuple[np.ndarray, tuple[int, int] | None] | None:
+    """The image as an HxWx3 uint8 RGB array and, with ``hash_images``, its perceptual hashes from this one
+    decode (:func:`picture_hashes`; a run that decontaminates); None when the bytes are not a decodable
+    image. The hashes are None when the picture decodes but does not hash."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as img:
+            scale = draft_scale(img) if hash_images else 1  # read before load() drops the JPEG's tile
             img.load()
-            return np.asarray(img.convert("RGB"))
+            pixels = np.asarray(img.convert("RGB"))
+            return pixels, (picture_hashes(img, scale) if hash_images else None)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def draft_scale(img) -> int:
+    """The power of two (1, 2, 4 or 8) by which Pillow's draft mode decodes this opened, not yet loaded
+    JPEG when :func:`pipelines.phash.hashes` hashes its bytes (at least :data:`~pipelines.phash.SIDE`
+    pixels a side); 1 for other formats, which that decodes in full."""
+    from PIL.JpegImagePlugin import JpegImageFile
+
+    if not isinstance(img, JpegImageFile) or len(img.tile) != 1:
+        return 1
+    fits = min(img.width // SIDE, img.height // SIDE)
+    return next((s for s in (8, 4, 2) if fits >= s), 1)
+
+
+def picture_hashes(img, scale: int = 1) -> tuple[int, int] | None:
+    """The (pHash, dHash) of a fully decoded picture, as :func:`pipelines.phash.hashes` makes them from its
+    bytes: grey, first reduced by ``scale`` (:func:`draft_scale`: the reduced decode that takes of a JPEG),
+    then :func:`~pipelines.phash.hashes_of`. Without that first step a JPEG text line of 908x193 pixels
+    hashed 22 bits away from its bytes' hashes (hashed at 303x65 from the full picture, at 454x97 from the
+    draft); with it, mostly within 2 bits (ocr/README.md, "Perceptual hashes"). None when the picture does not hash."""
+    try:
+        grey = img.convert("L")
+        return hashes_of(grey.reduce(scale) if scale > 1 else grey)
+    except (OSError, ValueError):
         return None
 
 
@@ -73,25 +104,31 @@ def text_language(text: str, language: str, scripts: dict[str, list[str]] | None
 
 
 def ocr_batch(samples: list[dict], engine, settings: OcrSettings, source: str, language: str,
-              scripts: dict[str, list[str]] | None = None) -> list[dict]:
+              scripts: dict[str, list[str]] | None = None, hash_images: bool = False) -> list[dict]:
     """Corpus rows of ``samples``: the decodable images read by ``engine`` in one call, then filtered;
-    each row in ``language``, or with ``scripts`` in the language of its text (:func:`text_language`)."""
-    images, readable = [], []
+    each row in ``language``, or with ``scripts`` in the language of its text (:func:`text_language`).
+    ``hash_images`` (a run that decontaminates): each row's ``image_phash`` / ``image_dhash``, from the
+    picture decoded for the engine (null when it does not decode)."""
+    images, readable, hashed = [], [], {}
     for i, sample in enumerate(samples):
-        img = decode_rgb(sample["image"])
-        if img is not None:
-            images.append(img)
+        decoded = decode(sample["image"], hash_images)
+        if decoded is not None:
+            images.append(decoded[0])
             readable.append(i)
+            hashed[i] = decoded[1]
     results = dict(zip(readable, engine.read(images) if images else [], strict=True))
     info = engine.info
     rows = []
     for i, sample in enumerate(samples):
         data = sample.pop("image")
+        phash, dhash = hashed.get(i) or (None, None)
         row = {
             **sample,
             "source": source,
             "language": language,
             "image_sha256": hashlib.sha256(data).hexdigest(),
+            "image_phash": to_signed(phash),
+            "image_dhash": to_signed(dhash),
             "width": 0,
             "height": 0,
             "lines": [],
@@ -127,17 +164,17 @@ def ocr_batch(samples: list[dict], engine, settings: OcrSettings, source: str, l
 
 def ocr_shard(
     storage: Storage, source: str, shard: str, language: str, settings: OcrSettings, engine,
-    scripts: dict[str, list[str]] | None = None,
+    scripts: dict[str, list[str]] | None = None, hash_images: bool = False,
 ) -> pa.Table:
-    """The corpus table of one raw shard, OCRed ``settings.batch_size`` images at a time (``scripts``:
-    see :func:`ocr_batch`)."""
+    """The corpus table of one raw shard, OCRed ``settings.batch_size`` images at a time (``scripts``,
+    ``hash_images``: see :func:`ocr_batch`)."""
     rows: list[dict] = []
     batch: list[dict] = []
     for sample in raw_samples(storage, source, shard):
         batch.append(sample)
         if len(batch) == settings.batch_size:
-            rows += ocr_batch(batch, engine, settings, source, language, scripts)
+            rows += ocr_batch(batch, engine, settings, source, language, scripts, hash_images)
             batch = []
     if batch:
-        rows += ocr_batch(batch, engine, settings, source, language, scripts)
+        rows += ocr_batch(batch, engine, settings, source, language, scripts, hash_images)
     return pa.Table.from_pylist(rows, schema=corpus.SCHEMA)

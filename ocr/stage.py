@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OcrContext(StageContext):
-    """Where the storage root is (:class:`StageContext`); shipped to every actor. OCR needs no more."""
+    """Where the storage root is (:class:`StageContext`); shipped to every actor. ``perceptual_hash`` (a run
+    that decontaminates): each actor hashes the pictures it decodes for OCR into the corpus."""
+
+    perceptual_hash: bool = False
 
 
 class OcrStage(ActorStage):
@@ -76,7 +79,8 @@ class OcrStage(ActorStage):
         from .shard import ocr_shard
 
         storage = ctx.storage()
-        table = ocr_shard(storage, self.source, unit.name, self.language, self.settings, engine, self.scripts)
+        table = ocr_shard(storage, self.source, unit.name, self.language, self.settings, engine, self.scripts,
+                          hash_images=ctx.perceptual_hash)
         corpus.write_shard(storage, self.source, unit.name, table)
         drops = Counter(r for r in table.column("drop_reason").to_pylist() if r is not None)
         log.info("OCR %s: shard %s done (%d images)", self.source, unit.name, table.num_rows)
@@ -99,6 +103,7 @@ def run_ocr_stage(
     settings: OcrSettings | None = None,
     storage_options: dict | None = None,
     scripts: dict[str, list[str]] | None = None,
+    perceptual_hash: bool = False,
 ) -> dict:
     """OCR every complete, unfinished raw shard of ``source``; returns the stage stats.
 
@@ -108,6 +113,8 @@ def run_ocr_stage(
     each image is labelled with the language whose scripts write most of the text read, and
     ``language`` only when the text has no letter of any of them (:func:`ocr.shard.text_language`). The units run
     on the Ray the caller started or joined (``pipelines.runtime.ensure_ray``), in this process if none.
+    ``perceptual_hash`` (a run that decontaminates): each image's hashes, from the picture decoded for OCR,
+    in the corpus (``image_phash``, ``image_dhash``); shards finished earlier are not redone for them.
 
     >>> stats = run_ocr_stage("/data/mix", "wukong", "zh", OcrSettings(concurrency=4))  # doctest: +SKIP
     >>> stats["dropped"]  # doctest: +SKIP
@@ -118,7 +125,8 @@ def run_ocr_stage(
     shards, pending = pending_shards(storage, source)
     log.info("OCR %s: %d complete raw shards, %d to do", source, len(shards), len(pending))
     started = time.time()
-    report = execute(OcrStage(source, language, settings, scripts), OcrContext(root, dict(storage_options or {})))
+    ctx = OcrContext(root, dict(storage_options or {}), perceptual_hash=perceptual_hash)
+    report = execute(OcrStage(source, language, settings, scripts), ctx)
     nodes = report.counters.tallies.get("nodes", Counter())
     return corpus.write_stage_stats(
         storage,

@@ -126,6 +126,17 @@ def ocr_task_records(table: pa.Table, dataset: str, settings: OcrTaskSettings | 
     ]
 
 
+def corpus_hashes(table: pa.Table) -> dict[str, tuple[int, int]]:
+    """key -> (pHash, dHash) as unsigned 64-bit integers, for the rows of an OCR corpus table that carry both;
+    none for a corpus written without the columns (an older run)."""
+    if "image_phash" not in table.column_names or "image_dhash" not in table.column_names:
+        return {}
+    rows = zip(table.column("key").to_pylist(), table.column("image_phash").to_pylist(),
+               table.column("image_dhash").to_pylist(), strict=True)
+    mask = (1 << 64) - 1
+    return {key: (phash & mask, dhash & mask) for key, phash, dhash in rows if phash is not None and dhash is not None}
+
+
 def write_ocr_task_tables(
     root: str,
     source: str,
@@ -137,7 +148,9 @@ def write_ocr_task_tables(
     """Write ``<root>/tasks/<dataset>/<shard>.parquet`` for every finished OCR corpus shard of ``source``.
 
     The OCR drop counters of each shard travel into its task table's metadata. ``perceptual_hash`` (a run
-    that decontaminates): each image's pHash, from the bytes read here to join the conversations.
+    that decontaminates): each image's hashes, those the OCR actor made from the picture it decoded
+    (the corpus's ``image_phash`` / ``image_dhash``), so no image is decoded again; for rows without them (a
+    corpus of an older run, written without the columns), from the bytes read here to join the conversations.
     """
     from pipelines.layout.conversations import ConversationRecord, write_conversation_table
     from pipelines.storage import Storage
@@ -147,8 +160,9 @@ def write_ocr_task_tables(
     written = []
     for shard in sorted(corpus.finished_shards(storage, source)):
         table = corpus.read_shard(storage, source, shard)
+        known = corpus_hashes(table)
         records = {
-            r["key"]: ConversationRecord(r["key"], r["language"], r["conversations"])
+            r["key"]: ConversationRecord(r["key"], r["language"], r["conversations"], known.get(r["key"]))
             for r in ocr_task_records(table, dataset, settings)
         }
         drops = corpus.shard_stats(table)["dropped"]
