@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.languages import language_of, profile
-from pipelines.phash import SIDE, hashes_of, to_signed
+from pipelines.phash import draft_scale, hashes_of, to_signed
 from pipelines.storage import Storage
 
 from . import corpus
@@ -54,7 +54,8 @@ def raw_samples(storage: Storage, source: str, shard: str) -> Iterator[dict]:
 
 def decode(data: bytes, hash_images: bool = False) -> tuple[np.ndarray, tuple[int, int] | None] | None:
     """The image as an HxWx3 uint8 RGB array and, with ``hash_images``, its perceptual hashes from this one
-    decode (:func:`picture_hashes`; a run that decontaminates); None when the bytes are not a decodable
+    decode (:func:`pipelines.phash.hashes_of`, reduced as the draft decode of its bytes would be: the hashes
+    its bytes give; a run that decontaminates); None when the bytes are not a decodable
     image. The hashes are None when the picture decodes but does not hash."""
     from PIL import Image
 
@@ -63,32 +64,14 @@ def decode(data: bytes, hash_images: bool = False) -> tuple[np.ndarray, tuple[in
             scale = draft_scale(img) if hash_images else 1  # read before load() drops the JPEG's tile
             img.load()
             pixels = np.asarray(img.convert("RGB"))
-            return pixels, (picture_hashes(img, scale) if hash_images else None)
+            return pixels, (_hashes(img, scale) if hash_images else None)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 
-def draft_scale(img) -> int:
-    """The power of two (1, 2, 4 or 8) by which Pillow's draft mode decodes this opened, not yet loaded
-    JPEG when :func:`pipelines.phash.hashes` hashes its bytes (at least :data:`~pipelines.phash.SIDE`
-    pixels a side); 1 for other formats, which that decodes in full."""
-    from PIL.JpegImagePlugin import JpegImageFile
-
-    if not isinstance(img, JpegImageFile) or len(img.tile) != 1:
-        return 1
-    fits = min(img.width // SIDE, img.height // SIDE)
-    return next((s for s in (8, 4, 2) if fits >= s), 1)
-
-
-def picture_hashes(img, scale: int = 1) -> tuple[int, int] | None:
-    """The (pHash, dHash) of a fully decoded picture, as :func:`pipelines.phash.hashes` makes them from its
-    bytes: grey, first reduced by ``scale`` (:func:`draft_scale`: the reduced decode that takes of a JPEG),
-    then :func:`~pipelines.phash.hashes_of`. Without that first step a JPEG text line of 908x193 pixels
-    hashed 22 bits away from its bytes' hashes (hashed at 303x65 from the full picture, at 454x97 from the
-    draft); with it, mostly within 2 bits (ocr/README.md, "Perceptual hashes"). None when the picture does not hash."""
+def _hashes(img, scale: int) -> tuple[int, int] | None:
     try:
-        grey = img.convert("L")
-        return hashes_of(grey.reduce(scale) if scale > 1 else grey)
+        return hashes_of(img, scale)
     except (OSError, ValueError):
         return None
 

@@ -34,11 +34,10 @@ import pyarrow.dataset as pads
 # The packages measured: this checkout's, or another revision's (``matching --against``).
 sys.path.insert(0, os.environ.get("VLMIX_BENCH_CODE") or str(Path(__file__).resolve().parents[2]))
 
-from decontam.context import DecontamContext, write_grouped  # noqa: E402
+from decontam.context import BANDS, DecontamContext, write_grouped  # noqa: E402
 from decontam.index import HashTables, band_rows  # noqa: E402
 from decontam.match import MatchBuckets  # noqa: E402
 from decontam.phash import distances  # noqa: E402
-from decontam.phash import hashes as image_hashes  # noqa: E402
 from decontam.settings import DecontamSettings  # noqa: E402
 from pipelines.stage import execute  # noqa: E402
 from pipelines.storage import Storage  # noqa: E402
@@ -47,6 +46,8 @@ from tests.decontam.images import TRANSFORMS, encode, picture  # noqa: E402
 
 def quality(args) -> None:
     from scipy.stats import norm
+
+    from decontam.phash import hashes as image_hashes
 
     settings = DecontamSettings().near_duplicates
     limit, confirm = settings.max_distance, settings.confirm_distance
@@ -205,7 +206,9 @@ def _measure(index: str, n: int) -> dict:
         for f in range(files):
             chunk = np.stack([hashes, confirm], axis=1)[f * per_file:(f + 1) * per_file]
             m = len(chunk)
-            table = band_rows(ctx, [tuple(h) for h in chunk.tolist()], [f] * m, list(range(m)), ids[f * per_file:f * per_file + m],
+            # A revision before the dHash (``--against``) takes the pHashes alone.
+            given = [tuple(h) for h in chunk.tolist()] if "confirm" in BANDS.names else chunk[:, 0].tolist()
+            table = band_rows(ctx, given, [f] * m, list(range(m)), ids[f * per_file:f * per_file + m],
                               ["c"] * m, ["en"] * m, [0] * m, [0] * m, [0] * m, [1] * m)
             # As the hash pass writes them: one row group per bucket, sorted by key.
             write_grouped(storage, ctx.path(storage, "bands", f"{f:06d}.parquet"), table, "bucket", "key")
