@@ -129,3 +129,19 @@ def test_without_decontamination_the_ocr_and_pdf_tables_carry_no_hash(tmp_path):
     execute(CaptionTranscriptions("synthdog", "synthdog", "ocr_small", "en"), ctx)
     assert _phashes(tmp_path / "tasks" / "synthdog" / "00000.parquet") == [None]
     assert PdfSettings().perceptual_hash is False
+
+
+def test_a_table_from_before_the_dhash_is_hashed_again_by_the_stage(tmp_path):
+    """A task table written by the version that stored the pHash alone: the stage cannot confirm a match
+    without the dHash, so it reads and hashes that table's images, and still finds the copy."""
+    web, coco = _records([1, 2], 90), _records([2], 60)
+    write_raw_shard(tmp_path, "web", "00000", web)
+    write_raw_shard(tmp_path, "coco", "00000", coco)
+    for name in ("web", "coco"):
+        build_task_samples(config_source(name=name, kind="url_list", task="captioning", language="en"), str(tmp_path),
+                           TaskSettings(seed=1, perceptual_hash=True))
+    old = tmp_path / "tasks" / "coco" / "00000.parquet"
+    table = pq.read_table(old)
+    pq.write_table(table.drop_columns(["image_dhash"]).replace_schema_metadata(table.schema.metadata), old)
+    summary = run_decontam(tmp_path, DecontamSettings(near_duplicates={"scope": "image"}), order=["web", "coco"])
+    assert summary["removed"] == {"coco": {"near_duplicate": 1}, "web": {}}
