@@ -10,6 +10,7 @@ as a team's cache holds what earlier runs translated: the tiny model's own answe
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,17 +46,25 @@ def test_the_shipped_pretrain_config_runs_on_every_dataset_in_its_published_form
 
     model = build_tiny_model(tmp_path / "tiny-chat")
     with make_pretrain_inputs(tmp_path / "data", per_source=6, seed=0) as inputs:
+        # The config's decontaminate block, uncommented, against an evaluation set that holds three of
+        # LAION-EN's pictures (a folder of images, no questions).
+        held_out = tmp_path / "eval"
+        held_out.mkdir()
+        for picture in sorted((Path(inputs.data_dir) / "_web" / "laion_en").glob("*.jpg"))[:3]:
+            shutil.copy(picture, held_out / picture.name)
         overrides = [
             f"paths.data={inputs.data_dir}", f"storage.root={tmp_path / 'root'}", "ray.address=null",
             f"translation.model={model}", "translation.concurrency=8",
             "download.timeout_s=3", "download.samples_per_shard=16", "download.threads_per_worker=8",
             "mixture.total_samples=600", "shards.max_samples=200",
+            f"decontaminate={{near_duplicates: {{max_distance: 10, confirm_distance: 16}}, "
+            f"evaluation_sets: [{{name: held_out, format: folder, path: {held_out}}}]}}",
         ]
         config = load_config(PRETRAIN, overrides=overrides)
         _fill_translation_cache(config, inputs.translations)
         records = build_pretrain_mix(config=str(PRETRAIN), overrides=overrides)
 
-    assert list(records) == ["download", "pdf", "ocr", "translate", "tasks", "mix"]
+    assert list(records) == ["download", "pdf", "ocr", "translate", "tasks", "decontam", "mix"]
     manifest = json.loads((tmp_path / "root" / "shards" / "manifest.json").read_text())
     datasets = manifest["sources"]
     for source in config.sources:
@@ -70,3 +79,19 @@ def test_the_shipped_pretrain_config_runs_on_every_dataset_in_its_published_form
     # Dropped URL-list rows are counted by reason, not lost: LAION-multi's other languages, unsafe rows.
     download = manifest["drops"]["download"]
     assert download["laion_zh"]["filtered"].get("language_not_kept", 0) > 0
+    # Decontamination: every stage that read an image hashed it there (the task stage, the OCR actor, the PDF
+    # stage, the transcriptions, the translated variants), so the decontam stage decoded none; the held-out
+    # pictures are taken out of LAION-EN (and its translated variant) and listed for audit.
+    import pyarrow.parquet as pq
+
+    for table in sorted((tmp_path / "root" / "tasks").glob("*/*.parquet")):
+        hashes = pq.read_table(table, columns=["image_phash", "image_dhash"])
+        assert hashes["image_dhash"].null_count == 0 and hashes["image_phash"].null_count == 0, table
+    for corpus in sorted((tmp_path / "root" / "ocr").glob("*/*.parquet")):
+        rows = pq.read_table(corpus, columns=["image_phash", "drop_reason"]).to_pylist()
+        assert all(row["image_phash"] is not None for row in rows if row["drop_reason"] != "undecodable_image"), corpus
+    decontam = manifest["drops"]["decontam"]
+    assert decontam["laion_en"]["contamination"] >= 1, decontam
+    audit = pq.read_table(tmp_path / "root" / "decontam" / "contamination.parquet").to_pylist()
+    assert {row["eval_set"] for row in audit} == {"held_out"}
+    assert {row["eval_item"] for row in audit} <= {picture.name for picture in held_out.iterdir()}
