@@ -4,6 +4,7 @@ samples from a tiny copy in its published format, with only the data and storage
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -60,9 +61,26 @@ def _no_preset_copies(data: Path) -> None:
         (folder / jsonl).write_text(json.dumps(line) + "\n")
 
 
+def _decontaminate_block() -> dict:
+    """The config's commented-out ``decontaminate`` block, as a user uncomments it."""
+    import yaml
+
+    lines = FINETUNE.read_text().splitlines()
+    start = lines.index("# decontaminate:")
+    block = [lines[start]] + [line for line in lines[start + 1:] if line.startswith("#   ") or line.startswith("#    ")]
+    taken = []
+    for line in block:
+        if not line.startswith("#"):
+            break
+        taken.append(line[2:])
+    return yaml.safe_load("\n".join(taken))["decontaminate"]
+
+
 def test_the_config_builds_every_group_into_the_shards_from_published_copies(tmp_path):
-    """Task tables from every source's published copy, then the repeat_time mixture and its shards.
-    No translation here (it needs vLLM): the en&zh sources give their English half."""
+    """Task tables from every source's published copy, then the config's decontaminate block (against an
+    evaluation set holding one of ChartQA's training charts), then the repeat_time mixture and its
+    shards. No translation here (it needs vLLM): the en&zh sources give their English half."""
+    from decontam import DecontamSettings, run_decontam
     from flows.assemble import task_settings
     from shards import ShardSettings, mix_and_write, verify
     from tasks.build import build_task_samples
@@ -75,9 +93,17 @@ def test_the_config_builds_every_group_into_the_shards_from_published_copies(tmp
         pretrain_published.write(name, data, n=2)
     _no_preset_copies(data)
     write_laion_gpt4v(data, tmp_path / "root")  # a URL list: its raw shard stands for the download stage
+    block = _decontaminate_block()
+    DecontamSettings.model_validate(block)  # the shipped block as it stands
+    leaked = tmp_path / "eval" / "charts"
+    leaked.mkdir(parents=True)
+    for chart in sorted((data / "chartqa" / "train" / "png").glob("*.png"))[:1]:
+        shutil.copy(chart, leaked / chart.name)
+    block["evaluation_sets"] = [{"name": "chartqa_test", "format": "folder", "path": str(leaked)}]
     # The tiny copies carry their awkward records in a handful: most of some are dropped on purpose.
     config = load_config(FINETUNE, overrides=[f"paths.data={data}", f"storage.root={tmp_path / 'root'}",
-                                              "ray.address=null", "mixture.min_kept_share=0"])
+                                              "ray.address=null", "mixture.min_kept_share=0",
+                                              f"decontaminate={json.dumps(block)}"])
     settings = task_settings(config)
     built = {}
     for source in config.sources:
@@ -86,6 +112,9 @@ def test_the_config_builds_every_group_into_the_shards_from_published_copies(tmp
         built[source.name] = build_task_samples(source.model_copy(update={"translate_to": []}),
                                                 config.storage.root, settings).samples
     assert [name for name, samples in built.items() if not samples] == []
+    summary = run_decontam(config.storage.root, config.decontaminate, order=[source.name for source in config.sources])
+    # The chart leaves ChartQA; nothing else goes (near-duplicate removal is off in the block).
+    assert {name: reasons for name, reasons in summary["removed"].items() if reasons} == {"chartqa": {"contamination": 1}}
     manifest = mix_and_write(config.storage.root, tmp_path / "shards", mix_settings(config),
                              ShardSettings(max_samples=200, report=False))
     assert {task for task, stats in manifest["tasks"].items() if stats["samples"]} == set(TABLE_1B)
@@ -93,4 +122,5 @@ def test_the_config_builds_every_group_into_the_shards_from_published_copies(tmp
     assert manifest["sources"]["wikipedia"]["samples"] == 0
     assert all(stats["samples"] == stats["available"] for name, stats in manifest["sources"].items()
                if name not in config.mixture.repeat_time)
+    assert manifest["sources"]["chartqa"]["contamination_removed"] == 1
     assert verify(tmp_path / "shards").ok
