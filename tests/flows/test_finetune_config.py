@@ -12,6 +12,7 @@ import pytest
 
 from flows.assemble import mix_settings
 from flows.config import ConfigError, load_config
+from tests.commented import commented_section
 
 REPO = Path(__file__).resolve().parents[2]
 FINETUNE = REPO / "configs" / "finetune.yaml"
@@ -61,21 +62,6 @@ def _no_preset_copies(data: Path) -> None:
         (folder / jsonl).write_text(json.dumps(line) + "\n")
 
 
-def _decontaminate_block() -> dict:
-    """The config's commented-out ``decontaminate`` block, as a user uncomments it."""
-    import yaml
-
-    lines = FINETUNE.read_text().splitlines()
-    start = lines.index("# decontaminate:")
-    block = [lines[start]] + [line for line in lines[start + 1:] if line.startswith("#   ") or line.startswith("#    ")]
-    taken = []
-    for line in block:
-        if not line.startswith("#"):
-            break
-        taken.append(line[2:])
-    return yaml.safe_load("\n".join(taken))["decontaminate"]
-
-
 def test_the_config_builds_every_group_into_the_shards_from_published_copies(tmp_path):
     """Task tables from every source's published copy, then the config's decontaminate block (against an
     evaluation set holding one of ChartQA's training charts), then the repeat_time mixture and its
@@ -93,7 +79,7 @@ def test_the_config_builds_every_group_into_the_shards_from_published_copies(tmp
         pretrain_published.write(name, data, n=2)
     _no_preset_copies(data)
     write_laion_gpt4v(data, tmp_path / "root")  # a URL list: its raw shard stands for the download stage
-    block = _decontaminate_block()
+    block = commented_section(FINETUNE, "decontaminate")
     DecontamSettings.model_validate(block)  # the shipped block as it stands
     leaked = tmp_path / "eval" / "charts"
     leaked.mkdir(parents=True)

@@ -39,26 +39,30 @@ def _fill_translation_cache(config, memory: dict[str, dict[str, str]]) -> None:
 
 def test_the_shipped_pretrain_config_runs_on_every_dataset_in_its_published_format(tmp_path, prefect_ephemeral,
                                                                                      local_ray):
+    from decontam import DecontamSettings
     from flows.build_pretrain_mix import build_pretrain_mix
     from flows.config import load_config
     from shards import verify
+    from tests.commented import commented_section
     from translate.tiny_model import build_tiny_model
 
     model = build_tiny_model(tmp_path / "tiny-chat")
     with make_pretrain_inputs(tmp_path / "data", per_source=6, seed=0) as inputs:
         # The config's decontaminate block, uncommented, against an evaluation set that holds three of
-        # LAION-EN's pictures (a folder of images, no questions).
+        # LAION-EN's pictures (a folder of images, no questions) instead of its own.
+        block = commented_section(PRETRAIN, "decontaminate")
+        DecontamSettings.model_validate(block)  # the shipped block as it stands
         held_out = tmp_path / "eval"
         held_out.mkdir()
         for picture in sorted((Path(inputs.data_dir) / "_web" / "laion_en").glob("*.jpg"))[:3]:
             shutil.copy(picture, held_out / picture.name)
+        block["evaluation_sets"] = [{"name": "held_out", "format": "folder", "path": str(held_out)}]
         overrides = [
             f"paths.data={inputs.data_dir}", f"storage.root={tmp_path / 'root'}", "ray.address=null",
             f"translation.model={model}", "translation.concurrency=8",
             "download.timeout_s=3", "download.samples_per_shard=16", "download.threads_per_worker=8",
             "mixture.total_samples=600", "shards.max_samples=200",
-            f"decontaminate={{near_duplicates: {{max_distance: 10, confirm_distance: 16}}, "
-            f"evaluation_sets: [{{name: held_out, format: folder, path: {held_out}}}]}}",
+            f"decontaminate={json.dumps(block)}",
         ]
         config = load_config(PRETRAIN, overrides=overrides)
         _fill_translation_cache(config, inputs.translations)
