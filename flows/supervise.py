@@ -14,6 +14,10 @@
    left of the run (SIGTERM, then SIGKILL), gives the lease back and exits 143 (SIGTERM) or 130
    (SIGINT) with one line naming the stage it stopped in.
 
+Like the launcher (:mod:`flows.local`), the supervisor adopts the orphans of what runs below it
+(:func:`flows.processes.become_subreaper`): a Ray node's agents whose raylet was stopped first end
+up below it, not with init, and the last sweep (:func:`flows.processes.stop_below`) stops them too.
+
 Units a stage completed are on storage; a rerun of the same command skips them and resumes.
 """
 
@@ -81,6 +85,7 @@ def supervise(argv: list[str], root: str, options: dict) -> int:
         stop["signal"] = stop["signal"] or signum
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    processes.become_subreaper()  # what dies below the run leaves its orphans here, where the last sweep finds them
     work = Path(tempfile.mkdtemp(prefix=f"vlmix-run-{tag}-"))
     progress = Path(os.environ.get("VLMIX_PROGRESS_FILE") or work / "progress.jsonl")
     env = {**os.environ, CHILD_ENV: "1", processes.TAG_ENV: tag, "VLMIX_PROGRESS_FILE": str(progress)}
@@ -111,6 +116,7 @@ def supervise(argv: list[str], root: str, options: dict) -> int:
         if child is not None and child.poll() is None:
             child.kill()
             child.wait()
+        processes.stop_below(keep={guardian.pid}, grace_s=KILL_GRACE_S)  # and any orphan of theirs, tagged or not
         lease.release()
         guardian.terminate()  # the run is stopped: nothing for it to do
         guardian.wait()
