@@ -21,6 +21,7 @@ from decontam.keys import keys as index_keys
 from decontam.phash import hashes as image_hashes
 from decontam.text import hashes
 from pipelines.layout.raw import resolve_uri
+from pipelines.phash import to_unsigned
 from pipelines.stage import Counters, Stage, Unit
 from pipelines.storage import Storage
 
@@ -182,8 +183,8 @@ def _images_wanted(ctx: DecontamContext) -> bool:
 
 def _stored_hashes(table: pa.Table) -> list[list[tuple[int, int]] | None]:
     """Each row's (pHash, dHash) per image as the stage that read the images stored them (int64), or None."""
-    mask = 0xFFFFFFFFFFFFFFFF
-    return [None if p is None or d is None or len(p) != len(d) else [(a & mask, b & mask) for a, b in zip(p, d, strict=True)]
+    return [None if p is None or d is None or len(p) != len(d) else
+            [(to_unsigned(a), to_unsigned(b)) for a, b in zip(p, d, strict=True)]
             for p, d in zip(table["image_phash"].to_pylist(), table["image_dhash"].to_pylist(), strict=True)]
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipelines._model import ConfigModel
+from pipelines.phash import to_unsigned
 
 from . import corpus
 from .prompts import pool
@@ -133,8 +134,8 @@ def corpus_hashes(table: pa.Table) -> dict[str, tuple[int, int]]:
         return {}
     rows = zip(table.column("key").to_pylist(), table.column("image_phash").to_pylist(),
                table.column("image_dhash").to_pylist(), strict=True)
-    mask = (1 << 64) - 1
-    return {key: (phash & mask, dhash & mask) for key, phash, dhash in rows if phash is not None and dhash is not None}
+    return {key: (to_unsigned(phash), to_unsigned(dhash)) for key, phash, dhash in rows
+            if phash is not None and dhash is not None}
 
 
 def write_ocr_task_tables(

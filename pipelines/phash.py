@@ -121,3 +121,7 @@ def to_signed(value: int | None) -> int | None:
     """A 64-bit hash as the int64 a Parquet column holds (the same bits)."""
     return None if value is None else value - (1 << 64) if value >= 1 << 63 else value
 
+
+def to_unsigned(value: int | None) -> int | None:
+    """A hash read back from a Parquet int64 column (:func:`to_signed`) as its unsigned 64 bits."""
+    return None if value is None else value & 0xFFFFFFFFFFFFFFFF
